@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Create/refresh the project's environment: .venv from requirements.txt (+ this package,
+# editable) and the system tools (ffmpeg/ffprobe for musdb/stempeg, fluidsynth and a GM
+# soundfont for the MIDI renderer). Idempotent: a stamp skips pip when nothing changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+venv=${VENV:-.venv}
+python=${PYTHON:-python3}
+
+need_apt=()
+command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || need_apt+=(ffmpeg)
+command -v fluidsynth >/dev/null 2>&1 || need_apt+=(fluidsynth)
+[ -e /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || [ -e /usr/share/sounds/sf2/default-GM.sf2 ] \
+  || need_apt+=(fluid-soundfont-gm)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing system packages: ${need_apt[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  else
+    echo "setup: missing system packages: ${need_apt[*]}" >&2
+    echo "setup: install them first, e.g.: sudo apt-get install ${need_apt[*]}" >&2
+    echo "setup: (ffmpeg is required; fluidsynth and fluid-soundfont-gm only for MIDI rendering)" >&2
+    command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || exit 1
+  fi
+fi
+
+if [ ! -x "$venv/bin/python" ]; then
+  echo "setup: creating $venv with $($python --version 2>&1)"
+  "$python" -m venv "$venv"
+fi
+stamp="$venv/.asteroid_frugal.stamp"
+want=$(cat requirements.txt pyproject.toml | sha256sum | cut -c1-16)
+if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
+  echo "setup: installing Python packages into $venv (first time: a few minutes, ~5 GB with CUDA libraries)"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check -r requirements.txt 2>&1 | grep -v "^WARNING: Location" || true
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e . 2>&1 | grep -v "^WARNING: Location" || true
+  "$venv/bin/python" -c "import torch, torchaudio, asteroid, pytorch_lightning, musdb, museval, soundfile, asteroid_frugal" \
+    || { echo "setup: the environment in $venv is broken (see above)" >&2; exit 1; }
+  echo "$want" > "$stamp"
+fi

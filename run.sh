@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# asteroid-frugal: Kaldi/Asteroid-style staged recipe for
+# "A frugal approach to music source separation" (original TasNet, target-vs-rest models).
+#
+#   ./run.sh                                   # whole recipe on the built-in corpus (demo scale)
+#   ./run.sh --musdb_root /data/musdb18        # MUSDB18 (.stem.mp4) or MUSDB18-HQ (wav), paper scale
+#   ./run.sh --stage 3 --tag vocals            # train (then evaluate, publish) the vocals model
+#   ./run.sh --egs egs/table2_excerpt_length   # a whole experiment of the paper (all variants)
+#
+# Stages: 0 data preparation, 1 extra data, 2 training-set shaping, 3 training,
+#         4 evaluation, 5 separation examples and publishing.
+# Every option below can be given as --name value (see ./run.sh --help).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+stage=0               # first stage to run
+stop_stage=5          # last stage to run
+tag=""                # experiment name (exp/<tag>); default: the target name
+target=""             # vocals | drums | bass; default: from --tag, else every name in $targets
+targets="vocals drums bass"  # models trained when neither --tag nor --target is given
+conf=conf.yml         # base config: the single source of defaults
+overlay=""            # config overlay file(s); default: egs/demo/conf.yml on the built-in corpus
+set=""                # space-separated config overrides, e.g. "training.epochs=5 training.batch_size=2"
+musdb_root=""         # MUSDB18 or MUSDB18-HQ root; empty = built-in procedurally generated corpus
+musdb_download=no     # yes: musdb's own 7 s sample download (needs internet)
+extra_roots=""        # space-separated extra-data folders (<song>/<source>.wav, or Slakh2100 roots)
+data_dir=data         # prepared data
+exp_dir=exp           # experiments
+egs=""                # run every variant of an egs/<experiment> folder, then collect its results
+devices=""            # training devices (Lightning): e.g. 1, 4, auto
+num_nodes=""          # training nodes (DDP)
+strategy=""           # Lightning strategy: auto, ddp, ...
+precision=""          # 32-true | bf16-mixed
+setup=yes             # create/refresh .venv and system tools before running
+python=.venv/bin/python
+
+__option_names="stage stop_stage tag target targets conf overlay set musdb_root musdb_download
+ extra_roots data_dir exp_dir egs devices num_nodes strategy precision setup python"
+. utils/parse_options.sh
+
+[ "$setup" = yes ] && local/setup_env.sh
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+
+if [ -n "$egs" ]; then  # a whole experiment: every variant, resumable, then its results table
+  exec "$python" local/run_egs.py --egs "$egs" --exp_dir "$exp_dir" --data_dir "$data_dir" \
+    --musdb_root "$musdb_root" --extra_roots "$extra_roots" --set "$set" \
+    --stage "$stage" --stop_stage "$stop_stage"
+fi
+
+if [ -z "$overlay" ] && [ -z "$musdb_root" ] && [ "$musdb_download" != yes ]; then
+  overlay=egs/demo/conf.yml
+  echo "run.sh: no --musdb_root: built-in corpus with the demo configuration ($overlay)"
+fi
+
+sources="vocals drums bass"
+if [ -z "$target" ] && [ -n "$tag" ]; then
+  for s in $sources; do [ "$tag" = "$s" ] || [ "${tag%%_*}" = "$s" ] && target=$s; done
+  [ -n "$target" ] || { echo "run.sh: cannot tell the target from --tag $tag: add --target vocals|drums|bass" >&2; exit 1; }
+fi
+run_targets=${target:-$targets}
+for t in $run_targets; do
+  case " $sources " in *" $t "*) ;; *) echo "run.sh: unknown target '$t' (vocals, drums or bass)" >&2; exit 1 ;; esac
+done
+
+common=(--conf "$conf" --set "data.root=$data_dir")
+for o in $overlay; do common+=(--overlay "$o"); done
+[ -n "$musdb_root" ] && common+=(--set "data.musdb_root=$musdb_root")
+[ "$musdb_download" = yes ] && common+=(--set "data.musdb_download=true")
+if [ -n "$extra_roots" ]; then
+  list=$(printf '"%s",' $extra_roots); common+=(--set "data.extra_roots=[${list%,}]")
+fi
+[ -n "$devices" ] && common+=(--set "training.devices=$devices")
+[ -n "$num_nodes" ] && common+=(--set "training.num_nodes=$num_nodes")
+[ -n "$strategy" ] && common+=(--set "training.strategy=$strategy")
+[ -n "$precision" ] && common+=(--set "training.precision=$precision")
+for s in $set; do common+=(--set "$s"); done
+
+log_dir=$exp_dir/${tag:-recipe}
+mkdir -p "$log_dir"
+exec > >(tee -a "$log_dir/run.log") 2>&1
+echo "run.sh $(date '+%F %T'): stages $stage..$stop_stage, targets: $run_targets"
+
+run_stage() {  # run_stage N "description" script args...
+  local n=$1 what=$2 script=$3; shift 3
+  if [ ! -f "$script" ]; then
+    echo "== stage $n ($what): $script is not in this checkout yet; skipped"; return 0
+  fi
+  echo "== stage $n ($what)"
+  "$python" "$script" "$@"
+}
+
+if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
+  run_stage 0 "data preparation" local/prepare_data.py "${common[@]}"
+fi
+if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
+  run_stage 1 "extra data" local/prepare_extra.py "${common[@]}"
+fi
+for t in $run_targets; do
+  t_tag=${tag:-$t}
+  t_args=("${common[@]}" --set "data.target=$t" --exp_dir "$exp_dir/$t_tag")
+  if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+    run_stage 2 "training-set shaping, $t_tag" local/shape_trainset.py "${t_args[@]}"
+  fi
+  if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+    run_stage 3 "training, $t_tag" local/train.py "${t_args[@]}"
+  fi
+  if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+    run_stage 4 "evaluation {1}, $t_tag" local/evaluate.py "${t_args[@]}"
+  fi
+done
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ] && [ -z "$tag" ] && [ "$run_targets" = "$sources" ]; then
+  run_stage 4 "evaluation {4}, vocals+drums+bass" local/evaluate.py "${common[@]}" \
+    --combined "$exp_dir/vocals" "$exp_dir/drums" "$exp_dir/bass" --exp_dir "$exp_dir/combined"
+fi
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+  for t in $run_targets; do
+    run_stage 5 "publishing, ${tag:-$t}" local/publish.py "${common[@]}" --exp_dir "$exp_dir/${tag:-$t}"
+  done
+fi
+echo "run.sh $(date '+%F %T'): done"

@@ -1,0 +1,27 @@
+"""Shared fixtures: tiny models and short generated audio keep the suite fast on 2 CPU cores."""
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("PYTHONPATH", str(REPO))
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture
+def tiny_model_args():
+    return dict(n_src=2, n_filters=16, kernel_size=20, n_channels=2, hidden_size=8,
+                n_layers=2, skip_every=1, sample_rate=8000)
+
+
+@pytest.fixture
+def shared_dir():
+    if not SHARED.is_dir():
+        pytest.skip(f"{SHARED} is absent (shared project fixtures)")
+    return SHARED

@@ -1,0 +1,192 @@
+"""FrugalTasNet: shapes, normalisation, scale equivariance, Asteroid round trip, parameters, learning."""
+import importlib
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import asteroid_frugal
+from asteroid.losses import PITLossWrapper, pairwise_neg_sisdr
+from asteroid.models import BaseModel, get as get_model
+from asteroid_frugal.model import FrugalTasNet, count_parameters, frame_signal, overlap_add
+
+from conftest import REPO
+
+
+@pytest.mark.parametrize("shape,expected", [
+    ((3, 2, 1001), (3, 2, 2, 1001)),   # batch, stereo, odd length
+    ((2, 999), (2, 2, 999)),           # one stereo example
+    ((1, 1, 437), (1, 2, 1, 437)),     # batch of mono into a stereo model
+    ((555,), (2, 555)),                # one mono example
+    ((1, 2, 7), (1, 2, 2, 7)),         # shorter than one segment
+])
+def test_output_shapes(tiny_model_args, shape, expected):
+    model = FrugalTasNet(**tiny_model_args).eval()
+    with torch.no_grad():
+        out = model(torch.randn(*shape))
+    assert tuple(out.shape) == expected
+    assert torch.isfinite(out).all()
+
+
+def test_mono_model_takes_stereo_as_two_channels(tiny_model_args):
+    model = FrugalTasNet(**{**tiny_model_args, "n_channels": 1}).eval()
+    x = torch.randn(2, 2, 300)
+    with torch.no_grad():
+        out = model(x)
+        left = model(x[:, :1])
+    assert out.shape == (2, 2, 2, 300)
+    torch.testing.assert_close(out[:, :, :1], left)
+
+
+def test_three_channels_into_stereo_model_is_a_clear_error(tiny_model_args):
+    with pytest.raises(ValueError, match="channel"):
+        FrugalTasNet(**tiny_model_args)(torch.randn(1, 3, 100))
+
+
+@pytest.mark.parametrize("mask_act", ["softmax", "sigmoid"])
+def test_masks_over_sources(tiny_model_args, mask_act):
+    model = FrugalTasNet(**{**tiny_model_args, "mask_act": mask_act, "n_src": 3}).eval()
+    masks = model.get_masks(torch.randn(2, 2, 400))
+    assert masks.shape[:2] == (2, 3)
+    assert ((masks >= 0) & (masks <= 1)).all()
+    if mask_act == "softmax":
+        torch.testing.assert_close(masks.sum(dim=1), torch.ones_like(masks[:, 0]))
+    else:
+        assert not torch.allclose(masks.sum(dim=1), torch.ones_like(masks[:, 0]))
+
+
+def test_softmax_masks_make_estimates_sum_to_the_encoded_mixture(tiny_model_args):
+    """Masks summing to one => sum of estimates = decoder(encoder(x)), whatever the separator."""
+    model = FrugalTasNet(**tiny_model_args).eval()
+    x = torch.randn(2, 2, 400)
+    with torch.no_grad():
+        est = model(x)
+        feats, norms = model.encoder(x)
+        recon = model.decoder(feats.unsqueeze(1), norms, x.shape[-1])[:, 0]
+    torch.testing.assert_close(est.sum(dim=1), recon, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("stride", [None, 10])
+def test_exact_scale_equivariance(tiny_model_args, stride):
+    model = FrugalTasNet(**{**tiny_model_args, "stride": stride}).eval()
+    x = torch.randn(2, 2, 1003)
+    with torch.no_grad():
+        ref = model(x)
+        for a in (1e-3, 0.37, 25.0):
+            torch.testing.assert_close(model(a * x), a * ref, rtol=1e-4, atol=1e-6 * a)
+
+
+def test_each_segment_is_l2_normalised(tiny_model_args):
+    model = FrugalTasNet(**tiny_model_args).eval()
+    x = torch.randn(1, 2, 200)
+    x[..., :20] *= 1000.0  # a loud first segment must not change the features of the others
+    feats_loud, norms = model.encoder(x)
+    y = x.clone()
+    y[..., :20] /= 1000.0
+    feats_quiet, _ = model.encoder(y)
+    torch.testing.assert_close(feats_loud, feats_quiet, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(norms[0, 0, 0], x[0, :, :20].norm(), rtol=1e-5, atol=0)
+
+
+def test_silent_input_gives_silent_output(tiny_model_args):
+    model = FrugalTasNet(**tiny_model_args).eval()
+    with torch.no_grad():
+        out = model(torch.zeros(1, 2, 500))
+    assert torch.isfinite(out).all() and out.abs().max() == 0
+
+
+@pytest.mark.parametrize("stride", [20, 10, 5])
+def test_framing_round_trip(stride):
+    x = torch.randn(2, 2, 333)
+    frames, padded = frame_signal(x, 20, stride)
+    assert padded >= 333 and frames.shape[-1] == 40
+    torch.testing.assert_close(overlap_add(frames, 2, 20, stride, 333), x)
+
+
+def test_encoder_gates_are_independent(tiny_model_args):
+    model = FrugalTasNet(**tiny_model_args)
+    assert not torch.equal(model.encoder.U.weight, model.encoder.V.weight)
+
+
+def test_from_pretrained_round_trip_file_and_dict(tiny_model_args, tmp_path):
+    model = FrugalTasNet(**{**tiny_model_args, "stride": 10}).eval()
+    path = tmp_path / "model.pth"
+    torch.save(model.serialize(), path)
+    # the default torch loader (weights_only=True) accepts the file: plain types only
+    conf = torch.load(path)
+    assert conf["model_name"] == "FrugalTasNet"
+    x = torch.randn(2, 2, 777)
+    with torch.no_grad():
+        ref = model(x)
+        from_file = BaseModel.from_pretrained(str(path)).eval()
+        from_dict = BaseModel.from_pretrained(model.serialize()).eval()
+        assert type(from_file) is FrugalTasNet and type(from_dict) is FrugalTasNet
+        assert from_file.get_model_args() == model.get_model_args()
+        torch.testing.assert_close(from_file(x), ref, rtol=0, atol=0)
+        torch.testing.assert_close(from_dict(x), ref, rtol=0, atol=0)
+
+
+def test_registration_survives_double_import():
+    importlib.reload(asteroid_frugal.registry)
+    importlib.reload(asteroid_frugal)
+    asteroid_frugal.registry.register()
+    assert get_model("frugaltasnet").__name__ == "FrugalTasNet"
+    code = ("import sys; sys.path.insert(0, %r); import asteroid_frugal, importlib;"
+            "importlib.reload(asteroid_frugal.model); importlib.reload(asteroid_frugal.registry);"
+            "importlib.reload(asteroid_frugal); from asteroid.models import get;"
+            "print(get('FrugalTasNet').__module__)") % str(REPO)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "asteroid_frugal.model"
+
+
+def test_name_is_distinct_from_asteroid_models():
+    from asteroid.models import LSTMTasNet
+
+    assert get_model("FrugalTasNet") is not LSTMTasNet
+
+
+def _lstm_params(n_in, hidden, bidirectional):
+    # per direction: input-hidden 4H x I, hidden-hidden 4H x H, two bias vectors 4H each
+    return (2 if bidirectional else 1) * (4 * hidden * (n_in + hidden) + 8 * hidden)
+
+
+def test_paper_configuration_parameter_count():
+    """Paper: N=500, L=220, 4 BLSTM layers of 500 cells, stereo, 2 sources."""
+    model = FrugalTasNet(n_src=2, n_filters=500, kernel_size=220, n_channels=2, hidden_size=500,
+                         n_layers=4, bidirectional=True)
+    n, l, c, h, s = 500, 220, 2, 500, 2
+    expected = (
+        2 * c * l * n                        # gated encoder U and V (no bias)
+        + 2 * n                              # layer norm gain and bias
+        + _lstm_params(n, h, True)           # LSTM layer 1
+        + 3 * _lstm_params(2 * h, h, True)   # LSTM layers 2-4
+        + 2 * h * s * n + s * n              # mask layer
+        + n * c * l                          # decoder basis (no bias)
+    )
+    assert expected == 23_694_000
+    assert count_parameters(model) == expected
+
+
+def test_a_few_steps_lower_the_sisnr_loss(tiny_model_args):
+    torch.manual_seed(0)
+    model = FrugalTasNet(**tiny_model_args)
+    t = torch.arange(2000) / 8000.0
+    tone = torch.sin(2 * torch.pi * 440 * t).expand(2, 2, -1)
+    noise = 0.5 * torch.randn(2, 2, 2000)
+    mix, targets = tone + noise, torch.stack([tone, noise], dim=1)
+    loss_fn = PITLossWrapper(pairwise_neg_sisdr, pit_from="pw_mtx")
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+
+    def loss():
+        est = model(mix)
+        return loss_fn(est.flatten(2), targets.flatten(2))
+
+    first = loss().item()
+    for _ in range(30):
+        opt.zero_grad()
+        value = loss()
+        value.backward()
+        opt.step()
+    assert loss().item() < first - 3.0  # at least 3 dB better
