@@ -1,0 +1,1 @@
+"""Data: MUSDB18/-HQ preparation, the built-in corpus, extra stems, training-set shaping, datasets."""
