@@ -36,10 +36,11 @@ python=.venv/bin/python
 
 __option_names="stage stop_stage tag target targets conf overlay set musdb_root musdb_download
  extra_roots data_dir exp_dir egs devices num_nodes strategy precision setup python"
+cmdline="./run.sh $*"
 . utils/parse_options.sh
 
 [ "$setup" = yes ] && local/setup_env.sh
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 FRUGAL_RUN_CMD="$cmdline"
 
 if [ -n "$egs" ]; then  # a whole experiment: every variant, resumable, then its results table
   exec "$python" local/run_egs.py --egs "$egs" --exp_dir "$exp_dir" --data_dir "$data_dir" \
