@@ -14,7 +14,7 @@ target-vs-rest music model is not permutation invariant, unlike Asteroid's
 """
 import math
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -84,35 +84,35 @@ def model_hop(model) -> int:
     return max(1, int(getattr(model, "stride", None) or getattr(model, "kernel_size", None) or 1))
 
 
-def chunk_plan(n_samples: int, chunk: int, overlap: int) -> List[Tuple[int, int]]:
-    """``(start, stop)`` of each chunk: starts at multiples of ``chunk - overlap``.
+def chunk_plan(n_samples: int, chunk: int, overlap: int, hop: int = 1) -> List[Tuple[int, int, int]]:
+    """``(start, fade_in_start, fade_out_start)`` of each chunk of ``chunk`` samples.
 
-    Every chunk but the last has ``chunk`` samples; the last one ends at
-    ``n_samples`` and is longer than ``overlap``, so each seam has a full cross-fade.
+    ``n_samples`` is first rounded up to the segment grid ``hop`` (the model pads its
+    last segment with zeros the same way). Chunks start every ``chunk - overlap``
+    samples, except the last, which ends exactly there: every chunk has the same
+    length (one batch shape) and the last one keeps a full left context. Chunk ``i``
+    fades in over ``[fade_in_start, fade_in_start + overlap)``, the fade-out of chunk
+    ``i - 1``; what a chunk computed before its fade-in is discarded. A song shorter
+    than a chunk is one chunk of its own (grid-rounded) length.
     """
-    if n_samples <= chunk:
-        return [(0, n_samples)]
-    hop = chunk - overlap
-    n_chunks = max(1, math.ceil((n_samples - overlap) / hop))
-    return [(i * hop, min(i * hop + chunk, n_samples)) for i in range(n_chunks)]
+    padded = -(-n_samples // hop) * hop
+    if padded <= chunk:
+        return [(0, 0, padded)]
+    step = chunk - overlap
+    n_chunks = -(-(padded - overlap) // step)
+    starts = [i * step for i in range(n_chunks - 1)] + [padded - chunk]
+    plan = []
+    for i, start in enumerate(starts):
+        fade_in = starts[i - 1] + chunk - overlap if i else 0
+        fade_out = start + chunk - overlap if i < n_chunks - 1 else start + chunk
+        plan.append((start, fade_in, fade_out))
+    return plan
 
 
 def crossfade_ramp(overlap: int, dtype=torch.float32) -> torch.Tensor:
     """Raised-cosine fade-in of ``overlap`` samples; ``1 - ramp`` is the matching fade-out."""
     pos = (torch.arange(overlap, dtype=torch.float64) + 0.5) / overlap
     return (0.5 - 0.5 * torch.cos(math.pi * pos)).to(dtype)
-
-
-def _batches(plan: List[Tuple[int, int]], batch_chunks: int) -> Iterator[List[int]]:
-    """Consecutive chunk indices of equal length, at most ``batch_chunks`` per batch."""
-    batch: List[int] = []
-    for i, (start, stop) in enumerate(plan):
-        if batch and (len(batch) == batch_chunks or stop - start != plan[batch[0]][1] - plan[batch[0]][0]):
-            yield batch
-            batch = []
-        batch.append(i)
-    if batch:
-        yield batch
 
 
 def _model_device(model) -> torch.device:
@@ -122,25 +122,35 @@ def _model_device(model) -> torch.device:
         return torch.device("cpu")
 
 
+PRECISIONS = {"float32": None, "32": None, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+              "float16": torch.float16, "16": torch.float16}
+
+
 def separate_long(model, mixture: Union[torch.Tensor, np.ndarray], chunk_seconds: float = 30.0,
                   overlap_seconds: float = 1.0, batch_chunks: int = 4, device=None,
-                  progress: bool = False) -> torch.Tensor:
+                  progress: Union[bool, str] = False, precision: str = "float32") -> torch.Tensor:
     """Separate ``mixture [C, T]`` (at the model's sample rate) into ``[n_src, C, T]``.
 
     Chunks of ``chunk_seconds`` overlapping by ``overlap_seconds`` (both rounded to
-    the model's segment hop) go through the model ``batch_chunks`` at a time under
-    ``torch.no_grad()`` and are joined with a raised-cosine cross-fade. Peak memory is
-    the input, the float32 output buffer (on CPU) and one batch of chunk activations.
-    ``device``: where the model runs (default: where its parameters are). Returns a
-    CPU float32 tensor with exactly T samples.
+    the model's segment hop; see :func:`chunk_plan`) go through the model
+    ``batch_chunks`` at a time under ``torch.no_grad()`` and are joined with a
+    raised-cosine cross-fade. Peak memory: the input, the float32 output buffer (on
+    CPU) and one batch of chunk activations, whatever the song length.
+    ``device``: where the model runs (default: where its parameters are).
+    ``progress``: show a tqdm bar (a string is used as its description).
+    ``precision``: ``float32`` (default) or ``bfloat16``/``float16`` autocast (faster
+    on CPUs with bf16 instructions and on GPUs; outputs stay float32).
+    Returns a CPU float32 tensor with exactly T samples.
     """
-    mix = torch.as_tensor(np.asarray(mixture) if not torch.is_tensor(mixture) else mixture)
+    mix = mixture if torch.is_tensor(mixture) else torch.from_numpy(np.asarray(mixture))
     if mix.dim() != 2:
         raise ValueError(f"mixture must be [channels, samples], got shape {tuple(mix.shape)}")
-    mix = mix.to(torch.float32)
-    n_chan, n_samples = mix.shape
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if batch_chunks < 1:
         raise ValueError(f"batch_chunks must be >= 1, got {batch_chunks}")
+    mix = mix.detach().to("cpu", torch.float32)
+    n_chan, n_samples = mix.shape
     device = torch.device(device) if device is not None else _model_device(model)
     if device != _model_device(model):
         model = model.to(device)
@@ -148,46 +158,64 @@ def separate_long(model, mixture: Union[torch.Tensor, np.ndarray], chunk_seconds
     hop = model_hop(model)
     chunk = max(hop, int(round(chunk_seconds * sample_rate / hop)) * hop)
     overlap = int(round(overlap_seconds * sample_rate / hop)) * hop
-    if not 0 <= overlap < chunk:
-        raise ValueError(f"overlap ({overlap_seconds} s) must be shorter than a chunk ({chunk_seconds} s)")
-    n_src = int(getattr(model, "n_src", 0) or 0)
-    plan = chunk_plan(n_samples, chunk, overlap)
-    out: Optional[torch.Tensor] = torch.zeros(n_src, n_chan, n_samples) if n_src else None
+    if not 0 <= 2 * overlap <= chunk:
+        raise ValueError(f"overlap ({overlap_seconds} s) must be at most half a chunk ({chunk_seconds} s)")
+    plan = chunk_plan(n_samples, chunk, overlap, hop)
+    length = plan[0][2] if len(plan) == 1 else chunk
     ramp = crossfade_ramp(overlap) if overlap else None
+    autocast_dtype = PRECISIONS[precision]
+    out: Optional[torch.Tensor] = None
 
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=n_samples / sample_rate, unit="s", unit_scale=False, leave=False,
-                   bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s audio [{elapsed}<{remaining}]")
+        bar = tqdm(total=round(n_samples / sample_rate, 1), unit="s", leave=False,
+                   desc=progress if isinstance(progress, str) else None,
+                   bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s of audio [{elapsed}<{remaining}]")
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
-            for batch in _batches(plan, batch_chunks):
-                starts = [plan[i][0] for i in batch]
-                length = plan[batch[0]][1] - starts[0]
-                x = torch.stack([mix[:, s:s + length] for s in starts]).to(device)
-                est = model(x).to("cpu", torch.float32)  # (B, n_src, C, length)
+        with torch.no_grad(), torch.autocast(device.type, dtype=autocast_dtype or torch.float32,
+                                             enabled=autocast_dtype is not None):
+            for first in range(0, len(plan), batch_chunks):
+                batch = plan[first:first + batch_chunks]
+                x = torch.stack([_padded_slice(mix, start, length) for start, _, _ in batch])
+                est = model(x.to(device)).to("cpu", torch.float32)  # (B, n_src, C, length)
                 if out is None:
-                    n_src = est.shape[1]
-                    out = torch.zeros(n_src, n_chan, n_samples)
-                for b, i in enumerate(batch):
-                    start, stop = plan[i]
-                    piece = est[b, :, :, : stop - start]
-                    if ramp is not None:
-                        if i > 0:
-                            piece[..., :overlap] *= ramp
-                        if i < len(plan) - 1:
-                            piece[..., -overlap:] *= 1.0 - ramp
-                    out[:, :, start:stop] += piece
+                    out = torch.zeros(est.shape[1], n_chan, n_samples)
+                for b, (start, fade_in, fade_out) in enumerate(batch):
+                    _add_chunk(out, est[b], start, fade_in, fade_out, overlap, ramp)
                 if bar is not None:
-                    bar.update(sum(plan[i][1] - (plan[i][0] if i == 0 else plan[i][0] + overlap)
-                                   for i in batch) / sample_rate)
+                    done = min(batch[-1][2] + (overlap if first + len(batch) < len(plan) else 0), n_samples)
+                    bar.update(round(done / sample_rate, 1) - bar.n)
     finally:
         if was_training:
             model.train()
         if bar is not None:
             bar.close()
     return out
+
+
+def _padded_slice(mix: torch.Tensor, start: int, length: int) -> torch.Tensor:
+    """``mix[:, start:start + length]``, zero-padded at the end of the song."""
+    piece = mix[:, start:start + length]
+    if piece.shape[-1] < length:
+        piece = torch.nn.functional.pad(piece, (0, length - piece.shape[-1]))
+    return piece
+
+
+def _add_chunk(out: torch.Tensor, est: torch.Tensor, start: int, fade_in: int, fade_out: int,
+               overlap: int, ramp: Optional[torch.Tensor]) -> None:
+    """Add one chunk's estimate ``[n_src, C, chunk]`` to ``out`` with its cross-fades."""
+    n_samples = out.shape[-1]
+    if ramp is not None and fade_in > 0:  # not the first chunk: fade in over the previous fade-out
+        a, b = fade_in, min(fade_in + overlap, n_samples)
+        out[..., a:b] += est[..., a - start:b - start] * ramp[: b - a]
+        fade_in = b
+    stop = min(fade_out, n_samples)
+    if fade_in < stop:
+        out[..., fade_in:stop] += est[..., fade_in - start:stop - start]
+    if ramp is not None and fade_out < n_samples and fade_out < start + est.shape[-1]:
+        a, b = fade_out, min(fade_out + overlap, n_samples)
+        out[..., a:b] += est[..., a - start:b - start] * (1.0 - ramp[: b - a])

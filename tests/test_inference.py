@@ -1,0 +1,167 @@
+"""Chunked inference: exact lengths, exact cross-fades, equality with one pass away from seams,
+bounded chunk sizes, batching invariance, and model loading errors."""
+import pytest
+import torch
+from torch import nn
+
+import asteroid_frugal  # noqa: F401  (registers FrugalTasNet)
+from asteroid.models import BaseModel
+from asteroid_frugal.inference import chunk_plan, crossfade_ramp, load_model, separate_long
+from asteroid_frugal.model import FrugalTasNet
+from asteroid_frugal.utils import FrugalError
+
+SR = 8000
+
+
+class ScaleModel(nn.Module):
+    """Returns ``[x, 2x, -x]``: any error in chunking or cross-fading shows exactly.
+
+    Records the shapes it was given (the chunk sizes bound the memory).
+    """
+
+    def __init__(self, stride=20):
+        super().__init__()
+        self.sample_rate, self.stride, self.n_src = SR, stride, 3
+        self.seen = []
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        self.seen.append(tuple(x.shape))
+        return torch.stack([x, 2 * x, -x], dim=1)
+
+
+@pytest.fixture
+def tiny(tiny_model_args):
+    torch.manual_seed(0)
+    return FrugalTasNet(**tiny_model_args).eval()
+
+
+@pytest.mark.parametrize("n_samples", [1, 19, 20, 799, 8000, 8001, 8000 * 3 - 7, 8000 * 7 + 13])
+@pytest.mark.parametrize("overlap", [0.0, 0.1, 0.5])
+def test_crossfades_reproduce_the_signal_exactly(n_samples, overlap):
+    """With an identity-like model every sample is the fade-weighted sum of chunks: weights sum to 1."""
+    model = ScaleModel()
+    x = torch.randn(2, n_samples)
+    out = separate_long(model, x, chunk_seconds=1.0, overlap_seconds=overlap, batch_chunks=3)
+    assert out.shape == (3, 2, n_samples)
+    torch.testing.assert_close(out, torch.stack([x, 2 * x, -x]), rtol=1e-5, atol=1e-6)
+    # bounded memory: the model never sees more than batch_chunks chunks of chunk_seconds
+    assert all(b <= 3 and t <= SR for b, _, t in model.seen)
+
+
+def test_chunk_plan_is_on_the_segment_grid_with_equal_chunks():
+    hop, chunk, overlap = 220, 220 * 100, 220 * 10
+    n = 220 * 1234 + 17
+    plan = chunk_plan(n, chunk, overlap, hop)
+    padded = 220 * 1235
+    assert all(start % hop == 0 for start, _, _ in plan)
+    assert plan[0][0] == 0 and plan[-1][0] + chunk == padded  # last chunk is full length, ends at the grid end
+    for (s0, _, out0), (s1, in1, _) in zip(plan, plan[1:]):
+        assert in1 == out0 == s0 + chunk - overlap  # each fade-in meets the previous fade-out
+        assert s1 <= in1
+    ramp = crossfade_ramp(overlap)
+    torch.testing.assert_close(ramp + ramp.flip(0), torch.ones(overlap))  # symmetric raised cosine
+
+
+def test_long_song_in_small_chunks_equals_one_pass_away_from_seams(tiny):
+    """Chunks cut on the model's segment grid see identical segments; only the BLSTM's context
+    beyond a chunk edge is missing, and its influence decays geometrically (forget gates < 1).
+    0.5 s away from any chunk edge (200 segments here) it is far below float32 resolution, so
+    there we require agreement to float32 rounding (1e-5 of the signal scale); at the seams the
+    cross-fade of two estimates of the same thing stays within 1 % of one pass (40 dB)."""
+    x = torch.randn(2, SR * 12 + 77) * 0.3
+    with torch.no_grad():
+        ref = tiny(x)
+    chunk_s, overlap_s = 2.0013, 0.2507  # not multiples of the 20-sample grid: rounded onto it
+    est = separate_long(tiny, x, chunk_seconds=chunk_s, overlap_seconds=overlap_s, batch_chunks=4)
+    assert est.shape == ref.shape
+    chunk, overlap = (round(s * SR / tiny.stride) * tiny.stride for s in (chunk_s, overlap_s))
+    plan = chunk_plan(x.shape[-1], chunk, overlap, tiny.stride)
+    near = torch.zeros(x.shape[-1], dtype=torch.bool)
+    margin = SR // 2
+    for start, _, _ in plan[1:]:
+        near[max(0, start - margin): start + margin] = True
+    for start, _, _ in plan[:-1]:
+        end = start + chunk
+        near[max(0, end - margin): end + margin] = True
+    assert (~near).sum() > x.shape[-1] // 4  # the comparison covers a good part of the song
+    scale = ref.abs().max()
+    assert (est - ref)[..., ~near].abs().max() <= 1e-5 * scale
+    err = (est - ref).pow(2).sum() / ref.pow(2).sum()
+    assert err < 1e-4
+
+
+def test_mono_and_grid_with_overlapping_segments(tiny_model_args):
+    torch.manual_seed(1)
+    model = FrugalTasNet(**{**tiny_model_args, "stride": 10}).eval()
+    x = torch.randn(1, SR * 3 + 5)
+    est = separate_long(model, x.numpy(), chunk_seconds=1.0, overlap_seconds=0.25, batch_chunks=2)
+    assert est.shape == (2, 1, x.shape[-1]) and est.dtype == torch.float32
+    with torch.no_grad():
+        ref = model(x)
+    assert ((est - ref).pow(2).sum() / ref.pow(2).sum()) < 1e-4
+
+
+def test_batching_does_not_change_the_result(tiny):
+    x = torch.randn(2, SR * 5)
+    one = separate_long(tiny, x, chunk_seconds=1.0, overlap_seconds=0.2, batch_chunks=1)
+    many = separate_long(tiny, x, chunk_seconds=1.0, overlap_seconds=0.2, batch_chunks=8)
+    torch.testing.assert_close(one, many, rtol=1e-4, atol=1e-6)
+
+
+def test_bfloat16_autocast_stays_close(tiny):
+    x = torch.randn(2, SR * 2)
+    ref = separate_long(tiny, x, chunk_seconds=1.0, overlap_seconds=0.2)
+    bf = separate_long(tiny, x, chunk_seconds=1.0, overlap_seconds=0.2, precision="bfloat16")
+    assert bf.dtype == torch.float32
+    snr = 10 * torch.log10(ref.pow(2).sum() / (bf - ref).pow(2).sum())
+    assert snr > 20, f"bf16 output only {snr:.1f} dB from float32"
+
+
+def test_bad_arguments(tiny):
+    x = torch.randn(2, SR)
+    with pytest.raises(ValueError, match="overlap"):
+        separate_long(tiny, x, chunk_seconds=1.0, overlap_seconds=0.6)
+    with pytest.raises(ValueError, match="channels, samples"):
+        separate_long(tiny, x[None])
+    with pytest.raises(ValueError, match="precision"):
+        separate_long(tiny, x, precision="int8")
+
+
+def test_load_model_from_file_experiment_and_publish_folders(tmp_path, tiny):
+    package = tiny.serialize()
+    (tmp_path / "exp").mkdir()
+    torch.save(package, tmp_path / "exp" / "best_model.pth")
+    (tmp_path / "pub").mkdir()
+    torch.save(package, tmp_path / "pub" / "model.pth")
+    x = torch.randn(2, 500)
+    with torch.no_grad():
+        ref = tiny(x)
+    for where in (tmp_path / "exp" / "best_model.pth", tmp_path / "exp", tmp_path / "pub"):
+        model = load_model(where)
+        assert isinstance(model, FrugalTasNet) and not model.training
+        with torch.no_grad():
+            torch.testing.assert_close(model(x), ref)
+    # the same file loads with Asteroid's own loader
+    assert isinstance(BaseModel.from_pretrained(str(tmp_path / "exp" / "best_model.pth")), FrugalTasNet)
+
+
+def test_load_model_errors_are_one_line_and_name_the_file(tmp_path):
+    with pytest.raises(FrugalError, match="not found"):
+        load_model(tmp_path / "nope.pth")
+    with pytest.raises(FrugalError, match="no model file"):
+        load_model(tmp_path)
+    broken = tmp_path / "broken.pth"
+    broken.write_bytes(b"this is not a torch file")
+    with pytest.raises(FrugalError, match="broken.pth: not a loadable model file") as info:
+        load_model(broken)
+    assert "\n" not in str(info.value)
+    other = tmp_path / "other.pth"
+    torch.save({"weights": torch.zeros(2)}, other)
+    with pytest.raises(FrugalError, match="not a serialized Asteroid model"):
+        load_model(other)
+    bad_args = tmp_path / "bad_args.pth"
+    torch.save(dict(model_name="FrugalTasNet", model_args=dict(n_src=2, stride=999, kernel_size=20),
+                    state_dict={}), bad_args)
+    with pytest.raises(FrugalError, match="cannot build model"):
+        load_model(bad_args)
