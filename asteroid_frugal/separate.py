@@ -1,0 +1,315 @@
+"""Turn songs into stems with trained target-vs-rest models.
+
+    python -m asteroid_frugal.separate song.mp3 album/ --models exp/vocals --out stems
+    asteroid-frugal-separate album/ --models vocals=exp/vocals drums=exp/drums bass=exp/bass --out stems
+
+One model gives its target and the rest of the mix (``accompaniment`` for vocals,
+``no_drums``, ``no_bass``). Several models give each target, plus ``other`` (the
+mixture minus all targets; named ``rest`` unless the set is vocals+drums+bass) and
+``accompaniment`` when vocals are among them (the vocals model's rest, as in the paper).
+
+Rescaling: SI-SNR training leaves a model's output gain free, so each model's two
+outputs are multiplied by the single least-squares gain ``a`` that makes
+``a * (target + rest)`` closest to the mixture (masks sum to one, so target + rest
+is the model's reconstruction of the mixture).
+
+Files are read at any sample rate and channel count 1 or 2, resampled to the
+model's rate, separated, resampled back: every stem has the input's rate, channels
+and exact length. Outputs: ``OUT/<song>/<stem>.<ext>`` (songs found in a folder keep
+their sub-folders); existing outputs are kept unless ``--overwrite``.
+"""
+import argparse
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from .audio import AUDIO_EXTENSIONS, read_audio, resample, write_audio
+from .config import add_config_args, config_from_args, get, load_yaml
+from .data.types import TARGETS
+from .inference import PRECISIONS, load_model, load_model_package, resolve_model_file, separate_long
+from .utils import FrugalError, run_cli
+
+log = logging.getLogger("asteroid_frugal.separate")
+
+REST_NAMES = {"vocals": "accompaniment", "drums": "no_drums", "bass": "no_bass"}
+SUBTYPES = {"wav": ("PCM_16", "PCM_24", "FLOAT"), "flac": ("PCM_16", "PCM_24")}
+
+
+@dataclass
+class TargetModel:
+    """A loaded target-vs-rest model and the target it separates."""
+
+    target: str
+    model: torch.nn.Module
+    path: str
+
+
+# ---------------------------------------------------------------------- models
+def stored_target(path_or_dir) -> Optional[str]:
+    """The target a model was trained for: from the model file, else its experiment's conf.yml."""
+    package, path = load_model_package(path_or_dir)
+    infos = package.get("infos") if isinstance(package.get("infos"), dict) else {}
+    for value in (package.get("target"), infos.get("target")):
+        if isinstance(value, str) and value:
+            return value
+    conf_path = path.parent / "conf.yml"
+    if conf_path.is_file():
+        target = get(load_yaml(conf_path), "data.target")
+        if isinstance(target, str) and target:
+            return target
+    return None
+
+
+def parse_model_specs(specs: Sequence[str]) -> List[Tuple[Optional[str], str]]:
+    """``["vocals=exp/vocals", "exp/drums"]`` -> ``[("vocals", "exp/vocals"), (None, "exp/drums")]``."""
+    out = []
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if sep and name and not Path(spec).exists():
+            out.append((name.strip(), path))
+        else:
+            out.append((None, spec))
+    return out
+
+
+def load_target_models(specs: Sequence[str], device) -> List[TargetModel]:
+    """Load each ``[name=]path``; check that the target is known and matches the model."""
+    models: List[TargetModel] = []
+    for name, path in parse_model_specs(specs):
+        model_file = resolve_model_file(path)
+        stored = stored_target(model_file)
+        if name and stored and name != stored:
+            raise FrugalError(f"{model_file}: model/target mismatch: it was trained for {stored!r}, "
+                              f"given as {name!r}")
+        target = name or stored
+        if target is None:
+            raise FrugalError(f"{model_file}: cannot tell which target this model separates "
+                              f"(no target in the file or in a conf.yml beside it): give it as "
+                              f"vocals={path}, drums={path} or bass={path}")
+        if target not in TARGETS:
+            raise FrugalError(f"{model_file}: unknown target {target!r} (expected one of {', '.join(TARGETS)})")
+        if any(m.target == target for m in models):
+            raise FrugalError(f"{model_file}: a second model for {target!r}: give one model per target")
+        model = load_model(model_file, device)
+        if int(getattr(model, "n_src", 2)) != 2:
+            raise FrugalError(f"{model_file}: expected a target-vs-rest model with 2 outputs, "
+                              f"this one has {model.n_src}")
+        models.append(TargetModel(target, model, str(model_file)))
+    if not models:
+        raise FrugalError("no model given: use --models vocals=exp/vocals ...")
+    return sorted(models, key=lambda m: TARGETS.index(m.target))
+
+
+# ------------------------------------------------------------------ separation
+def least_squares_gain(mixture: torch.Tensor, target: torch.Tensor, rest: torch.Tensor) -> float:
+    """The gain ``a`` minimising ``||mixture - a * (target + rest)||^2`` (1 if undefined)."""
+    x, t, r = (v.reshape(-1).double() for v in (mixture, target, rest))
+    num = torch.dot(x, t) + torch.dot(x, r)
+    den = torch.dot(t, t) + 2 * torch.dot(t, r) + torch.dot(r, r)
+    return float(num / den) if den > 0 else 1.0
+
+
+def stem_names(targets: Sequence[str]) -> List[str]:
+    """Names of the stems a set of targets produces, in output order."""
+    if len(targets) == 1:
+        return [targets[0], REST_NAMES[targets[0]]]
+    rest = "other" if set(targets) == set(TARGETS) else "rest"
+    return list(targets) + [rest] + (["accompaniment"] if "vocals" in targets else [])
+
+
+def separate_stems(models: Sequence[TargetModel], audio: np.ndarray, sample_rate: int,
+                   chunk_seconds: float = 30.0, overlap_seconds: float = 1.0, batch_chunks: int = 4,
+                   precision: str = "float32", progress: bool = False,
+                   desc: str = "") -> Dict[str, np.ndarray]:
+    """``audio [C, T]`` at ``sample_rate`` -> ``{stem: [C, T]}`` at the same rate and length."""
+    n_chan, n_samples = audio.shape
+    mixture = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
+    stems: Dict[str, torch.Tensor] = {}
+    rests: Dict[str, torch.Tensor] = {}
+    for tm in models:
+        model_sr = int(round(float(tm.model.sample_rate)))
+        model_in = resample(audio, sample_rate, model_sr)
+        bar = f"{desc} {tm.target}".strip() if progress else False
+        est = separate_long(tm.model, model_in, chunk_seconds, overlap_seconds, batch_chunks,
+                            progress=bar, precision=precision)
+        del model_in
+        target, rest = (_back_to_input(est[i], model_sr, sample_rate, n_samples) for i in range(2))
+        del est
+        gain = least_squares_gain(mixture, target, rest)
+        stems[tm.target] = target.mul_(gain)
+        if len(models) == 1 or tm.target == "vocals":  # the only rests used
+            rests[tm.target] = rest.mul_(gain)
+        del rest
+    names = stem_names([tm.target for tm in models])
+    if len(models) == 1:
+        stems[names[1]] = rests.pop(models[0].target)
+    else:
+        other = mixture.clone()
+        for tm in models:
+            other -= stems[tm.target]
+        stems[names[len(models)]] = other
+        if "vocals" in rests:
+            stems["accompaniment"] = rests["vocals"]
+    return {name: stems[name].numpy() for name in names}
+
+
+def _back_to_input(est: torch.Tensor, model_sr: int, sample_rate: int, n_samples: int) -> torch.Tensor:
+    """Resample one stem back to the input rate, cut or pad to exactly ``n_samples``."""
+    if model_sr == sample_rate:
+        return est
+    back = torch.from_numpy(resample(est.numpy(), model_sr, sample_rate))
+    if back.shape[-1] < n_samples:
+        back = torch.nn.functional.pad(back, (0, n_samples - back.shape[-1]))
+    return back[..., :n_samples].contiguous()
+
+
+# ----------------------------------------------------------------------- files
+def find_inputs(inputs: Sequence[str], out_dir: Path) -> List[Tuple[Path, Path]]:
+    """``(audio file, output folder relative to OUT)`` for each file or folder given.
+
+    Folders are searched recursively for audio extensions; the output folder is
+    skipped so that earlier stems are not separated again.
+    """
+    found: List[Tuple[Path, Path]] = []
+    out_resolved = out_dir.resolve()
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS
+                           and out_resolved not in p.resolve().parents)
+            if not files:
+                log.warning("%s: no audio files (%s) in this folder", path, " ".join(AUDIO_EXTENSIONS))
+            found += [(p, p.relative_to(path).with_suffix("")) for p in files]
+        else:
+            found.append((path, Path(path.name).with_suffix("") if path.suffix else Path(path.name)))
+    return found
+
+
+def load_song(path: Path) -> Tuple[np.ndarray, int]:
+    """Read a song for separation; empty, silent, non-finite or >2-channel files are errors."""
+    audio, sr = read_audio(path)
+    if audio.shape[-1] == 0:
+        raise FrugalError(f"{path}: empty audio file (no samples)")
+    if audio.shape[0] not in (1, 2):
+        raise FrugalError(f"{path}: has {audio.shape[0]} channels, expected mono or stereo")
+    if not np.isfinite(audio).all():
+        raise FrugalError(f"{path}: contains NaN or infinite samples")
+    if not np.any(audio):
+        raise FrugalError(f"{path}: silent (every sample is zero), nothing to separate")
+    return audio, sr
+
+
+def write_stems(stems: Dict[str, np.ndarray], song_dir: Path, sample_rate: int, ext: str,
+                subtype: str) -> List[Path]:
+    """Write each stem atomically as ``song_dir/<stem>.<ext>``; warn about clipped samples."""
+    written = []
+    for name, audio in stems.items():
+        if subtype != "FLOAT":
+            clipped = int(np.count_nonzero(np.abs(audio) > 1.0))
+            if clipped:
+                log.warning("%s/%s.%s: %d samples beyond full scale are clipped (use --subtype FLOAT "
+                            "with wav to keep them)", song_dir, name, ext, clipped)
+        path = song_dir / f"{name}.{ext}"
+        write_audio(path, audio, sample_rate, subtype=subtype)
+        written.append(path)
+    return written
+
+
+# -------------------------------------------------------------------------- CLI
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="asteroid-frugal-separate", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Chunking defaults come from conf.yml (evaluation.chunk_seconds, overlap_seconds, batch_chunks).")
+    parser.add_argument("inputs", nargs="+", help="audio files or folders (wav, flac, ogg, mp3, m4a/mp4, ...)")
+    parser.add_argument("--models", nargs="+", required=True, metavar="[TARGET=]PATH",
+                        help="best_model.pth, experiment or publish folder per target, e.g. "
+                             "vocals=exp/vocals drums=exp/drums bass=exp/bass")
+    parser.add_argument("--out", required=True, help="output folder: OUT/<song>/<stem>.<ext>")
+    parser.add_argument("--format", default="wav", choices=sorted(SUBTYPES), help="output format (default wav)")
+    parser.add_argument("--subtype", default="PCM_24", choices=("PCM_16", "PCM_24", "FLOAT"),
+                        help="sample format (default PCM_24; FLOAT: wav only, never clips)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing stems")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda if available)")
+    parser.add_argument("--chunk_seconds", type=float, default=None, help="chunk length (default: conf.yml)")
+    parser.add_argument("--overlap_seconds", type=float, default=None, help="cross-fade length (default: conf.yml)")
+    parser.add_argument("--batch_chunks", type=int, default=None, help="chunks per forward pass (default: conf.yml)")
+    parser.add_argument("--precision", default="float32", choices=sorted(PRECISIONS),
+                        help="float32 (default) or bfloat16/float16 autocast (faster on recent CPUs/GPUs)")
+    add_config_args(parser)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Separate every input; returns the number of files that failed (exits 1 if any)."""
+    args = build_parser().parse_args(argv)
+    if args.subtype not in SUBTYPES[args.format]:
+        raise FrugalError(f"--subtype {args.subtype} is not available for {args.format} "
+                          f"(choose {' or '.join(SUBTYPES[args.format])})")
+    conf = config_from_args(args)
+    opts = dict(chunk_seconds=_pick(args.chunk_seconds, conf, "evaluation.chunk_seconds", 30.0),
+                overlap_seconds=_pick(args.overlap_seconds, conf, "evaluation.overlap_seconds", 1.0),
+                batch_chunks=int(_pick(args.batch_chunks, conf, "evaluation.batch_chunks", 4)),
+                precision=args.precision)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise FrugalError(f"--device {device}: no CUDA device is available here")
+    models = load_target_models(args.models, device)
+    out_dir = Path(args.out)
+    songs = find_inputs(args.inputs, out_dir)
+    names = stem_names([m.target for m in models])
+    log.info("%d file(s); models: %s; stems: %s; device %s", len(songs),
+             ", ".join(f"{m.target}={m.path}" for m in models), ", ".join(names), device)
+
+    failed, done, skipped = [], 0, 0
+    claimed: Dict[Path, Path] = {}
+    for index, (path, rel) in enumerate(songs, 1):
+        song_dir = out_dir / rel
+        desc = f"[{index}/{len(songs)}] {path}"
+        try:
+            if song_dir in claimed:
+                raise FrugalError(f"{path}: same output folder {song_dir} as {claimed[song_dir]}; rename one")
+            claimed[song_dir] = path
+            existing = [song_dir / f"{n}.{args.format}" for n in names
+                        if (song_dir / f"{n}.{args.format}").exists()]
+            if existing and not args.overwrite:
+                log.info("%s: %s exists, skipped (use --overwrite)", desc, existing[0])
+                skipped += 1
+                continue
+            audio, sr = load_song(path)
+            log.info("%s: %.1f s, %d Hz, %d channel(s)", desc, audio.shape[-1] / sr, sr, audio.shape[0])
+            stems = separate_stems(models, audio, sr, progress=True, desc=desc, **opts)
+            write_stems(stems, song_dir, sr, args.format, args.subtype)
+            done += 1
+        except FrugalError as err:
+            print(f"error: {err}", file=sys.stderr)
+            failed.append(path)
+        except (RuntimeError, ValueError, OSError) as err:  # e.g. out of memory, a broken decoder
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            print(f"error: {path}: {first[:300]}", file=sys.stderr)
+            failed.append(path)
+    log.info("separated %d file(s) into %s, %d skipped (outputs exist), %d failed",
+             done, out_dir, skipped, len(failed))
+    if failed:
+        print(f"error: {len(failed)} of {len(songs)} file(s) failed: {', '.join(map(str, failed))}",
+              file=sys.stderr)
+        sys.exit(1)
+    return 0
+
+
+def _pick(value, conf, key: str, default):
+    return value if value is not None else get(conf, key, default)
+
+
+def cli() -> None:
+    """Console-script entry point (``asteroid-frugal-separate``)."""
+    run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

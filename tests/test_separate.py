@@ -1,0 +1,164 @@
+"""The separation command: formats, rates, channels, exact lengths, stem sets, rescaling,
+existing outputs, bad files and model/target errors."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import yaml
+
+import asteroid_frugal  # noqa: F401
+from asteroid_frugal.audio import read_audio
+from asteroid_frugal.model import FrugalTasNet
+from asteroid_frugal.separate import cli, least_squares_gain, load_target_models, main, stem_names
+from asteroid_frugal.utils import FrugalError
+
+from conftest import REPO
+
+
+def make_experiment(root, target, args, seed=0, with_conf=True, in_file=False):
+    """A tiny trained-looking experiment folder: best_model.pth (+ conf.yml with data.target)."""
+    torch.manual_seed(seed)
+    exp = root / f"exp_{target}_{seed}"
+    exp.mkdir()
+    package = FrugalTasNet(**args).serialize()
+    if in_file:
+        package["target"] = target
+    torch.save(package, exp / "best_model.pth")
+    if with_conf:
+        (exp / "conf.yml").write_text(yaml.safe_dump({"data": {"target": target}}))
+    return exp
+
+
+def tone(seconds, sr, channels, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    sig = 0.3 * np.sin(2 * np.pi * 220 * t) + 0.05 * rng.standard_normal(t.shape)
+    return np.stack([sig * (0.8 + 0.2 * c) for c in range(channels)]).astype(np.float32)
+
+
+@pytest.fixture
+def exps(tmp_path, tiny_model_args):
+    return {t: make_experiment(tmp_path, t, tiny_model_args, seed=i, in_file=(t == "drums"))
+            for i, t in enumerate(("vocals", "drums", "bass"))}
+
+
+def test_round_trip_formats_rates_channels(tmp_path, exps):
+    songs = tmp_path / "songs"
+    (songs / "live").mkdir(parents=True)
+    sf.write(songs / "a.wav", tone(1.3, 8000, 2).T, 8000)                      # the model's rate
+    sf.write(songs / "live" / "b.flac", tone(1.0, 22050, 1).T, 22050)          # mono, sub-folder
+    sf.write(songs / "c.ogg", tone(0.9, 48000, 2).T, 48000, format="OGG", subtype="VORBIS")
+    wav = tmp_path / "src.wav"
+    sf.write(wav, tone(1.1, 44100, 2).T, 44100)
+    for ext in ("mp3", "m4a"):
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(wav), str(songs / f"d_{ext}.{ext}")], check=True)
+    out = tmp_path / "out"
+    main([str(songs), "--models", str(exps["vocals"]), "--out", str(out), "--chunk_seconds", "0.5",
+          "--overlap_seconds", "0.1", "--batch_chunks", "3"])
+    for rel in ("a", "live/b", "c", "d_mp3", "d_m4a"):
+        src = next(songs.glob(f"{rel}.*"))
+        audio, sr = read_audio(src)
+        for stem in ("vocals", "accompaniment"):
+            est, est_sr = read_audio(out / rel / f"{stem}.wav")
+            assert est_sr == sr and est.shape == audio.shape, (rel, stem, est.shape, audio.shape)
+            assert np.abs(est).max() > 0
+    assert sf.info(str(out / "a" / "vocals.wav")).subtype == "PCM_24"
+
+
+def test_three_models_give_five_consistent_stems(tmp_path, exps):
+    wav = tmp_path / "song.wav"
+    mix = tone(2.0, 16000, 2)
+    sf.write(wav, mix.T, 16000, subtype="FLOAT")
+    out = tmp_path / "out"
+    main([str(wav), "--models", *(f"{t}={p}" for t, p in exps.items()), "--out", str(out),
+          "--format", "wav", "--subtype", "FLOAT", "--chunk_seconds", "0.6", "--overlap_seconds", "0.1"])
+    stems = {n: read_audio(out / "song" / f"{n}.wav")[0] for n in stem_names(["vocals", "drums", "bass"])}
+    assert list(stems) == ["vocals", "drums", "bass", "other", "accompaniment"]
+    total = stems["vocals"] + stems["drums"] + stems["bass"] + stems["other"]
+    np.testing.assert_allclose(total, mix, atol=1e-5)  # other = mixture - the three targets
+    # per-model least squares: vocals + accompaniment reproduce the mixture up to the decoder's error
+    resid = stems["vocals"] + stems["accompaniment"] - mix
+    assert (resid ** 2).sum() < (mix ** 2).sum()
+
+
+def test_flac_output_and_existing_outputs_are_kept(tmp_path, exps, caplog):
+    wav = tmp_path / "s.wav"
+    sf.write(wav, tone(0.7, 8000, 2).T, 8000)
+    out = tmp_path / "out"
+    args = [str(wav), "--models", f"vocals={exps['vocals']}", "--out", str(out), "--format", "flac",
+            "--subtype", "PCM_16"]
+    main(args)
+    target = out / "s" / "vocals.flac"
+    assert sf.info(str(target)).subtype == "PCM_16"
+    target.write_bytes(b"sentinel")
+    main(args)
+    assert target.read_bytes() == b"sentinel"  # not overwritten without --overwrite
+    main(args + ["--overwrite"])
+    assert sf.info(str(target)).frames == int(0.7 * 8000)
+    with pytest.raises(FrugalError, match="FLOAT is not available for flac"):
+        main(args[:-1] + ["FLOAT"])
+
+
+def test_bad_files_are_reported_and_skipped(tmp_path, exps, capsys):
+    songs = tmp_path / "songs"
+    songs.mkdir()
+    sf.write(songs / "good.wav", tone(0.5, 8000, 2).T, 8000)
+    (songs / "garbage.mp3").write_bytes(b"\x00not audio at all" * 10)
+    sf.write(songs / "empty.wav", np.zeros((0, 2), np.float32), 8000)
+    sf.write(songs / "silent.flac", np.zeros((4000, 2), np.float32), 8000)
+    sf.write(songs / "surround.wav", tone(0.5, 8000, 6).T, 8000)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(songs), str(tmp_path / "missing.wav"), "--models", str(exps["bass"]), "--out", str(out)])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    for name, why in (("garbage.mp3", "unreadable"), ("empty.wav", "empty"), ("silent.flac", "silent"),
+                      ("surround.wav", "6 channels"), ("missing.wav", "not found")):
+        line = next(line for line in err.splitlines() if name in line and line.startswith("error:"))
+        assert why in line, line
+    assert "5 of 6 file(s) failed" in err
+    assert sorted(p.name for p in out.iterdir()) == ["good"]  # nothing half-written for bad files
+    assert sorted(p.name for p in (out / "good").iterdir()) == ["bass.wav", "no_bass.wav"]
+
+
+def test_model_target_checks(tmp_path, exps, tiny_model_args):
+    with pytest.raises(FrugalError, match="mismatch: it was trained for 'vocals', given as 'drums'"):
+        load_target_models([f"drums={exps['vocals']}"], "cpu")
+    with pytest.raises(FrugalError, match="mismatch"):  # target stored in the model file itself
+        load_target_models([f"bass={exps['drums'] / 'best_model.pth'}"], "cpu")
+    anonymous = make_experiment(tmp_path, "x", tiny_model_args, with_conf=False)
+    with pytest.raises(FrugalError, match="cannot tell which target"):
+        load_target_models([str(anonymous)], "cpu")
+    assert load_target_models([f"bass={anonymous}"], "cpu")[0].target == "bass"
+    with pytest.raises(FrugalError, match="second model for 'vocals'"):
+        load_target_models([str(exps["vocals"]), f"vocals={anonymous}"], "cpu")
+    three = make_experiment(tmp_path, "vocals", {**tiny_model_args, "n_src": 3}, seed=9)
+    with pytest.raises(FrugalError, match="2 outputs"):
+        load_target_models([str(three)], "cpu")
+
+
+def test_least_squares_gain_undoes_an_output_gain():
+    x = torch.randn(2, 1000)
+    t, r = 0.3 * x * 0.25, 0.7 * x * 0.25  # a model whose outputs are 4 times too quiet
+    assert least_squares_gain(x, t, r) == pytest.approx(4.0)
+    assert least_squares_gain(x, torch.zeros_like(x), torch.zeros_like(x)) == 1.0
+
+
+def test_command_line_exit_codes(tmp_path, exps, monkeypatch, capsys):
+    wav = tmp_path / "cli.wav"
+    sf.write(wav, tone(0.5, 8000, 1).T, 8000)
+    args = [str(wav), "--models", f"drums={exps['vocals']}", "--out", str(tmp_path / "out")]
+    monkeypatch.setattr(sys, "argv", ["asteroid-frugal-separate", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        cli()  # the console script's entry point: a one-line error, exit code 2
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "mismatch" in err[0]
+    args[2] = f"vocals={exps['vocals']}"
+    proc = subprocess.run([sys.executable, "-m", "asteroid_frugal.separate", *args],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert sf.info(str(tmp_path / "out" / "cli" / "accompaniment.wav")).frames == 4000
