@@ -87,8 +87,12 @@ def source_corpus(conf):
 
 
 def prepared_root(conf) -> Path:
-    """The prepared corpus root for the current config (``<data.root>/prepared/<corpus>``)."""
-    return data_root(conf) / "prepared" / source_corpus(conf)[1]
+    """The prepared corpus root for the current config (``<data.root>/prepared/<corpus>``).
+
+    A sample rate other than 44.1 kHz gets its own corpus folder (``musdb18hq_22050``).
+    """
+    sr = int(get(conf, "data.sample_rate", 44100))
+    return data_root(conf) / "prepared" / (source_corpus(conf)[1] + ("" if sr == 44100 else f"_{sr}"))
 
 
 def extra_prepared_root(conf) -> Path:
@@ -184,11 +188,14 @@ def frame_levels_db(audio: np.ndarray, hop: int = LEVEL_HOP) -> np.ndarray:
 
 
 def write_track(track_dir, stems: Dict[str, np.ndarray], meta: dict,
-                mixture: Optional[np.ndarray] = None) -> dict:
+                mixture: Optional[np.ndarray] = None, links: Optional[Dict[str, Path]] = None) -> dict:
     """Write a prepared track atomically: temp directory, then rename onto ``track_dir``.
 
     ``stems[source]`` and ``mixture`` are float ``[C, T]`` arrays of equal length. If the
     stems, their sum or the mixture would clip in 16 bit, everything is scaled by one gain.
+    ``links[name]`` is an input file that already has the prepared format (16-bit stereo
+    WAV at the right rate, same samples): it is hard-linked instead of copied when the
+    gain is 1 and the file system allows it (MUSDB18-HQ then costs no extra disk).
     Returns the ``track.json`` written.
     """
     track_dir = Path(track_dir)
@@ -213,7 +220,8 @@ def write_track(track_dir, stems: Dict[str, np.ndarray], meta: dict,
         levels = {}
         for name, audio in list(stems.items()) + ([("mixture", mixture)] if mixture is not None else []):
             audio = np.asarray(audio, dtype=np.float32) * np.float32(gain)
-            sf.write(str(tmp / f"{name}.wav"), audio.T, sr, subtype=SUBTYPE)
+            if not (gain == 1.0 and links and name in links and _try_link(links[name], tmp / f"{name}.wav")):
+                sf.write(str(tmp / f"{name}.wav"), audio.T, sr, subtype=SUBTYPE)
             if name != "mixture":
                 levels[name] = frame_levels_db(audio)
         np.savez(tmp / "levels.npz", hop=np.int64(LEVEL_HOP), **levels)
@@ -229,6 +237,24 @@ def write_track(track_dir, stems: Dict[str, np.ndarray], meta: dict,
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return meta
+
+
+def _try_link(src: Path, dst: Path) -> bool:
+    try:
+        os.link(src, dst)
+        return True
+    except OSError:   # other file system, or links not supported: write a copy instead
+        return False
+
+
+def is_prepared_format(path, sample_rate: int, n_samples: int) -> bool:
+    """True when ``path`` is already a 16-bit stereo WAV at ``sample_rate`` with ``n_samples``."""
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError):
+        return False
+    return (info.format == "WAV" and info.subtype == SUBTYPE and info.channels == 2
+            and info.samplerate == sample_rate and info.frames == n_samples)
 
 
 def clean_temporaries(folder) -> int:
