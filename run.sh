@@ -42,15 +42,15 @@ cmdline="./run.sh $*"
 [ "$setup" = yes ] && local/setup_env.sh
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 FRUGAL_RUN_CMD="$cmdline"
 
-if [ -n "$egs" ]; then  # a whole experiment: every variant, resumable, then its results table
-  exec "$python" local/run_egs.py --egs "$egs" --exp_dir "$exp_dir" --data_dir "$data_dir" \
-    --musdb_root "$musdb_root" --extra_roots "$extra_roots" --set "$set" \
-    --stage "$stage" --stop_stage "$stop_stage"
-fi
-
 if [ -z "$overlay" ] && [ -z "$musdb_root" ] && [ "$musdb_download" != yes ]; then
   overlay=egs/demo/conf.yml
   echo "run.sh: no --musdb_root: built-in corpus with the demo configuration ($overlay)"
+fi
+
+if [ -n "$egs" ]; then  # a whole experiment: every variant, resumable, then its results table
+  exec "$python" local/run_egs.py --egs "$egs" --exp_dir "$exp_dir" --data_dir "$data_dir" \
+    --overlay "$overlay" --musdb_root "$musdb_root" --extra_roots "$extra_roots" --set "$set" \
+    --stage "$stage" --stop_stage "$stop_stage"
 fi
 
 sources="vocals drums bass"
