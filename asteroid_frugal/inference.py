@@ -109,6 +109,24 @@ def chunk_plan(n_samples: int, chunk: int, overlap: int, hop: int = 1) -> List[T
     return plan
 
 
+def balanced_chunk(n_samples: int, chunk: int, overlap: int, hop: int = 1, batch: int = 1) -> int:
+    """Chunk length (at most ``chunk``, at least half of it) making the chunk count a multiple of ``batch``.
+
+    A last batch with fewer chunks costs nearly as much time as a full one (the
+    BLSTM steps through time whatever the batch size), so slightly shorter chunks
+    that fill every batch are faster. Songs of one chunk stay one chunk (= one pass).
+    """
+    padded = -(-n_samples // hop) * hop
+    if batch <= 1 or padded <= chunk:
+        return chunk
+    n_chunks = -(-(padded - overlap) // (chunk - overlap))
+    n_wanted = -(-n_chunks // batch) * batch
+    step = -(-(padded - overlap) // n_wanted)
+    balanced = -(-step // hop) * hop + overlap
+    floor = max(-(-(chunk // 2) // hop) * hop, 2 * overlap)
+    return min(chunk, max(balanced, floor))
+
+
 def crossfade_ramp(overlap: int, dtype=torch.float32) -> torch.Tensor:
     """Raised-cosine fade-in of ``overlap`` samples; ``1 - ramp`` is the matching fade-out."""
     pos = (torch.arange(overlap, dtype=torch.float64) + 0.5) / overlap
@@ -132,7 +150,8 @@ def separate_long(model, mixture: Union[torch.Tensor, np.ndarray], chunk_seconds
     """Separate ``mixture [C, T]`` (at the model's sample rate) into ``[n_src, C, T]``.
 
     Chunks of ``chunk_seconds`` overlapping by ``overlap_seconds`` (both rounded to
-    the model's segment hop; see :func:`chunk_plan`) go through the model
+    the model's segment hop; see :func:`chunk_plan`; chunks may be shortened, down
+    to half, so that every batch is full: :func:`balanced_chunk`) go through the model
     ``batch_chunks`` at a time under ``torch.no_grad()`` and are joined with a
     raised-cosine cross-fade. Peak memory: the input, the float32 output buffer (on
     CPU) and one batch of chunk activations, whatever the song length.
@@ -160,6 +179,7 @@ def separate_long(model, mixture: Union[torch.Tensor, np.ndarray], chunk_seconds
     overlap = int(round(overlap_seconds * sample_rate / hop)) * hop
     if not 0 <= 2 * overlap <= chunk:
         raise ValueError(f"overlap ({overlap_seconds} s) must be at most half a chunk ({chunk_seconds} s)")
+    chunk = balanced_chunk(n_samples, chunk, overlap, hop, batch_chunks)
     plan = chunk_plan(n_samples, chunk, overlap, hop)
     length = plan[0][2] if len(plan) == 1 else chunk
     ramp = crossfade_ramp(overlap) if overlap else None

@@ -6,7 +6,7 @@ from torch import nn
 
 import asteroid_frugal  # noqa: F401  (registers FrugalTasNet)
 from asteroid.models import BaseModel
-from asteroid_frugal.inference import chunk_plan, crossfade_ramp, load_model, separate_long
+from asteroid_frugal.inference import balanced_chunk, chunk_plan, crossfade_ramp, load_model, separate_long
 from asteroid_frugal.model import FrugalTasNet
 from asteroid_frugal.utils import FrugalError
 
@@ -59,6 +59,12 @@ def test_chunk_plan_is_on_the_segment_grid_with_equal_chunks():
     for (s0, _, out0), (s1, in1, _) in zip(plan, plan[1:]):
         assert in1 == out0 == s0 + chunk - overlap  # each fade-in meets the previous fade-out
         assert s1 <= in1
+    for n, batch in ((n, b) for n in (hop * 50, chunk + 1, chunk * 3, n) for b in (1, 2, 4, 7)):
+        length = balanced_chunk(n, chunk, overlap, hop, batch)
+        assert length % hop == 0 and chunk // 2 <= length <= chunk
+        count = len(chunk_plan(n, length, overlap, hop))
+        shortest = -(-(chunk // 2) // hop) * hop
+        assert count == 1 or count % batch == 0 or length == shortest  # full batches, or chunks at half length
     ramp = crossfade_ramp(overlap)
     torch.testing.assert_close(ramp + ramp.flip(0), torch.ones(overlap))  # symmetric raised cosine
 
@@ -76,7 +82,9 @@ def test_long_song_in_small_chunks_equals_one_pass_away_from_seams(tiny):
     est = separate_long(tiny, x, chunk_seconds=chunk_s, overlap_seconds=overlap_s, batch_chunks=4)
     assert est.shape == ref.shape
     chunk, overlap = (round(s * SR / tiny.stride) * tiny.stride for s in (chunk_s, overlap_s))
+    chunk = balanced_chunk(x.shape[-1], chunk, overlap, tiny.stride, 4)
     plan = chunk_plan(x.shape[-1], chunk, overlap, tiny.stride)
+    assert len(plan) == 8  # 7 chunks of 2 s would leave the second batch 3/4 full
     near = torch.zeros(x.shape[-1], dtype=torch.bool)
     margin = SR // 2
     for start, _, _ in plan[1:]:
@@ -103,7 +111,7 @@ def test_mono_and_grid_with_overlapping_segments(tiny_model_args):
 
 
 def test_batching_does_not_change_the_result(tiny):
-    x = torch.randn(2, SR * 5)
+    x = torch.randn(2, 52800)  # 8 chunks of 1 s with 0.2 s overlap: the same plan for 1 or 8 per batch
     one = separate_long(tiny, x, chunk_seconds=1.0, overlap_seconds=0.2, batch_chunks=1)
     many = separate_long(tiny, x, chunk_seconds=1.0, overlap_seconds=0.2, batch_chunks=8)
     torch.testing.assert_close(one, many, rtol=1e-4, atol=1e-6)
