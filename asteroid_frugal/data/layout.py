@@ -7,11 +7,12 @@ envelope, 100 ms frames, used by shaping) and ``track.json``. A track directory 
 written under a hidden temporary name and renamed into place when complete, so a
 directory that exists with a ``track.json`` is a finished track.
 
-Format: 16-bit PCM WAV. MUSDB18 (AAC decoded to 16 bit) and MUSDB18-HQ (16-bit WAV)
-are stored losslessly, files are half the size of float ones (disk and read
-throughput), and soundfile seeks them in O(1). Audio that would clip (summed or
-resampled extra stems, generated songs) is scaled by one gain per track, applied
-to all its stems alike and recorded in ``track.json`` as ``gain``.
+Format: 16-bit PCM WAV. MUSDB18 (AAC decoded to 16 bit by musdb) and MUSDB18-HQ
+(16-bit WAV) are stored losslessly, files are half the size of float ones (disk and
+read throughput), and soundfile seeks them in O(1). A track with a stem that would
+clip in 16 bit (summed or resampled extra stems) is stored as 32-bit float WAV
+instead (``format`` in ``track.json``): never rescaled, never clipped. Only the stored
+stems must fit; their sum (the training mixture) is formed in float when reading.
 """
 import json
 import os
@@ -29,7 +30,7 @@ from .types import SOURCES
 
 SUBTYPE = "PCM_16"
 LEVEL_HOP = 4410                 # level envelope frame: 100 ms at 44.1 kHz
-PEAK_LIMIT = 0.999               # tracks are scaled below this peak before 16-bit writing
+FLOAT_SUBTYPE = "FLOAT"          # for tracks whose stems exceed the 16-bit range
 SPLITS = ("train", "valid", "test")
 CORPUS_DEFAULT = "default"       # the built-in procedurally generated corpus
 CORPUS_MUSDB = "musdb18"         # .stem.mp4 root
@@ -191,11 +192,11 @@ def write_track(track_dir, stems: Dict[str, np.ndarray], meta: dict,
                 mixture: Optional[np.ndarray] = None, links: Optional[Dict[str, Path]] = None) -> dict:
     """Write a prepared track atomically: temp directory, then rename onto ``track_dir``.
 
-    ``stems[source]`` and ``mixture`` are float ``[C, T]`` arrays of equal length. If the
-    stems, their sum or the mixture would clip in 16 bit, everything is scaled by one gain.
-    ``links[name]`` is an input file that already has the prepared format (16-bit stereo
-    WAV at the right rate, same samples): it is hard-linked instead of copied when the
-    gain is 1 and the file system allows it (MUSDB18-HQ then costs no extra disk).
+    ``stems[source]`` and ``mixture`` are float ``[C, T]`` arrays of equal length, written
+    as 16-bit WAV, or as float WAV if any of them would clip in 16 bit. ``links[name]`` is
+    an input file already in the prepared format (16-bit stereo WAV at the right rate,
+    same samples): it is hard-linked instead of copied when the file system allows it
+    (MUSDB18-HQ then costs no extra disk).
     Returns the ``track.json`` written.
     """
     track_dir = Path(track_dir)
@@ -204,24 +205,21 @@ def write_track(track_dir, stems: Dict[str, np.ndarray], meta: dict,
         lengths["mixture"] = mixture.shape[-1]
     if len(set(lengths.values())) != 1:
         raise FrugalError(f"{track_dir.name}: stems of unequal length {lengths}")
-    peak = max(float(np.abs(a).max(initial=0.0)) for a in stems.values())
-    peak = max(peak, float(np.abs(sum(stems.values())).max(initial=0.0)))
-    if mixture is not None:
-        peak = max(peak, float(np.abs(mixture).max(initial=0.0)))
-    gain = PEAK_LIMIT / peak if peak > PEAK_LIMIT else 1.0
+    arrays = list(stems.values()) + ([mixture] if mixture is not None else [])
+    peak = max(float(np.abs(a).max(initial=0.0)) for a in arrays)
+    subtype = SUBTYPE if peak <= 32767 / 32768 else FLOAT_SUBTYPE
     meta = dict(meta)
     meta.update(n_samples=int(next(iter(lengths.values()))), sources=list(stems),
-                has_mixture=mixture is not None, gain=float(meta.get("gain", 1.0)) * gain,
-                format=SUBTYPE, layout_version=LAYOUT_VERSION)
+                has_mixture=mixture is not None, format=subtype, layout_version=LAYOUT_VERSION)
     track_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{track_dir.name[:40]}-", dir=track_dir.parent))
     try:
         sr = int(meta["sample_rate"])
         levels = {}
         for name, audio in list(stems.items()) + ([("mixture", mixture)] if mixture is not None else []):
-            audio = np.asarray(audio, dtype=np.float32) * np.float32(gain)
-            if not (gain == 1.0 and links and name in links and _try_link(links[name], tmp / f"{name}.wav")):
-                sf.write(str(tmp / f"{name}.wav"), audio.T, sr, subtype=SUBTYPE)
+            audio = np.asarray(audio, dtype=np.float32)
+            if not (subtype == SUBTYPE and links and name in links and _try_link(links[name], tmp / f"{name}.wav")):
+                sf.write(str(tmp / f"{name}.wav"), audio.T, sr, subtype=subtype)
             if name != "mixture":
                 levels[name] = frame_levels_db(audio)
         np.savez(tmp / "levels.npz", hop=np.int64(LEVEL_HOP), **levels)
