@@ -1,0 +1,80 @@
+"""What a manifest contains: songs, excerpts, hours, hours per source, silent target share.
+
+``python local/data_report.py exp/vocals/data/train.csv`` (target read from the
+``shaping.json`` beside the manifest, or ``--target``).
+"""
+import argparse
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from ..utils import FrugalError, read_json
+from .datasets import read_manifest
+from .layout import LEVEL_HOP, read_levels, read_track_meta
+from .types import EXTRA_SOURCES, TARGETS
+
+
+def manifest_report(manifest_csv, target: Optional[str] = None, silence_db: float = -50.0) -> dict:
+    """Counts of a manifest; silence is measured on the prepared level envelopes (100 ms frames)."""
+    manifest_csv = Path(manifest_csv)
+    shaping_json = manifest_csv.parent / "shaping.json"
+    if target is None:
+        if not shaping_json.is_file():
+            raise FrugalError(f"{manifest_csv}: no shaping.json beside it; pass --target")
+        target = read_json(shaping_json)["target"]
+    if target not in TARGETS:
+        raise FrugalError(f"target {target!r}: expected one of {', '.join(TARGETS)}")
+    rows = read_manifest(manifest_csv)
+    metas, levels = {}, {}
+    hours = {s: 0.0 for s in EXTRA_SOURCES}
+    silent_frames = total_frames = 0
+    sr = None
+    for row in rows:
+        d = row["track_dir"]
+        if d not in metas:
+            metas[d] = read_track_meta(d)
+            levels[d] = read_levels(d).get(target)
+            if levels[d] is None:
+                raise FrugalError(f"{d}: has no {target} stem")
+        sr = sr or int(metas[d]["sample_rate"])
+        for s in metas[d]["sources"]:
+            hours[s] += row["length"] / metas[d]["sample_rate"] / 3600
+        a = row["start"] // LEVEL_HOP
+        n_frames = max(1, -(-row["length"] // LEVEL_HOP))
+        frames = levels[d][a:a + n_frames]
+        # frames past the end of the track (padding) count as silent
+        silent_frames += int((frames <= silence_db).sum()) + (n_frames - len(frames))
+        total_frames += n_frames
+    total_hours = sum(r["length"] for r in rows) / (sr or 44100) / 3600
+    return {"manifest": str(manifest_csv), "target": target, "songs": len(metas), "excerpts": len(rows),
+            "excerpt_seconds": sorted({r["length"] / (sr or 44100) for r in rows}), "hours": total_hours,
+            "hours_per_source": {k: v for k, v in hours.items() if v > 0},
+            "silent_target_share": silent_frames / total_frames if total_frames else float("nan"),
+            "silence_db": silence_db,
+            "corpora": dict(zip(*np.unique([r.get("corpus", "") for r in rows], return_counts=True)))
+            if rows else {}}
+
+
+def format_report(rep: dict) -> str:
+    lengths = ", ".join(f"{s:g}" for s in rep["excerpt_seconds"])
+    lines = [f"{rep['manifest']} ({rep['target']}): {rep['songs']} songs, {rep['excerpts']} excerpts of "
+             f"{lengths} s, {rep['hours']:.3f} h",
+             "  hours per source: " + ", ".join(f"{k} {v:.3f}" for k, v in rep["hours_per_source"].items()),
+             f"  silent {rep['target']} frames (< {rep['silence_db']:g} dBFS, 100 ms): "
+             f"{100 * rep['silent_target_share']:.1f} %"]
+    if rep["corpora"]:
+        lines.append("  excerpts per corpus: " + ", ".join(f"{k} {int(v)}" for k, v in rep["corpora"].items()))
+    return "\n".join(lines)
+
+
+def main(argv: Optional[list] = None) -> dict:
+    parser = argparse.ArgumentParser(description="Report on a stage-2 manifest (songs, hours, silence)")
+    parser.add_argument("manifests", nargs="+", help="manifest CSV files (e.g. exp/vocals/data/train.csv)")
+    parser.add_argument("--target", default=None, help="default: from shaping.json beside the manifest")
+    parser.add_argument("--silence_db", type=float, default=-50.0)
+    args = parser.parse_args(argv)
+    reports = [manifest_report(m, args.target, args.silence_db) for m in args.manifests]
+    for rep in reports:
+        print(format_report(rep))
+    return {"reports": reports}
