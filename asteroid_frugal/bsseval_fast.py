@@ -27,7 +27,7 @@ where a ratio's denominator is at round-off level (ratios above ~150 dB), where
 both implementations report noise.
 """
 import math
-from typing import Optional, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import numpy as np
 import torch

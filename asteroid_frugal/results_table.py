@@ -1,0 +1,177 @@
+"""``results.md`` in the form of the paper's Table 3, the paper's rows beside this run's, and the
+SiSEC-style figure of per-track SDR distributions."""
+import datetime
+import math
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .config import get
+from .utils import atomic_path, write_text_atomic
+
+TABLE3_COLUMNS = ("vocals", "accompaniment", "drums", "bass", "other", "mean")
+TABLE3_HEADER = ("Vocals", "Accomp.", "Drums", "Bass", "Other", "Mean")
+
+# The paper's Table 3 (SDR, dB, MUSDB18 test set), as printed; "-": not reported.
+PAPER_TABLE3 = [
+    ("Conv-TasNet", ("6.74", "-", "7.11", "7.00", "4.44", "6.32")),
+    ("Spleeter", ("6.86", "12.54", "6.7", "5.51", "4.02", "5.77")),
+    ("Demucs", ("7.05", "-", "7.08", "6.70", "4.47", "6.32")),
+    ("DenseNet (TAK2)", ("7.16", "13.73", "6.81", "5.40", "4.80", "6.05")),
+    ("D3Net", ("7.24", "13.52", "7.01", "5.25", "4.53", "6.01")),
+    ("TasNet {1} (paper)", ("7.34", "13.76", "7.68", "7.04", "4.04", "6.52")),
+    ("TasNet {4} (paper)", ("7.39", "-", "6.90", "7.33", "4.04", "6.42")),
+    ("TasNet, 30 s excerpts {1} (paper)", ("7.43", "13.66", "-", "-", "-", "-")),
+]
+PAPER_TRAINING = ("the paper's TasNet rows: MUSDB18 train (100 songs) + about 300 h of extra "
+                  "per-instrument recordings; other rows: as reported in the paper's Table 3")
+# The paper's Tables 1 and 2 print SI-SNR as negative losses (-10.33 means 10.33 dB).
+PAPER_SISNR = {
+    "Table 1, 100 % of the database, 125 epochs": {"vocals": 10.33, "accompaniment": 13.40, "mean": 10.78},
+    "Table 2, 30 s excerpts, 50 epochs": {"vocals": 8.11, "accompaniment": 12.44, "mean": 10.27},
+}
+
+
+def fmt(x, digits: int = 2) -> str:
+    """A number for a table: ``-`` when missing, ``nan``/``inf`` spelled out."""
+    if x is None:
+        return "-"
+    x = float(x)
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return f"{x:.{digits}f}"
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def table3_rows(runs: Sequence[tuple]) -> List[List[str]]:
+    """Paper rows, then ``(name, training data, {column: sdr})`` of this run (bold)."""
+    rows = [[name, "paper", *values] for name, values in PAPER_TABLE3]
+    for name, data, sdr in runs:
+        rows.append([f"**{name}**", data, *(fmt(sdr.get(c)) if c in sdr else "-" for c in TABLE3_COLUMNS)])
+    return rows
+
+
+def training_data_description(conf: Optional[dict]) -> str:
+    """What a model was trained on, from its experiment's ``conf.yml``, stated plainly."""
+    if not conf:
+        return "unknown (the experiment has no conf.yml)"
+    root = get(conf, "data.musdb_root")
+    if root:
+        base = f"MUSDB18 train split ({root})"
+    elif get(conf, "data.musdb_download", False):
+        base = "musdb's 7-second MUSDB18 sample"
+    else:
+        base = (f"the built-in procedurally generated corpus ({get(conf, 'default_corpus.n_train', '?')} "
+                f"synthetic songs of {get(conf, 'default_corpus.song_seconds', '?')} s; not MUSDB18)")
+    extra = get(conf, "data.extra_roots") or []
+    if extra and get(conf, "shaping.use_extra", True):
+        base += " + extra songs from " + ", ".join(str(e) for e in extra)
+    frac = get(conf, "shaping.database_fraction", 1.0)
+    if frac is not None and float(frac) != 1.0:
+        base += f", {float(frac):.0%} of the songs"
+    excerpt = get(conf, "shaping.excerpt_seconds")
+    if excerpt:
+        base += f", {excerpt} s excerpts"
+    return base
+
+
+def corpus_description(corpus: str) -> str:
+    """Plain words for a prepared corpus folder name (``musdb18hq``, ``default_22050``...)."""
+    base = corpus.split("_")[0] if not corpus.startswith("musdb18_7s") else "musdb18_7s"
+    words = {"musdb18": "MUSDB18 (AAC stems)", "musdb18hq": "MUSDB18-HQ (WAV stems)",
+             "musdb18_7s": "musdb's 7-second MUSDB18 excerpts",
+             "default": "the built-in procedurally generated corpus (synthetic songs, not MUSDB18)"}
+    return words.get(base, f"corpus {corpus!r}")
+
+
+def training_length(exp_dir: Path) -> str:
+    """``N epochs (early stopping)`` from ``training_done.json`` when training finished."""
+    import json
+
+    path = Path(exp_dir) / "training_done.json"
+    try:
+        done = json.loads(path.read_text())
+        return f"{done.get('epochs_done', '?')} epochs ({str(done.get('stop_reason', '?')).replace('_', ' ')})"
+    except (OSError, ValueError):
+        return "training not finished (no training_done.json)"
+
+
+def write_results_md(path, *, title: str, facts: Sequence[str], table3: Sequence[tuple],
+                     metrics_median: pd.DataFrame, metrics_mean: pd.DataFrame, n_tracks: Dict[str, int],
+                     sisnr: Optional[Dict[str, Dict[str, float]]] = None, notes: Sequence[str] = (),
+                     figure: Optional[str] = None) -> None:
+    """Write ``results.md``: facts, Table 3 with the paper's rows, all BSS Eval metrics, SI-SNR."""
+    out = [f"# {title}", "", f"Written {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}.", ""]
+    out += [f"- {f}" for f in facts] + [""]
+    out += ["## SDR in the form of the paper's Table 3", "",
+            "dB, BSS Eval v4 images, median over 1 s frames then median over tracks (SiSEC). "
+            f"Training data: {PAPER_TRAINING}; this run: see the list above. "
+            "Paper rows are on the MUSDB18 test set; this run's on the evaluation set named above.", ""]
+    out += [markdown_table(("Method", "Training data", *TABLE3_HEADER), table3_rows(table3)), ""]
+    out += ["## All BSS Eval metrics of this run", ""]
+    header = ("Target", "Tracks", "SDR", "SIR", "ISR", "SAR", "SDR mean", "SIR mean", "ISR mean", "SAR mean")
+    rows = []
+    for target in metrics_median.index:
+        med = metrics_median.loc[target]
+        mean = metrics_mean.loc[target] if target in metrics_mean.index else {}
+        rows.append([target, n_tracks.get(target, 0), *(fmt(med.get(m)) for m in ("SDR", "SIR", "ISR", "SAR")),
+                     *(fmt(mean.get(m)) if len(mean) else "-" for m in ("SDR", "SIR", "ISR", "SAR"))])
+    out += [markdown_table(header, rows), "",
+            "Columns without 'mean': median over frames, then over tracks; 'mean': mean over "
+            "frames, then over tracks. Frames where a reference or estimate is silent are skipped "
+            "(NaN), as in museval.", ""]
+    if sisnr:
+        out += ["## SI-SNR on the test split of the training corpus (the paper's Tables 1 and 2)", ""]
+        cols = list(next(iter(sisnr.values())).keys())
+        out += [markdown_table(("", *cols), [[k, *(fmt(v.get(c)) for c in cols)] for k, v in sisnr.items()]), ""]
+        out += ["SI-SNR in dB (higher is better), mean over excerpts whose reference is not silent; "
+                "SI-SNRi: improvement over the unprocessed mixture. The paper prints SI-SNR as negative "
+                "losses; in dB its values are: "
+                + "; ".join(f"{k}: " + ", ".join(f"{c} {v:.2f}" for c, v in row.items())
+                            for k, row in PAPER_SISNR.items()) + ".", ""]
+    if figure:
+        out += ["## Per-track SDR", "", f"![per-track SDR distributions]({figure})", ""]
+    if notes:
+        out += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+    write_text_atomic(path, "\n".join(out))
+
+
+def plot_sdr_distribution(track_sdr: pd.DataFrame, path, title: str, targets: Sequence[str]) -> None:
+    """Box plot + points of per-track SDR (median over frames) per target, SiSEC style."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data, labels = [], []
+    for target in targets:
+        values = track_sdr[track_sdr["target"] == target]["SDR"].to_numpy(dtype=float)
+        values = values[np.isfinite(values)]
+        if values.size:
+            data.append(values)
+            labels.append(f"{target}\n(n={values.size})")
+    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * max(1, len(data)), 4.2))
+    if data:
+        ax.boxplot(data, vert=True, showfliers=False, widths=0.55)
+        ax.set_xticks(range(1, len(labels) + 1), labels)
+        rng = np.random.default_rng(0)
+        for i, values in enumerate(data, start=1):
+            ax.scatter(i + rng.uniform(-0.15, 0.15, values.size), values, s=10, alpha=0.6, color="tab:blue")
+    else:
+        ax.text(0.5, 0.5, "no finite per-track SDR", ha="center", va="center", transform=ax.transAxes)
+    ax.set_ylabel("SDR (dB), median over 1 s frames")
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
