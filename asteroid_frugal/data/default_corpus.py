@@ -187,7 +187,7 @@ class _Song:
             if not sung and rng.random() < 0.3:
                 self.drum_bar[bar:bar + length] = False       # breakdown
             bar += length
-            sung = rng.random() < (0.3 if sung else 0.9)
+            sung = rng.random() < (0.55 if sung else 0.9)
 
     def t2s(self, t):
         return int(round(t * self.sr))

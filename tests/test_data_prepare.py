@@ -1,0 +1,120 @@
+"""Stage 0: MUSDB18-HQ and MUSDB18 (.stem.mp4) roots, splits from musdb, atomic resumable tracks."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from asteroid_frugal.data import layout
+from asteroid_frugal.data.layout import list_tracks, prepared_root, read_track_meta
+from asteroid_frugal.data.musdb_prep import main, prepare_musdb
+from asteroid_frugal.utils import FrugalError
+from data_helpers import base_conf, make_hq_root, write_wav
+
+VALID_NAME = "Actions - One Minute Smile"   # in musdb's own validation list
+
+
+@pytest.fixture
+def hq_root(tmp_path):
+    return make_hq_root(tmp_path / "hq", {
+        "Artist A - Song One": ("train", 3.0),
+        VALID_NAME: ("train", 2.0),
+        "Artist B - Song Two": ("test", 2.5),
+    })
+
+
+def test_hq_root_splits_from_musdb_and_lossless(hq_root, tmp_path):
+    conf = base_conf(tmp_path / "data", data={"musdb_root": str(hq_root)})
+    summary = prepare_musdb(conf, progress=False)
+    root = prepared_root(conf)
+    assert root.name == "musdb18hq"
+    assert summary["tracks"] == {"train": 1, "valid": 1, "test": 1}
+    assert [p.name for p in list_tracks(root / "valid")] == [VALID_NAME]   # musdb's list, not ours
+    assert [p.name for p in list_tracks(root / "train")] == ["Artist A - Song One"]
+    track = root / "test" / "Artist B - Song Two"
+    meta = read_track_meta(track)
+    assert meta["n_samples"] == int(2.5 * 44100) and meta["sample_rate"] == 44100
+    assert meta["sources"] == ["vocals", "drums", "bass", "other"] and meta["format"] == "PCM_16"
+    for s in ("vocals", "drums", "bass", "other", "mixture"):
+        ref, _ = sf.read(str(hq_root / "test" / "Artist B - Song Two" / f"{s}.wav"), dtype="float32")
+        got, _ = sf.read(str(track / f"{s}.wav"), dtype="float32")
+        np.testing.assert_array_equal(got, ref)
+    assert (track / "levels.npz").is_file()
+
+
+def test_rerun_skips_prepared_and_redoes_changed(hq_root, tmp_path):
+    conf = base_conf(tmp_path / "data", data={"musdb_root": str(hq_root)})
+    prepare_musdb(conf, progress=False)
+    track = prepared_root(conf) / "train" / "Artist A - Song One"
+    stamp = (track / "track.json").stat().st_mtime_ns
+    again = prepare_musdb(conf, progress=False)
+    assert again["reused"] == 3 and (track / "track.json").stat().st_mtime_ns == stamp
+    # a changed input file makes that track stale
+    write_wav(hq_root / "train" / "Artist A - Song One" / "vocals.wav", np.zeros((2, 3 * 44100), np.float32))
+    third = prepare_musdb(conf, progress=False)
+    assert third["reused"] == 2
+    assert np.abs(sf.read(str(track / "vocals.wav"))[0]).max() == 0
+
+
+def test_interrupted_track_never_counts_as_prepared(hq_root, tmp_path, monkeypatch):
+    conf = base_conf(tmp_path / "data", data={"musdb_root": str(hq_root)})
+    calls = {"n": 0}
+    real_write = layout.sf.write
+
+    def failing_write(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt   # killed while writing the first track's third file
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(layout.sf, "write", failing_write)
+    monkeypatch.setattr(layout, "_try_link", lambda src, dst: False)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_musdb(conf, progress=False)
+    root = prepared_root(conf)
+    leftovers = [p for p in root.rglob("*") if p.is_dir() and p.parent.name in ("train", "valid", "test")]
+    assert leftovers == []      # no half-written track dir, no temporary left behind
+    monkeypatch.setattr(layout.sf, "write", real_write)
+    assert prepare_musdb(conf, progress=False)["tracks"] == {"train": 1, "valid": 1, "test": 1}
+
+
+def test_corrupt_track_is_skipped_and_reported(hq_root, tmp_path):
+    (hq_root / "train" / "Artist A - Song One" / "bass.wav").write_bytes(b"RIFF\x00\x00not audio")
+    conf = base_conf(tmp_path / "data", data={"musdb_root": str(hq_root)})
+    summary = prepare_musdb(conf, progress=False)
+    assert summary["tracks"]["train"] == 0 and summary["tracks"]["test"] == 1
+    (skip,) = summary["skipped"]
+    assert skip["track"] == "Artist A - Song One" and "bass.wav" in skip["reason"]
+    assert json.loads((prepared_root(conf) / "corpus.json").read_text())["skipped"] == summary["skipped"]
+
+
+def test_not_a_musdb_root_is_a_clear_error(tmp_path):
+    (tmp_path / "empty" / "train").mkdir(parents=True)
+    conf = base_conf(tmp_path / "data", data={"musdb_root": str(tmp_path / "empty")})
+    with pytest.raises(FrugalError, match="not a MUSDB18 root"):
+        prepare_musdb(conf, progress=False)
+
+
+def test_real_stem_mp4_through_stage0(tmp_path):
+    stempeg = pytest.importorskip("stempeg")
+    src = stempeg.example_stem_path()
+    root = tmp_path / "musdb18"
+    (root / "train").mkdir(parents=True)
+    (root / "test").mkdir()
+    shutil.copy(src, root / "test" / "The Easton Ellises - Falcon 69.stem.mp4")
+    data = tmp_path / "data"
+    summary = main(["--set", f"data.root={data}", "--musdb_root", str(root), "--no_progress"])   # the CLI's main
+    assert summary["tracks"] == {"train": 0, "valid": 0, "test": 1} and not summary["skipped"]
+    track = data / "prepared" / "musdb18" / "test" / "The Easton Ellises - Falcon 69"
+    meta = read_track_meta(track)
+    assert meta["n_samples"] == 268288 and meta["has_mixture"]
+    stems, rate = stempeg.read_stems(src, ffmpeg_format="s16le")   # 0 mixture, 1 drums, 2 bass, 3 other, 4 vocals
+    for i, name in enumerate(("mixture", "drums", "bass", "other", "vocals")):
+        got, sr = sf.read(str(track / f"{name}.wav"), dtype="float32")
+        assert sr == rate == 44100
+        np.testing.assert_allclose(got, stems[i][:len(got)], atol=1e-4)
+    # the stored mixture is musdb's mixture stream, which is not the sum of the stems
+    mix = sf.read(str(track / "mixture.wav"))[0]
+    total = sum(sf.read(str(track / f"{s}.wav"))[0] for s in ("vocals", "drums", "bass", "other"))
+    assert np.sqrt(((mix - total) ** 2).mean() / (mix ** 2).mean()) > 0.05
