@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional
 
@@ -29,7 +30,7 @@ from ..utils import FrugalError, write_json_atomic
 from .types import SOURCES
 
 SUBTYPE = "PCM_16"
-LEVEL_HOP = 4410                 # level envelope frame: 100 ms at 44.1 kHz
+LEVEL_SECONDS = 0.1              # level envelope frame (100 ms)
 FLOAT_SUBTYPE = "FLOAT"          # for tracks whose stems exceed the 16-bit range
 SPLITS = ("train", "valid", "test")
 CORPUS_DEFAULT = "default"       # the built-in procedurally generated corpus
@@ -176,7 +177,11 @@ def track_is_valid(track_dir, signature: Optional[list] = None) -> bool:
     return True
 
 
-def frame_levels_db(audio: np.ndarray, hop: int = LEVEL_HOP) -> np.ndarray:
+def level_hop(sample_rate: int) -> int:
+    return max(1, int(round(LEVEL_SECONDS * sample_rate)))
+
+
+def frame_levels_db(audio: np.ndarray, hop: int = 4410) -> np.ndarray:
     """Level (dBFS, RMS over channels) of consecutive ``hop``-sample frames of ``[C, T]`` audio."""
     n = audio.shape[-1]
     n_frames = -(-n // hop)
@@ -215,14 +220,14 @@ def write_track(track_dir, stems: Dict[str, np.ndarray], meta: dict,
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{track_dir.name[:40]}-", dir=track_dir.parent))
     try:
         sr = int(meta["sample_rate"])
-        levels = {}
+        levels, hop = {}, level_hop(sr)
         for name, audio in list(stems.items()) + ([("mixture", mixture)] if mixture is not None else []):
             audio = np.asarray(audio, dtype=np.float32)
             if not (subtype == SUBTYPE and links and name in links and _try_link(links[name], tmp / f"{name}.wav")):
                 sf.write(str(tmp / f"{name}.wav"), audio.T, sr, subtype=subtype)
             if name != "mixture":
-                levels[name] = frame_levels_db(audio)
-        np.savez(tmp / "levels.npz", hop=np.int64(LEVEL_HOP), **levels)
+                levels[name] = frame_levels_db(audio, hop)
+        np.savez(tmp / "levels.npz", hop=np.int64(hop), **levels)
         write_json_atomic(tmp / "track.json", meta)
         if track_dir.exists():  # a stale or broken previous version: swap it out, then delete
             old = Path(tempfile.mkdtemp(prefix=f".old-{track_dir.name[:40]}-", dir=track_dir.parent))
@@ -268,22 +273,29 @@ def clean_temporaries(folder) -> int:
     return n
 
 
-def read_levels(track_dir) -> Dict[str, np.ndarray]:
-    """Per-source level envelopes (dBFS per ``LEVEL_HOP`` frame) of a prepared track."""
+@dataclass
+class Levels:
+    """Per-source level envelopes of a prepared track: dBFS of consecutive ``hop``-sample frames."""
+
+    hop: int
+    db: Dict[str, np.ndarray]
+
+    def active_fraction(self, source: str, start: int, length: int, silence_db: float) -> float:
+        """Share of the frames of ``[start, start+length)`` where ``source`` is above ``silence_db``.
+
+        Frames past the end of the track (zero padding) count as silent.
+        """
+        a = start // self.hop
+        b = max(a + 1, -(-(start + length) // self.hop))
+        frames = self.db[source][a:b]
+        return float((frames > silence_db).sum()) / (b - a)
+
+
+def read_levels(track_dir) -> Levels:
+    """The ``levels.npz`` of a prepared track."""
     path = Path(track_dir) / "levels.npz"
     try:
         with np.load(path) as z:
-            return {k: z[k] for k in z.files if k != "hop"}
-    except (OSError, ValueError) as err:
+            return Levels(int(z["hop"]), {k: z[k] for k in z.files if k != "hop"})
+    except (OSError, ValueError, KeyError) as err:
         raise FrugalError(f"{path}: unreadable ({err}); re-run the preparation stage") from None
-
-
-def active_fraction(levels_db: np.ndarray, start: int, length: int, silence_db: float,
-                    hop: int = LEVEL_HOP) -> float:
-    """Share of the ``[start, start+length)`` frames whose level is above ``silence_db``."""
-    a, b = start // hop, max(start // hop + 1, -(-(start + length) // hop))
-    frames = levels_db[a:b]
-    if frames.size == 0:   # entirely in padding
-        return 0.0
-    active = float((frames > silence_db).sum())
-    return active / max(b - a, 1)

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..utils import FrugalError, read_json
 from .datasets import read_manifest
-from .layout import LEVEL_HOP, read_levels, read_track_meta
+from .layout import read_levels, read_track_meta
 from .types import EXTRA_SOURCES, TARGETS
 
 
@@ -28,29 +28,25 @@ def manifest_report(manifest_csv, target: Optional[str] = None, silence_db: floa
     rows = read_manifest(manifest_csv)
     metas, levels = {}, {}
     hours = {s: 0.0 for s in EXTRA_SOURCES}
-    silent_frames = total_frames = 0
+    silent = total = 0.0
     sr = None
     for row in rows:
         d = row["track_dir"]
         if d not in metas:
             metas[d] = read_track_meta(d)
-            levels[d] = read_levels(d).get(target)
-            if levels[d] is None:
+            levels[d] = read_levels(d)
+            if target not in levels[d].db:
                 raise FrugalError(f"{d}: has no {target} stem")
         sr = sr or int(metas[d]["sample_rate"])
         for s in metas[d]["sources"]:
             hours[s] += row["length"] / metas[d]["sample_rate"] / 3600
-        a = row["start"] // LEVEL_HOP
-        n_frames = max(1, -(-row["length"] // LEVEL_HOP))
-        frames = levels[d][a:a + n_frames]
-        # frames past the end of the track (padding) count as silent
-        silent_frames += int((frames <= silence_db).sum()) + (n_frames - len(frames))
-        total_frames += n_frames
+        silent += row["length"] * (1 - levels[d].active_fraction(target, row["start"], row["length"], silence_db))
+        total += row["length"]
     total_hours = sum(r["length"] for r in rows) / (sr or 44100) / 3600
     return {"manifest": str(manifest_csv), "target": target, "songs": len(metas), "excerpts": len(rows),
             "excerpt_seconds": sorted({r["length"] / (sr or 44100) for r in rows}), "hours": total_hours,
             "hours_per_source": {k: v for k, v in hours.items() if v > 0},
-            "silent_target_share": silent_frames / total_frames if total_frames else float("nan"),
+            "silent_target_share": silent / total if total else float("nan"),
             "silence_db": silence_db,
             "corpora": dict(zip(*np.unique([r.get("corpus", "") for r in rows], return_counts=True)))
             if rows else {}}

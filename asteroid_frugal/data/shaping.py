@@ -34,7 +34,7 @@ from typing import Dict, List, Optional, Tuple
 from ..config import add_config_args, config_from_args, get, save_config
 from ..utils import FrugalError, read_json, write_json_atomic
 from .datasets import write_manifest
-from .layout import (SPLITS, active_fraction, extra_index_path, list_tracks, prepared_root,
+from .layout import (SPLITS, extra_index_path, list_tracks, prepared_root,
                      read_levels, read_track_meta, rest_sources)
 from .types import TARGETS
 
@@ -257,14 +257,12 @@ def _song_excerpts(song: Song, choices: ShapingChoices, target: str, length: int
             reason = f"room for {count} of {choices.excerpts_per_song} excerpts"
         starts = excerpt_starts(song.n_samples, length, count, align,
                                 [unit_hash("pos", choices.seed, song.key, j) for j in range(count)])
-    levels = read_levels(song.track_dir).get(target)
-    if levels is None:
-        raise FrugalError(f"{song.track_dir}: levels.npz has no {target} envelope; re-run its preparation stage")
+    levels = _target_levels(song, target)
     rows = []
     for j, start in enumerate(starts):
-        active = active_fraction(levels, start, length, choices.silence_db)
+        active = levels.active_fraction(target, start, length, choices.silence_db)
         if choices.energy_filter and 1 - active > choices.max_silent_fraction:
-            start, active = _retry_position(song, choices, levels, length, count, j)
+            start, active = _retry_position(song, choices, levels, target, length, count, j)
             if start is None:
                 reason = f"target silent in excerpt {j + 1} at every tried position"
                 continue
@@ -272,13 +270,20 @@ def _song_excerpts(song: Song, choices: ShapingChoices, target: str, length: int
     return rows, reason
 
 
-def _retry_position(song, choices, levels, length, count, j):
+def _target_levels(song: Song, target: str):
+    levels = read_levels(song.track_dir)
+    if target not in levels.db:
+        raise FrugalError(f"{song.track_dir}: levels.npz has no {target} envelope; re-run its preparation stage")
+    return levels
+
+
+def _retry_position(song, choices, levels, target, length, count, j):
     part = song.n_samples // count
     if part < length:
         return None, 0.0
     for attempt in range(ENERGY_FILTER_TRIES):
         start = j * part + int(unit_hash("retry", choices.seed, song.key, j, attempt) * (part - length + 1))
-        active = active_fraction(levels, start, length, choices.silence_db)
+        active = levels.active_fraction(target, start, length, choices.silence_db)
         if 1 - active <= choices.max_silent_fraction:
             return start, active
     return None, 0.0
@@ -293,14 +298,12 @@ def chunk_rows(songs: List[Song], target: str, chunk: int, silence_db: float) ->
     """Fixed chunks covering each track (the last one ends at the track's end; short tracks padded)."""
     rows = []
     for song in songs:
-        levels = read_levels(song.track_dir).get(target)
-        if levels is None:
-            raise FrugalError(f"{song.track_dir}: levels.npz has no {target} envelope; re-run its preparation stage")
+        levels = _target_levels(song, target)
         starts = list(range(0, max(song.n_samples - chunk, 0) + 1, chunk))
         if song.n_samples > chunk and starts[-1] + chunk < song.n_samples:
             starts.append(song.n_samples - chunk)
         for start in starts:
-            rows.append(_row(song, start, chunk, active_fraction(levels, start, chunk, silence_db)))
+            rows.append(_row(song, start, chunk, levels.active_fraction(target, start, chunk, silence_db)))
     return rows
 
 
