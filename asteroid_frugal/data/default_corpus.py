@@ -43,7 +43,7 @@ from .types import SOURCES
 
 log = logging.getLogger("asteroid_frugal")
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 SETUP_FILE = "musdb_setup.yaml"
 _SPLIT_IDS = {"train": 0, "valid": 1, "test": 2}
 _VOWELS = {  # formant frequencies F1-F4 (Hz) of sung vowels

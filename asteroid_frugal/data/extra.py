@@ -49,14 +49,17 @@ def _slakh_module():
         raise
 
 
-def iter_extra_songs(root) -> Iterator[ExtraSong]:
-    """Songs of an extra root as :class:`ExtraSong` records (files per source, not decoded)."""
+def iter_extra_songs(root, slakh_mapping: Optional[dict] = None) -> Iterator[ExtraSong]:
+    """Songs of an extra root as :class:`ExtraSong` records (files per source, not decoded).
+
+    ``slakh_mapping``: the config's ``slakh`` section, for Slakh2100 roots (None: conf.yml's).
+    """
     root = Path(root).expanduser()
     if not root.is_dir():
         raise FrugalError(f"{root}: extra data folder not found")
     slakh = _slakh_module()
     if slakh is not None and slakh.is_slakh_root(root):
-        yield from slakh.iter_slakh_songs(root)
+        yield from slakh.iter_slakh_songs(root, slakh_mapping)
         return
     rank = {ext: i for i, ext in enumerate(AUDIO_EXTENSIONS)}
     for song_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
@@ -110,7 +113,7 @@ def prepare_extra(conf, progress: bool = True) -> dict:
         rid = root_id(root)
         out = out_root / rid
         clean_temporaries(out)
-        listing = list(iter_extra_songs(root))
+        listing = list(iter_extra_songs(root, get(conf, "slakh")))
         reused = 0
         for song in tqdm(listing, desc=f"stage 1: {root.name}", unit="song", disable=not progress):
             dst = out / song.name
