@@ -1,0 +1,196 @@
+"""Stage 4 end to end on a small prepared corpus with tiny untrained models."""
+import json
+import re
+
+import jsonschema
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from asteroid_frugal import evaluate as stage
+from asteroid_frugal.config import load_config
+from asteroid_frugal.data.datasets import write_manifest
+from asteroid_frugal.data.layout import prepared_root, write_track
+from asteroid_frugal.model import FrugalTasNet
+from asteroid_frugal.separate import load_target_models, separate_stems
+from asteroid_frugal.utils import FrugalError
+
+museval = pytest.importorskip("museval")
+SR = 8000
+TRACKS = ("song a", "song b")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """Two 2.2 s stereo songs (prepared layout) and one tiny model per target."""
+    root = tmp_path_factory.mktemp("eval")
+    overrides = [f"data.root={root / 'data'}", f"data.sample_rate={SR}", "evaluation.chunk_seconds=1",
+                 "evaluation.overlap_seconds=0.25", "evaluation.n_examples=1"]
+    conf = load_config(overrides=overrides)
+    rng = np.random.default_rng(0)
+    t = np.arange(int(2.2 * SR)) / SR
+    for i, name in enumerate(TRACKS):
+        env = 0.5 + 0.5 * np.sin(2 * np.pi * 0.7 * t + i)
+        stems = {
+            "vocals": np.stack([np.sin(2 * np.pi * (300 + 40 * i) * t), 0.7 * np.sin(2 * np.pi * (300 + 40 * i) * t)]) * env,
+            "drums": rng.standard_normal((2, t.size)) * (np.sin(2 * np.pi * 2 * t) > 0.6),
+            "bass": np.stack([np.sin(2 * np.pi * 70 * t)] * 2) * env[::-1],
+            "other": np.stack([np.sin(2 * np.pi * 520 * t + 1), np.sin(2 * np.pi * 530 * t)]),
+        }
+        stems = {k: (0.2 * v + 0.01 * rng.standard_normal(v.shape)).astype(np.float32) for k, v in stems.items()}
+        write_track(prepared_root(conf) / "test" / name, stems, dict(name=name, sample_rate=SR),
+                    mixture=sum(stems.values()))
+    exps = {}
+    for k, target in enumerate(("vocals", "drums", "bass")):
+        torch.manual_seed(k)
+        model = FrugalTasNet(n_src=2, n_filters=16, kernel_size=20, n_channels=2, hidden_size=8,
+                             n_layers=2, skip_every=1, sample_rate=SR)
+        exp = root / "exp" / target
+        exp.mkdir(parents=True)
+        torch.save(model.serialize(), exp / "best_model.pth")
+        exp_conf = load_config(overrides=overrides + [f"data.target={target}"])
+        (exp / "conf.yml").write_text(yaml.safe_dump(exp_conf))
+        exps[target] = exp
+    split = prepared_root(conf) / "test"
+    write_manifest(exps["vocals"] / "data" / "test.csv",
+                   [dict(track_dir=str(split / n), start=s, length=SR) for n in TRACKS for s in (0, SR)])
+    return dict(root=root, overrides=overrides, conf=conf, exps=exps, split=split)
+
+
+def _args(corpus, *extra):
+    return [a for o in corpus["overrides"] for a in ("--set", o)] + list(extra)
+
+
+def _frames(museval_json, target, metric):
+    data = json.loads(museval_json.read_text())
+    target = next(t for t in data["targets"] if t["name"] == target)
+    return np.array([f["metrics"][metric] for f in target["frames"]], dtype=float)
+
+
+def _table_rows(markdown, heading):
+    block = markdown.split(heading, 1)[1].split("\n\n")[2]
+    return [[c.strip() for c in line.strip("|").split("|")] for line in block.splitlines()]
+
+
+def test_single_model_matches_museval_called_directly(corpus):
+    exp = corpus["exps"]["vocals"]
+    final = stage.main(_args(corpus, "--exp_dir", str(exp), "--backend", "museval"))
+    results = exp / "results"
+    models = load_target_models([str(exp)], "cpu")
+    for name in TRACKS:
+        track = corpus["split"] / name
+        mixture, refs, sr = stage.load_track(track, ["vocals", "accompaniment"], combined=False)
+        stems = separate_stems(models, mixture, sr, chunk_seconds=1, overlap_seconds=0.25)
+        assert sorted(stems) == ["accompaniment", "vocals"]
+        direct = museval.evaluate(np.stack([refs["vocals"], refs["accompaniment"]]).transpose(0, 2, 1),
+                                  np.stack([stems["vocals"], stems["accompaniment"]]).transpose(0, 2, 1),
+                                  win=SR, hop=SR)
+        path = results / "museval" / "test" / f"{name}.json"
+        jsonschema.validate(json.loads(path.read_text()), museval.aggregate.TrackStore(name).schema)
+        for j, target in enumerate(("vocals", "accompaniment")):
+            for metric, values in zip(("SDR", "ISR", "SIR", "SAR"), direct):
+                np.testing.assert_allclose(_frames(path, target, metric), values[j], atol=1e-4)
+    # SiSEC aggregation, recomputed from the museval JSON files
+    medians = [np.nanmedian(_frames(results / "museval" / "test" / f"{n}.json", "vocals", "SDR")) for n in TRACKS]
+    assert final["sdr_vocals"] == pytest.approx(float(np.median(medians)), abs=1e-4)
+    on_disk = json.loads((results / "final_metrics.json").read_text())
+    assert on_disk == final and all(type(v) is float for v in on_disk.values())
+    assert {"sdr_accompaniment", "sir_vocals", "sar_vocals", "isr_vocals", "sdr_vocals_mean",
+            "si_snr_vocals", "si_snri_accompaniment", "si_snr_mean"} <= set(final)
+    sisnr = np.genfromtxt(results / "si_snr.csv", delimiter=",", names=True, dtype=None, encoding=None)
+    assert len(sisnr) == 4
+    assert final["si_snri_vocals"] == pytest.approx(
+        float(np.mean(sisnr["si_snr_vocals"] - sisnr["input_si_snr_vocals"])), abs=1e-6)
+    csv_lines = (results / "all_metrics.csv").read_text().splitlines()
+    assert csv_lines[0] == "track,target,SDR,SIR,ISR,SAR,frames,scored_frames" and len(csv_lines) == 5
+    assert sorted(p.name for p in (results / "examples" / TRACKS[0]).iterdir()) == \
+        ["accompaniment.wav", "mixture.wav", "vocals.wav"]
+    assert not (results / "examples" / TRACKS[1]).exists()
+    assert (results / "sdr_distribution.png").read_bytes()[:4] == b"\x89PNG"
+    md = (results / "results.md").read_text()
+    rows = _table_rows(md, "## SDR in the form of the paper's Table 3")
+    assert rows[0] == ["Method", "Training data", "Vocals", "Accomp.", "Drums", "Bass", "Other", "Mean"]
+    assert all(len(r) == len(rows[0]) for r in rows)
+    assert any(r[0] == "Conv-TasNet" and r[2] == "6.74" for r in rows)
+    ours = [r for r in rows if r[0].startswith("**This run")]
+    assert len(ours) == 1 and ours[0][2] == f"{final['sdr_vocals']:.2f}" and ours[0][4] == "-"
+    assert "not MUSDB18" in ours[0][1] and "museval 0.4.1" in md
+
+
+def test_combined_four_sources_and_other_is_exact(corpus):
+    exps = corpus["exps"]
+    out = corpus["root"] / "exp" / "combined"
+    final = stage.main(_args(corpus, "--combined", str(exps["vocals"]), str(exps["drums"]), str(exps["bass"]),
+                             "--exp_dir", str(out), "--backend", "fast", "--max_tracks", "1"))
+    data = json.loads((out / "results" / "museval" / "test" / f"{TRACKS[0]}.json").read_text())
+    assert [t["name"] for t in data["targets"]] == ["vocals", "drums", "bass", "other"]
+    assert {f"sdr_{s}" for s in ("vocals", "drums", "bass", "other")} | {"sdr_mean"} <= set(final)
+    assert not any(k.startswith("si_snr") for k in final) and final["n_tracks"] == 1.0
+    md = (out / "results" / "results.md").read_text()
+    assert "fast evaluator" in md and "4-source problem" in md
+    rows = _table_rows(md, "## SDR in the form of the paper's Table 3")
+    assert all(len(r) == len(rows[0]) for r in rows)
+    four = [r for r in rows if r[0].startswith("**This run: TasNet {4}")]
+    assert four and four[0][3] == "-" and four[0][7] == f"{final['sdr_mean']:.2f}"
+
+    # other = mixture - (vocals + drums + bass), sample-exact, after the least-squares rescaling
+    models = load_target_models([f"{t}={exps[t]}" for t in ("vocals", "drums", "bass")], "cpu")
+    mixture, _, sr = stage.load_track(corpus["split"] / TRACKS[0], ["vocals", "drums", "bass", "other"], True)
+    stems = separate_stems(models, mixture, sr, chunk_seconds=1, overlap_seconds=0.25)
+    assert list(stems) == ["vocals", "drums", "bass", "other", "accompaniment"]
+    np.testing.assert_array_equal(stems["other"], mixture - stems["vocals"] - stems["drums"] - stems["bass"])
+    raw = torch.from_numpy(separate_stems(models[:1], mixture, sr, 1, 0.25)["vocals"])
+    mix = torch.from_numpy(mixture).double()
+    recon = torch.from_numpy(stems["vocals"] + stems["accompaniment"]).double()
+    assert abs(float((mix - recon).flatten() @ recon.flatten())) < 1e-3 * float(recon.pow(2).sum())
+    np.testing.assert_allclose(raw.numpy(), stems["vocals"], rtol=1e-6)
+    # the numbers in the stage's files come from these very stems
+    values, _ = stage.bss_eval(np.stack([stage.load_track(corpus["split"] / TRACKS[0], list(stems)[:4], True)[1][s]
+                                         for s in list(stems)[:4]]),
+                               np.stack([stems[s] for s in list(stems)[:4]]), sr, backend="fast")
+    np.testing.assert_allclose(_frames(out / "results" / "museval" / "test" / f"{TRACKS[0]}.json", "other", "SDR"),
+                               values["SDR"][3], atol=1e-4)
+
+
+def test_interrupted_evaluation_resumes(corpus, monkeypatch):
+    exp = corpus["exps"]["bass"]
+    calls = []
+    real = stage.score_track
+
+    def flaky(task):
+        calls.append(task["track"])
+        if len(calls) == 2:
+            raise RuntimeError("killed")   # the process dies while scoring the second track
+        return real(task)
+
+    monkeypatch.setattr(stage, "score_track", flaky)
+    args = _args(corpus, "--exp_dir", str(exp), "--backend", "fast", "--no_sisnr")
+    with pytest.raises(RuntimeError, match="killed"):
+        stage.main(args)
+    scores = exp / "results" / "scores"
+    assert [p.stem for p in scores.glob("*.json")] == [TRACKS[0]]
+    assert not (exp / "results" / "final_metrics.json").exists()
+    first = (scores / f"{TRACKS[0]}.json").stat().st_mtime_ns
+    calls.clear()
+    final = stage.main(args)
+    assert calls == [TRACKS[1]] and (scores / f"{TRACKS[0]}.json").stat().st_mtime_ns == first
+    assert final["n_tracks"] == 2.0 and "sdr_no_bass" in final
+    # another backend: every track is scored again, here by two worker processes
+    monkeypatch.setattr(stage, "score_track", real)
+    fast = json.loads((exp / "results" / "final_metrics.json").read_text())
+    again = stage.main(args + ["--backend", "museval", "--jobs", "2"])
+    assert all(json.loads((scores / f"{n}.json").read_text())["backend"] == "museval" for n in TRACKS)
+    assert "museval 0.4.1" in (exp / "results" / "results.md").read_text()
+    for key in ("sdr_bass", "sir_no_bass", "sar_bass", "isr_no_bass"):
+        assert again[key] == pytest.approx(fast[key], abs=0.01)
+
+
+def test_user_errors_are_one_line(corpus, tmp_path):
+    with pytest.raises(FrugalError, match="no prepared tracks"):
+        stage.main(_args(corpus, "--exp_dir", str(corpus["exps"]["vocals"]), "--split", "nope"))
+    with pytest.raises(FrugalError, match="no model file"):
+        stage.main(_args(corpus, "--exp_dir", str(tmp_path)))
+    with pytest.raises(SystemExit):
+        stage.main(_args(corpus, "--exp_dir", str(tmp_path), "--backend", "bogus"))
+    assert re.search(r"museval", stage.build_parser().format_help())
