@@ -62,6 +62,7 @@ DEFAULTS: Dict[str, Any] = {        # conf.yml's midi_render section, for caller
     "peak": 0.9, "gain": 0.2, "reverb": True, "chorus": True, "jobs": 1, "drum_source": "drums",
     "names": {"vocal|voice|vox|melody|singer|choir": "vocals"},
     "programs": {"33-40": "bass", "53-55": "vocals"}, "default": "other",
+    "midi_dirs": [],                  # stage 1's option (render_configured_midi_dirs)
 }
 RELEASE_CONTROLS = (64, 66, 123)      # sustain off, sostenuto off, all notes off
 CHANNEL_EVENTS = ("program_change", "control_change", "pitchwheel", "aftertouch", "polytouch")
@@ -559,6 +560,25 @@ def render_midi_dir(midi_dir, out_dir, opts: RenderOptions, progress: bool = Tru
     log.info("rendered %d song(s) (%.2f h of stems), %d skipped, %d already there; report: %s",
              len(rendered), report["stem_hours"], len(report["skipped"]), existing, out_dir / REPORT)
     return report
+
+
+def render_configured_midi_dirs(conf, progress: bool = True) -> List[Path]:
+    """Stage 1's MIDI option: render each ``midi_render.midi_dirs`` folder (resumably) into
+    ``<data.root>/midi_rendered/<id>/`` and return those folders, to be read as extra roots."""
+    from .data.extra import root_id
+
+    section = dict(conf.get("midi_render") or {})
+    dirs = [Path(str(d)).expanduser() for d in (section.get("midi_dirs") or [])]
+    if not dirs:
+        return []
+    opts = RenderOptions.from_conf(section)
+    out_root = Path(str((conf.get("data") or {}).get("root", "data"))) / "midi_rendered"
+    outs = []
+    for midi_dir in dirs:
+        out = out_root / root_id(midi_dir)
+        render_midi_dir(midi_dir, out, opts, progress=progress)
+        outs.append(out)
+    return outs
 
 
 # --------------------------------------------------------------------------- CLI
