@@ -9,7 +9,6 @@ worker (or the main process with ``--workers 0``) runs one thread. The OS file c
 whatever it is (warm after the first epoch); ``--epochs`` > 1 shows both.
 """
 import argparse
-import json
 import sys
 import time
 from pathlib import Path

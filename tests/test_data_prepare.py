@@ -118,3 +118,10 @@ def test_real_stem_mp4_through_stage0(tmp_path):
     mix = sf.read(str(track / "mixture.wav"))[0]
     total = sum(sf.read(str(track / f"{s}.wav"))[0] for s in ("vocals", "drums", "bass", "other"))
     assert np.sqrt(((mix - total) ** 2).mean() / (mix ** 2).mean()) > 0.05
+
+
+def test_unreadable_mixture_header_names_the_file(hq_root, tmp_path):
+    (hq_root / "test" / "Artist B - Song Two" / "mixture.wav").write_bytes(b"garbage")
+    conf = base_conf(tmp_path / "data", data={"musdb_root": str(hq_root)})
+    with pytest.raises(FrugalError, match="Artist B - Song Two/mixture.wav: unreadable audio header"):
+        prepare_musdb(conf, progress=False)

@@ -208,7 +208,7 @@ def test_extra_songs_join_train_and_test_splits(corpus, tmp_path):
     voc = shape(conf, tmp_path / "xv")
     conf["data"]["target"] = "bass"
     bass = shape(conf, tmp_path / "xb")
-    assert voc["test"]["extra_tracks"] > 0 and voc["n_songs"] > 19
+    assert voc["test"]["extra_tracks"] > 0 and bass["test"]["extra_tracks"] > 0 and voc["n_songs"] > 19
     split = {f"x{i:02d}": assign_extra_split(f"extra/{_rid(stems)}/x{i:02d}", 0.3, 0.0) for i in range(30)}
     for exp, target in (("xv", "vocals"), ("xb", "bass")):
         test_rows = read_manifest(tmp_path / exp / "data" / "test.csv")

@@ -206,7 +206,7 @@ class _Song:
 
 
 def _vocals(song: _Song, rng, reverb) -> np.ndarray:
-    sr, out = song.sr, np.zeros((2, song.n), dtype=np.float32)
+    out = np.zeros((2, song.n), dtype=np.float32)
     base = int(rng.choice([48, 53, 57]))           # low / mid / high voice register (C3, F3, A3)
     tilt = rng.uniform(0.8, 1.2)                   # glottal source spectral tilt
     vib_rate, vib_depth = rng.uniform(4.8, 6.5), rng.uniform(0.2, 0.6)    # Hz, semitones

@@ -41,7 +41,26 @@ def open_musdb(root: Path, is_wav: bool) -> Dict[str, list]:
                 "valid": musdb.DB(str(root), subsets="train", split="valid", is_wav=is_wav, setup_file=setup_file).tracks,
                 "test": musdb.DB(str(root), subsets="test", is_wav=is_wav, setup_file=setup_file).tracks}
     except Exception as err:  # musdb/stempeg raise bare exceptions on unreadable headers
+        bad = _unreadable_headers(root, is_wav)
+        if bad:
+            raise FrugalError(f"{bad[0]}: unreadable audio header, musdb cannot list the root "
+                              f"({len(bad)} such file(s)); fix or remove it") from None
         raise FrugalError(f"{root}: musdb could not list the tracks ({type(err).__name__}: {err})") from None
+
+
+def _unreadable_headers(root: Path, is_wav: bool) -> List[Path]:
+    """The files musdb probes when it lists a root (mixtures) that cannot be read: to name them."""
+    from ..audio import audio_info
+
+    pattern = "*/mixture.wav" if is_wav else "*.stem.mp4"
+    bad = []
+    for subset in ("train", "test"):
+        for path in sorted((root / subset).glob(pattern)):
+            try:
+                audio_info(path)
+            except FrugalError:
+                bad.append(path)
+    return bad
 
 
 def _inputs(track) -> List[Path]:
