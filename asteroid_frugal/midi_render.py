@@ -55,6 +55,7 @@ DEFAULT_SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 MIDI_SUFFIXES = (".mid", ".midi", ".kar")
 FORMATS = {"wav": "FLOAT", "flac": "PCM_24"}
 REPORT = "render_report.json"
+LONGEST_SONG = 3600.0                  # seconds; longer files are skipped unless max_seconds cuts them
 SONG_RECORD = ".render.json"           # per song, hidden so stage 1 sees only <source>.<ext>
 OPTION_FIELDS = ("max_seconds", "tail_seconds", "sample_rate", "format", "peak", "gain", "reverb", "chorus")
 DEFAULTS: Dict[str, Any] = {        # conf.yml's midi_render section, for callers without one
@@ -373,18 +374,38 @@ def fluidsynth_render(midi_path: Path, soundfont: Path, out_wav: Path, opts: Ren
     cmd = [require_fluidsynth(), "-n", "-i", "-q", "-f", str(empty_conf), "-F", str(out_wav),
            "-T", "wav", "-O", "float", "-r", str(opts.sample_rate), "-g", str(opts.gain),
            "-R", "1" if opts.reverb else "0", "-C", "1" if opts.chorus else "0",
-           "-o", "synth.cpu-cores=1", "-o", "synth.dynamic-sample-loading=1",  # loads only the
-           str(soundfont), str(midi_path)]                   # samples used: same audio, 1/4 the RAM
+           # dynamic sample loading reads only the samples the file uses: same audio, 1/4 the RAM
+           "-o", "synth.cpu-cores=1", "-o", "synth.dynamic-sample-loading=1", str(soundfont), str(midi_path)]
     limit = 60 + 4 * seconds
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=limit)
     except subprocess.TimeoutExpired:
-        raise FrugalError(f"{midi_path.name}: fluidsynth did not finish in {limit:.0f} s") from None
-    if proc.returncode != 0 or not out_wav.is_file():
-        lines = [l for l in (proc.stderr + proc.stdout).splitlines() if "error" in l.lower()]
-        raise FrugalError(f"{midi_path.name}: fluidsynth failed ({lines[-1] if lines else f'exit {proc.returncode}'})")
+        raise FrugalError(f"{midi_path}: fluidsynth did not finish in {limit:.0f} s") from None
+    # fluidsynth exits 0 when it cannot load the soundfont, and then plays its built-in default
+    # soundfont instead: its "Failed to load" message is the only sign
+    failed = "failed to load" in (proc.stderr + proc.stdout).lower()
+    if proc.returncode != 0 or failed or not out_wav.is_file():
+        lines = [l for l in (proc.stderr + proc.stdout).splitlines() if "error" in l.lower() or "failed" in l.lower()]
+        raise FrugalError(f"{midi_path}: fluidsynth failed: {lines[-1] if lines else f'exit {proc.returncode}'}")
     audio, _ = sf.read(str(out_wav), dtype="float32", always_2d=True)
     return np.ascontiguousarray(audio.T)
+
+
+def probe_soundfont(soundfont: Path, opts: RenderOptions) -> None:
+    """Render one note with ``soundfont``: a one-line error now rather than one per song later."""
+    import mido
+
+    with tempfile.TemporaryDirectory() as tmp:
+        mid = mido.MidiFile()
+        mid.tracks.append(mido.MidiTrack([mido.Message("note_on", note=60, velocity=100),
+                                          mido.Message("note_off", note=60, time=mid.ticks_per_beat)]))
+        mid.save(str(Path(tmp) / "probe.mid"))
+        try:
+            audio = fluidsynth_render(Path(tmp) / "probe.mid", soundfont, Path(tmp) / "probe.wav", opts, seconds=1)
+        except FrugalError as err:
+            raise FrugalError(f"{soundfont}: unusable soundfont ({str(err).split(': ', 1)[-1]})") from None
+    if not np.any(audio):
+        raise FrugalError(f"{soundfont}: has no General MIDI piano (program 1, bank 0): a GM soundfont is needed")
 
 
 def write_stem(path: Path, audio: np.ndarray, sample_rate: int, fmt: str) -> None:
@@ -409,6 +430,9 @@ def render_song(midi_path, soundfont, out_song_dir, opts: RenderOptions, work_ro
     """
     midi_path, out_song_dir = Path(midi_path), Path(out_song_dir)
     split = split_midi(midi_path, opts.rules, opts.max_seconds)
+    if split.seconds > LONGEST_SONG:
+        raise FrugalError(f"{midi_path}: {split.seconds / 3600:.1f} h long (a broken file?); "
+                          "set midi_render.max_seconds (--max_seconds) to cut it")
     n = int(round((split.seconds + opts.tail_seconds) * opts.sample_rate))
     if opts.max_seconds is not None:
         n = min(n, int(round(opts.max_seconds * opts.sample_rate)))
@@ -417,8 +441,12 @@ def render_song(midi_path, soundfont, out_song_dir, opts: RenderOptions, work_ro
         stems = {}
         for source, mid in split.files.items():
             mid.save(str(work / f"{source}.mid"))
-            audio = fluidsynth_render(work / f"{source}.mid", Path(soundfont), work / f"{source}.raw.wav",
-                                      opts, seconds=n / opts.sample_rate)
+            try:
+                audio = fluidsynth_render(work / f"{source}.mid", Path(soundfont), work / f"{source}.raw.wav",
+                                          opts, seconds=n / opts.sample_rate)
+            except FrugalError as err:       # name the user's file, not the temporary one
+                raise FrugalError(f"{midi_path} ({source} parts, {Path(soundfont).name}): "
+                                  f"{str(err).split(': ', 1)[-1]}") from None
             stems[source] = np.pad(audio[:, :n], ((0, 0), (0, max(0, n - audio.shape[1]))))
         silent = [s for s, a in stems.items() if not np.any(a)]
         for source in silent:
@@ -426,7 +454,7 @@ def render_song(midi_path, soundfont, out_song_dir, opts: RenderOptions, work_ro
             del stems[source]
         if not stems:
             raise FrugalError(f"{midi_path}: renders to silence with {soundfont}")
-        mixture = np.sum(list(stems.values()), axis=0)
+        mixture = sum(stems.values())
         peak = max(float(np.abs(mixture).max()), *(float(np.abs(a).max()) for a in stems.values()))
         gain = np.float32(opts.peak / peak)
         song = work / "song"
@@ -512,6 +540,8 @@ def render_midi_dir(midi_dir, out_dir, opts: RenderOptions, progress: bool = Tru
     require_fluidsynth()
     out_dir = Path(out_dir)
     songs = find_midi_files(midi_dir)
+    for soundfont in opts.soundfonts:
+        probe_soundfont(soundfont, opts)
     out_dir.mkdir(parents=True, exist_ok=True)
     _clean_stale_work_dirs(out_dir)
     work_root = Path(tempfile.mkdtemp(prefix=f".partial-{os.getpid()}-", dir=out_dir))

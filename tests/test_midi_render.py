@@ -187,6 +187,16 @@ def test_bad_options_are_one_line_errors(bad, match):
     assert "\n" not in str(err.value)
 
 
+def test_a_soundfont_fluidsynth_cannot_load_stops_the_run_before_any_song(tmp_path):
+    # fluidsynth exits 0 on it and would quietly play its default soundfont instead
+    broken = tmp_path / "broken.sf2"
+    broken.write_bytes(b"RIFF\x10\x00\x00\x00sfbk" + bytes(16))
+    write_song(tmp_path / "x.mid")
+    with pytest.raises(FrugalError, match="broken.sf2: unusable soundfont.*Failed to load"):
+        mr.render_midi_dir(tmp_path, tmp_path / "out", _opts(soundfonts=[str(broken)]), progress=False)
+    assert not (tmp_path / "out" / "x").exists()
+
+
 def test_cli_renders_and_fails_cleanly(tmp_path):
     midi = tmp_path / "midi"
     midi.mkdir()
@@ -220,3 +230,9 @@ def test_stage1_reads_the_rendered_corpus(tmp_path):
     decoded = decode_extra_song(song, SR)
     assert {a.shape for a in decoded.values()} == {(2, SR)}
     assert mr.render_configured_midi_dirs(load_config()) == []   # the option is off by default
+
+
+def test_missing_default_soundfont_says_what_to_install(monkeypatch, tmp_path):
+    monkeypatch.setattr(mr, "DEFAULT_SOUNDFONT", tmp_path / "FluidR3_GM.sf2")
+    with pytest.raises(FrugalError, match="apt-get install fluid-soundfont-gm.*--soundfont"):
+        mr.RenderOptions.from_conf({})
