@@ -168,7 +168,8 @@ class RenderOptions:
         for path in self.soundfonts:
             check_soundfont(path)
         if len(set(tags)) != len(tags):
-            raise FrugalError(f"midi_render: soundfonts with the same file name: {', '.join(map(str, self.soundfonts))}")
+            raise FrugalError("midi_render: soundfonts with the same file name: "
+                              + ", ".join(map(str, self.soundfonts)))
 
 
 def default_soundfont() -> Path:

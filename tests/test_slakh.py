@@ -64,6 +64,7 @@ def test_mapping_table_is_configurable(fixture_root):
     ({"classes": {"Bass": "guitar"}}, r"classes\[Bass\]"),
     ({"default": "accompaniment"}, "default"),
     ({"mapping": {}}, "unknown key"),
+    ({"splits": "train"}, "splits"),
 ])
 def test_bad_mapping_is_a_one_line_error(bad, match):
     with pytest.raises(FrugalError, match=match) as err:

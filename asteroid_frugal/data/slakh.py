@@ -140,6 +140,9 @@ def resolve_mapping(mapping: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
         if source not in allowed:
             raise FrugalError(f"slakh config: {where} = {source!r} is not one of "
                               f"{', '.join(sorted(allowed))}")
+    splits = table["splits"]
+    if not isinstance(splits, (list, tuple)) or any(s not in SPLIT_DIRS for s in splits):
+        raise FrugalError(f"slakh config: splits = {splits!r} must be a list of {', '.join(SPLIT_DIRS)}")
     table["classes"] = dict(table["classes"] or {})
     table["programs"] = dict(table["programs"] or {})
     return table
