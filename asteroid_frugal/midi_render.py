@@ -16,14 +16,16 @@ the drum channel (10) -> ``drum_source``; a ``names`` regex on its track name (m
 only); a ``programs`` range (GM numbers 1-128); else ``default``. ``skip`` drops a part.
 
 The ``fluidsynth`` CLI rather than pyfluidsynth: its fast renderer (``-F``) plays the file with
-FluidSynth's own MIDI player (tempo map, controllers, RPNs, sysex) in C, one crash-isolated
-process per stem, and needs only the Debian package; pyfluidsynth would have us re-implement the
-player in Python (pretty_midi's ``fluidsynth()`` drops controllers' timing and the effects) and
-binds libfluidsynth by ctypes across ABI versions.
+FluidSynth's own MIDI player (tempo map, controllers, RPNs, sysex) in C, in one crash-isolated
+process per stem, and needs only the Debian package; with pyfluidsynth we would drive the synth
+event by event from Python (as pretty_midi's ``fluidsynth()`` does), i.e. re-implement the
+player, and bind libfluidsynth through ctypes.
 
 Songs are rendered in parallel (``--jobs``), resumably (a finished ``<song>`` folder is skipped;
 songs are written in a hidden folder and renamed), deterministically (byte-identical output for
-the same file, soundfont and options). Bad or empty MIDI files are reported in one line and skipped.
+the same file, soundfont and options). Bad or empty MIDI files are reported in one line and
+skipped; each soundfont is probed once before the run. Each song folder holds a hidden
+``.render.json`` (its parts, their sources, the gain); ``OUT_DIR/render_report.json`` sums up a run.
 """
 import argparse
 import bisect
