@@ -81,8 +81,10 @@ def test_split_folders_and_omitted(fixture_root, tmp_path):
     assert slakh.is_slakh_root(tmp_path) and not slakh.is_slakh_root(tmp_path / "nothing")
     songs = {s.name: s.split for s in slakh.iter_slakh_songs(tmp_path)}
     assert songs == {"Track00001": "train", "Track00002": "validation", "Track00003": "test"}
-    with_omitted = slakh.iter_slakh_songs(tmp_path, {"splits": ["omitted"]})
-    assert [(s.name, s.split) for s in with_omitted] == [("Track00004", "omitted")]
+    only_test = slakh.iter_slakh_songs(tmp_path, {"splits": ["test"]})
+    assert [(s.name, s.split) for s in only_test] == [("Track00003", "test")]
+    with pytest.raises(FrugalError, match="duplicates"):      # redux's omitted tracks would leak
+        list(slakh.iter_slakh_songs(tmp_path, {"splits": ["train", "omitted"]}))
     # a split folder given directly keeps its split name
     assert [(s.name, s.split) for s in slakh.iter_slakh_songs(tmp_path / "validation")] == \
         [("Track00002", "validation")]

@@ -141,8 +141,9 @@ def resolve_mapping(mapping: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
             raise FrugalError(f"slakh config: {where} = {source!r} is not one of "
                               f"{', '.join(sorted(allowed))}")
     splits = table["splits"]
-    if not isinstance(splits, (list, tuple)) or any(s not in SPLIT_DIRS for s in splits):
-        raise FrugalError(f"slakh config: splits = {splits!r} must be a list of {', '.join(SPLIT_DIRS)}")
+    if not isinstance(splits, (list, tuple)) or any(s not in SPLIT_DIRS[:3] for s in splits):
+        raise FrugalError(f"slakh config: splits = {splits!r} must be a list of {', '.join(SPLIT_DIRS[:3])} "
+                          "('omitted' holds duplicates of tracks in the other splits)")
     table["classes"] = dict(table["classes"] or {})
     table["programs"] = dict(table["programs"] or {})
     return table
@@ -165,7 +166,7 @@ def read_metadata(track: Path) -> Dict[str, Dict[str, Any]]:
 
 def _tracks(root: Path, splits: List[str]) -> Iterator[Tuple[str, Path]]:
     """(split, track folder) pairs: the root's own tracks, then each wanted split folder's."""
-    own_split = root.name if root.name in SPLIT_DIRS else ""
+    own_split = root.name if root.name in SPLIT_DIRS[:3] else ""
     for track in sorted(p for p in _children(root) if _is_track(p)):
         yield own_split, track
     for split in splits:
