@@ -13,12 +13,15 @@ The source ``skip`` leaves the stem out of the song (and of its mixture). Stems 
 ``audio_rendered`` is false, or whose file is missing, are skipped and logged.
 
 Slakh has no vocals, so its songs carry no ``vocals`` stem: they are full examples for the drums
-and bass targets (target vs. the sum of the rest). For the vocals target a Slakh song is only an
-accompaniment: it is sound as the "rest" of a remix with vocals from another song, never as an
+and bass targets (target vs. the sum of the rest). For the vocals target a Slakh song can only be
+an accompaniment: sound as the "rest" of a remix with vocals from another song, never as an
 example with silent vocals (SI-SNR of a silent target is undefined and would teach the model to
-output silence). By default the GM voice programs (Choir Aahs, Voice Oohs, Synth Voice, rendered
-with sampled choirs) are left out, because MUSDB18 counts sung backing vocals as vocals: keeping
-them in the accompaniment would teach the vocals model to remove voices.
+output silence). Stage 2 makes no such remixes, so the vocals model gets no Slakh songs (a song
+serves a target only when it has that target's stem). By default the GM voice programs (Choir
+Aahs, Voice Oohs, Synth Voice, rendered with sampled choirs) are left out, because MUSDB18 counts
+sung backing vocals as vocals: kept in an accompaniment they would teach a vocals model to remove
+voices. Left out, every Slakh song stays valid for any future use (its mixture is the sum of what
+is kept).
 """
 import logging
 import re
