@@ -108,10 +108,13 @@ def load_target_models(specs: Sequence[str], device) -> List[TargetModel]:
 # ------------------------------------------------------------------ separation
 def least_squares_gain(mixture: torch.Tensor, target: torch.Tensor, rest: torch.Tensor) -> float:
     """The gain ``a`` minimising ``||mixture - a * (target + rest)||^2`` (1 if undefined)."""
-    x, t, r = (v.reshape(-1).double() for v in (mixture, target, rest))
-    num = torch.dot(x, t) + torch.dot(x, r)
-    den = torch.dot(t, t) + 2 * torch.dot(t, r) + torch.dot(r, r)
-    return float(num / den) if den > 0 else 1.0
+    x, t, r = (v.reshape(-1) for v in (mixture, target, rest))
+    num = den = 0.0
+    for i in range(0, x.numel(), 1 << 20):  # float64 sums, block by block (no song-sized copies)
+        xb, sb = x[i:i + (1 << 20)].double(), (t[i:i + (1 << 20)] + r[i:i + (1 << 20)]).double()
+        num += float(torch.dot(xb, sb))
+        den += float(torch.dot(sb, sb))
+    return num / den if den > 0 else 1.0
 
 
 def stem_names(targets: Sequence[str]) -> List[str]:
@@ -184,10 +187,18 @@ def find_inputs(inputs: Sequence[str], out_dir: Path) -> List[Tuple[Path, Path]]
                            and out_resolved not in p.resolve().parents)
             if not files:
                 log.warning("%s: no audio files (%s) in this folder", path, " ".join(AUDIO_EXTENSIONS))
-            found += [(p, p.relative_to(path).with_suffix("")) for p in files]
+            found += [(p, song_name(p.relative_to(path))) for p in files]
         else:
-            found.append((path, Path(path.name).with_suffix("") if path.suffix else Path(path.name)))
+            found.append((path, song_name(Path(path.name))))
     return found
+
+
+def song_name(rel: Path) -> Path:
+    """``live/song.flac`` -> ``live/song``; MUSDB18's ``song.stem.mp4`` -> ``song``."""
+    name = rel.name[: -len(rel.suffix)] if rel.suffix else rel.name
+    if name.lower().endswith(".stem"):
+        name = name[:-5]
+    return rel.with_name(name or rel.name)
 
 
 def load_song(path: Path) -> Tuple[np.ndarray, int]:
@@ -289,7 +300,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except FrugalError as err:
             print(f"error: {err}", file=sys.stderr)
             failed.append(path)
-        except (RuntimeError, ValueError, OSError) as err:  # e.g. out of memory, a broken decoder
+        except (RuntimeError, ValueError, OSError, MemoryError) as err:  # e.g. out of memory, a broken decoder
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             print(f"error: {path}: {first[:300]}", file=sys.stderr)
             failed.append(path)

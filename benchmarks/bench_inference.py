@@ -11,7 +11,8 @@ Every measurement runs in its own process, so peak memory is that run's alone:
 ``peak RSS`` is the process's maximum resident size (``ru_maxrss``), ``inference``
 the part above what the model and the input song already held (on CUDA: the peak
 of ``torch.cuda.max_memory_allocated``). RTF = processing time / song duration
-(lower is faster). A one-pass run whose memory, extrapolated linearly from the
+(lower is faster); CPU RTF uses the process's CPU time instead, steadier than wall
+time on a shared machine (with one thread, CPU time ~ wall time when the core is free). A one-pass run whose memory, extrapolated linearly from the
 shorter song, would not fit in the available RAM is skipped and reported so.
 """
 import argparse
@@ -74,7 +75,7 @@ def worker(args) -> dict:
         torch.cuda.reset_peak_memory_stats()
         base_gpu = torch.cuda.memory_allocated()
     base = rss_mb()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     if args.mode == "onepass":
         with torch.no_grad():
             out = model(song[None].to(device))[0].cpu()
@@ -83,10 +84,11 @@ def worker(args) -> dict:
                             device=device, precision="bfloat16" if args.mode.endswith("bf16") else "float32")
     if device.type == "cuda":
         torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result = dict(mode=args.mode, minutes=args.minutes, device=str(device), threads=args.threads,
-                  seconds=seconds, rtf=seconds / (args.minutes * 60), peak_rss_mb=peak,
+                  seconds=seconds, rtf=seconds / (args.minutes * 60), cpu_seconds=cpu_seconds,
+                  cpu_rtf=cpu_seconds / (args.minutes * 60), peak_rss_mb=peak,
                   inference_mb=peak - base, output_mb=out.numel() * 4 / 2 ** 20)
     if device.type == "cuda":
         result["gpu_inference_mb"] = (torch.cuda.max_memory_allocated() - base_gpu) / 2 ** 20
@@ -159,7 +161,7 @@ def main(argv=None):
             result = run_one(args, mode, minutes)
             results.append(result)
             print(f"  {minutes:g} min {mode}: " + (result.get("skipped") or
-                  f"{result['seconds']:.1f} s, RTF {result['rtf']:.3f}, peak RSS {result['peak_rss_mb']:.0f} MB "
+                  f"{result['seconds']:.1f} s, RTF {result['rtf']:.3f} (CPU {result['cpu_rtf']:.3f}), peak RSS {result['peak_rss_mb']:.0f} MB "
                   f"(+{result['inference_mb']:.0f} MB)"), flush=True)
     print_table(results)
     if args.json:
@@ -169,18 +171,20 @@ def main(argv=None):
 
 
 def print_table(results):
-    rows = ["| song | mode | time (s) | RTF | speed-up vs one pass | peak RSS (MB) | inference memory (MB) "
-            "| SNR vs one pass (dB) |", "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    rows = ["| song | mode | wall (s) | RTF | CPU RTF | speed-up vs one pass (wall / CPU) | peak RSS (MB) "
+            "| inference memory (MB) | SNR vs one pass (dB) |",
+            "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in results:
         if "skipped" in r:
-            rows.append(f"| {r['minutes']:g} min | {r['mode']} | skipped: {r['skipped']} | | | | | |")
+            rows.append(f"| {r['minutes']:g} min | {r['mode']} | skipped: {r['skipped']} | | | | | | |")
             continue
         one = next((o for o in results if o["mode"] == "onepass" and o["minutes"] == r["minutes"]
                     and "rtf" in o), None)
-        speed = f"{one['rtf'] / r['rtf']:.2f}x" if one else "n/a"
+        speed = f"{one['rtf'] / r['rtf']:.2f}x / {one['cpu_rtf'] / r['cpu_rtf']:.2f}x" if one else "n/a"
         mem = f"{r['inference_mb']:.0f}" + (f" (GPU {r['gpu_inference_mb']:.0f})" if "gpu_inference_mb" in r else "")
         snr = f"{r['snr_vs_onepass_db']:.1f}" if "snr_vs_onepass_db" in r else ""
-        rows.append(f"| {r['minutes']:g} min | {r['mode']} | {r['seconds']:.1f} | {r['rtf']:.3f} | {speed} "
+        rows.append(f"| {r['minutes']:g} min | {r['mode']} | {r['seconds']:.1f} | {r['rtf']:.3f} "
+                    f"| {r['cpu_rtf']:.3f} | {speed} "
                     f"| {r['peak_rss_mb']:.0f} | {mem} | {snr} |")
     print("\n".join(rows))
 

@@ -53,12 +53,13 @@ def test_round_trip_formats_rates_channels(tmp_path, exps):
     sf.write(songs / "c.ogg", tone(0.9, 48000, 2).T, 48000, format="OGG", subtype="VORBIS")
     wav = tmp_path / "src.wav"
     sf.write(wav, tone(1.1, 44100, 2).T, 44100)
-    for ext in ("mp3", "m4a"):
-        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(wav), str(songs / f"d_{ext}.{ext}")], check=True)
+    for name in ("d_mp3.mp3", "d_m4a.m4a", "e.stem.mp4"):  # ffmpeg decodes these (MUSDB18 names: .stem.mp4)
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(wav), str(songs / name)], check=True)
     out = tmp_path / "out"
     main([str(songs), "--models", str(exps["vocals"]), "--out", str(out), "--chunk_seconds", "0.5",
           "--overlap_seconds", "0.1", "--batch_chunks", "3"])
-    for rel in ("a", "live/b", "c", "d_mp3", "d_m4a"):
+    assert sorted(p.name for p in out.iterdir()) == ["a", "c", "d_m4a", "d_mp3", "e", "live"]
+    for rel in ("a", "live/b", "c", "d_mp3", "d_m4a", "e"):
         src = next(songs.glob(f"{rel}.*"))
         audio, sr = read_audio(src)
         for stem in ("vocals", "accompaniment"):
