@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 log = logging.getLogger("asteroid_frugal")
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 class FrugalError(Exception):
@@ -44,6 +46,7 @@ def atomic_path(path, suffix: str = ""):
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give results the usual mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
