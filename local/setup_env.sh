@@ -34,10 +34,20 @@ stamp="$venv/.asteroid_frugal.stamp"
 want=$(cat requirements.txt pyproject.toml | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   echo "setup: installing Python packages into $venv (first time: a few minutes, ~5 GB with CUDA libraries)"
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check -r requirements.txt 2>&1 | grep -v "^WARNING: Location" || true
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e . 2>&1 | grep -v "^WARNING: Location" || true
-  "$venv/bin/python" -c "import torch, torchaudio, asteroid, pytorch_lightning, musdb, museval, soundfile, asteroid_frugal" \
+  pip_q() {  # quiet pip; its output is shown only when it fails
+    local log; log=$(mktemp)
+    if ! "$venv/bin/python" -m pip install -q --disable-pip-version-check "$@" >"$log" 2>&1; then
+      cat "$log" >&2; rm -f "$log"
+      echo "setup: 'pip install $*' failed (see above)" >&2; exit 1
+    fi
+    rm -f "$log"
+  }
+  pip_q --upgrade pip
+  pip_q -r requirements.txt
+  pip_q --no-deps --no-build-isolation -e .
+  venv_abs=$(cd "$venv" && pwd)
+  (cd / && "$venv_abs/bin/python" -W ignore -c "import torch, torchaudio, asteroid, pytorch_lightning, musdb, museval, soundfile, asteroid_frugal") \
+    && [ -x "$venv/bin/asteroid-frugal-separate" ] \
     || { echo "setup: the environment in $venv is broken (see above)" >&2; exit 1; }
   echo "$want" > "$stamp"
 fi
