@@ -31,8 +31,10 @@ def test_vocals_are_pitched_with_gaps_and_centred(song):
     levels = frame_levels_db(v)
     active = levels > -50
     assert 0.2 < active.mean() < 0.95          # sung passages and silent ones
-    # centred: left and right nearly equal (the stereo reverb decorrelates them a little)
-    assert np.corrcoef(v[0], v[1])[0, 1] > 0.8
+    # centred: left and right nearly equal. The dry voice is identical in both channels;
+    # the room reverb (up to 0.3 x a unit-energy decorrelated IR, RT60 up to 1.4 s) lowers the
+    # correlation to 0.70-0.93 over the first songs, so 0.6 still rules out independent channels
+    assert np.corrcoef(v[0], v[1])[0, 1] > 0.6
     assert abs(10 * np.log10(np.mean(v[0] ** 2) / np.mean(v[1] ** 2))) < 1.0
     # a voiced frame has a clear fundamental in the singing range and harmonics above it
     frame = int(np.argmax(levels)) * 4410

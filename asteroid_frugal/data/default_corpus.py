@@ -105,13 +105,15 @@ def _midi_hz(m):
     return 440.0 * 2.0 ** ((np.asarray(m, dtype=np.float64) - 69.0) / 12.0)
 
 
+# cut-offs are capped below Nyquist so that low-rate corpora (tests, 8-16 kHz models) generate too
 def _bandpass(x, lo, hi, sr, order=2):
     hi = min(hi, 0.45 * sr)
+    lo = min(lo, 0.5 * hi)
     return sosfilt(butter(order, [lo, hi], btype="band", fs=sr, output="sos"), x).astype(np.float32)
 
 
 def _highpass(x, lo, sr, order=2):
-    return sosfilt(butter(order, lo, btype="high", fs=sr, output="sos"), x).astype(np.float32)
+    return sosfilt(butter(order, min(lo, 0.4 * sr), btype="high", fs=sr, output="sos"), x).astype(np.float32)
 
 
 def _lowpass(x, hi, sr, order=2):
