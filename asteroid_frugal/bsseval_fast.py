@@ -139,11 +139,26 @@ def _lag_correlations(ref: torch.Tensor, est: torch.Tensor, L: int, n_fft: int) 
     M, nsampl = ref.shape
     B = n_fft - L + 1
     nblocks = -(-nsampl // B)
-    z = torch.nn.functional.pad(torch.cat([ref, est]), (0, nblocks * B + n_fft - nsampl))
-    acc = torch.zeros(2 * M, M, n_fft // 2 + 1, dtype=torch.complex128, device=ref.device)
+    F = n_fft // 2 + 1
+    acc = torch.zeros(2 * M, M, F, dtype=torch.complex128, device=ref.device)
+    # buffers reused for every block: fresh multi-MB tensors per block cost more in page
+    # faults (mmap/munmap by the allocator) than the FFTs themselves on CPU
+    seg = torch.zeros(2 * M, n_fft, dtype=ref.dtype, device=ref.device)
+    blk = torch.zeros(M, n_fft, dtype=ref.dtype, device=ref.device)
+    zf = torch.empty(2 * M, F, dtype=acc.dtype, device=ref.device)
+    rf = torch.empty(M, F, dtype=acc.dtype, device=ref.device)
     for b in range(nblocks):
-        zf = torch.fft.rfft(z[:, b * B:b * B + n_fft])
-        rf = torch.fft.rfft(z[:M, b * B:(b + 1) * B], n=n_fft).conj()
+        a0 = b * B
+        n_seg, n_blk = min(n_fft, nsampl - a0), min(B, nsampl - a0)
+        if n_seg < n_fft:                                         # the end of the track: zeros after it
+            seg.zero_()
+            blk.zero_()
+        seg[:M, :n_seg].copy_(ref[:, a0:a0 + n_seg])
+        seg[M:, :n_seg].copy_(est[:, a0:a0 + n_seg])
+        blk[:, :n_blk].copy_(ref[:, a0:a0 + n_blk])
+        torch.fft.rfft(seg, out=zf)
+        torch.fft.rfft(blk, out=rf)
+        rf.conj_physical_()
         acc.addcmul_(zf[:, None, :], rf[None])
     return torch.fft.irfft(acc, n=n_fft)[..., :L]
 
@@ -210,45 +225,61 @@ def _frame_metrics(ref, est, C, Cj, starts, width, nsrc, nchan, L, frames_per_st
     CjF = torch.fft.rfft(Cj.permute(0, 1, 3, 2), n=n_fft)       # (nsrc, c', c, F): own reference
 
     weight = weight.repeat_interleave(2)                          # over (real, imag) pairs
+    step = min(frames_per_step, len(starts))
+    # buffers reused for every frame (see _lag_correlations)
+    real = dict(dtype=ref.dtype, device=ref.device)
+    cplx = dict(dtype=torch.complex128, device=ref.device)
+    sbuf, ebuf = torch.zeros(step, M, n_fft, **real), torch.zeros(step, M, n_fft, **real)
+    work = torch.empty(step, M, n_fft, **real)
+    chan_sum = torch.empty(step, nsrc, n_fft, **real)
+    SF, EF, P, Pj, D = (torch.empty(step, M, F, **cplx) for _ in range(5))
+    squares = torch.empty(step, M, 2 * F, **real)
 
     def energy(X):                                                # (t, M, F) -> (t, nsrc)
-        power = torch.view_as_real(X).reshape(X.shape[0], M, 2 * F).pow(2) @ weight
-        return power.reshape(X.shape[0], nsrc, nchan).sum(-1)
+        sq = squares[:X.shape[0]]
+        xr = torch.view_as_real(X).view(X.shape[0], M, 2 * F)
+        torch.mul(xr, xr, out=sq)
+        return (sq @ weight).view(X.shape[0], nsrc, nchan).sum(-1)
+
+    def silent(x):                                                # some source all-zero in the frame
+        cs = chan_sum[:x.shape[0]]
+        torch.sum(x.view(x.shape[0], nsrc, nchan, n_fft), dim=2, out=cs)
+        return (torch.count_nonzero(cs, dim=-1) == 0).any(-1)
 
     out = []
-    for i in range(0, len(starts), frames_per_step):
-        s = torch.stack([ref[:, a:a + width] for a in starts[i:i + frames_per_step]])   # (t, M, width)
-        e = torch.stack([est[:, a:a + width] for a in starts[i:i + frames_per_step]])
-        nt = s.shape[0]
-        silent = _frame_silent(s, nsrc, nchan) | _frame_silent(e, nsrc, nchan)
-        s_s = s.pow(2).reshape(nt, nsrc, -1).sum(-1)
-        e_s = (e - s).pow(2).reshape(nt, nsrc, -1).sum(-1)          # SDR in the time domain, as museval
-        SF = torch.fft.rfft(s, n=n_fft)
-        EF = torch.fft.rfft(e, n=n_fft)
+    for i in range(0, len(starts), step):
+        chunk = starts[i:i + step]
+        nt = len(chunk)
+        s, e, w = sbuf[:nt], ebuf[:nt], work[:nt]
+        sf, ef, p, pj, d = SF[:nt], EF[:nt], P[:nt], Pj[:nt], D[:nt]
+        for k, a in enumerate(chunk):                             # frames, zero-padded to n_fft
+            s[k, :, :width].copy_(ref[:, a:a + width])
+            e[k, :, :width].copy_(est[:, a:a + width])
+        frame_silent = silent(s) | silent(e)
+        torch.mul(s, s, out=w)
+        s_s = w.view(nt, nsrc, -1).sum(-1)
+        torch.sub(e, s, out=w)
+        w.mul_(w)
+        e_s = w.view(nt, nsrc, -1).sum(-1)                        # SDR in the time domain, as museval
+        torch.fft.rfft(s, out=sf)
+        torch.fft.rfft(e, out=ef)
         # contractions as multiply-adds: torch.einsum is ~5x slower here on CPU
-        P = SF[:, 0, None] * CF[0]
+        torch.mul(sf[:, 0, None], CF[0], out=p)
         for m in range(1, M):
-            P.addcmul_(SF[:, m, None], CF[m])
-        SFj = SF.reshape(nt, nsrc, nchan, F)
-        Pj = SFj[:, :, 0, None] * CjF[:, 0]
+            p.addcmul_(sf[:, m, None], CF[m])
+        sfj, pjv = sf.view(nt, nsrc, nchan, F), pj.view(nt, nsrc, nchan, F)
+        torch.mul(sfj[:, :, 0, None], CjF[:, 0], out=pjv)
         for k in range(1, nchan):
-            Pj.addcmul_(SFj[:, :, k, None], CjF[:, k])
-        Pj = Pj.reshape(nt, M, F)
+            pjv.addcmul_(sfj[:, :, k, None], CjF[:, k])
         vals = torch.stack([
             _db(s_s, e_s),
-            _db(s_s, energy(Pj - SF)),
-            _db(energy(Pj), energy(P - Pj)),
-            _db(energy(P), energy(EF - P)),
+            _db(s_s, energy(torch.sub(pj, sf, out=d))),
+            _db(energy(pj), energy(torch.sub(p, pj, out=d))),
+            _db(energy(p), energy(torch.sub(ef, p, out=d))),
         ])                                                        # (4, t, nsrc)
-        vals[:, silent] = float("nan")
+        vals[:, frame_silent] = float("nan")
         out.append(vals.permute(0, 2, 1).cpu())
     return torch.cat(out, dim=-1).numpy()
-
-
-def _frame_silent(x: torch.Tensor, nsrc: int, nchan: int) -> torch.Tensor:
-    """``(t, M, width)`` -> ``(t,)``: some source's channel sum is 0 throughout the frame."""
-    chan_sum = x.reshape(x.shape[0], nsrc, nchan, -1).sum(2)
-    return (chan_sum == 0).all(-1).any(-1)
 
 
 def _db(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:

@@ -72,6 +72,9 @@ def bss_eval(references: np.ndarray, estimates: np.ndarray, sample_rate: int, ba
     ests = np.asarray(estimates, dtype=np.float64)
     if refs.shape != ests.shape or refs.ndim != 3:
         raise ValueError(f"references {refs.shape} and estimates {ests.shape} must both be (nsrc, C, T)")
+    for what, x in (("references", refs), ("estimates", ests)):
+        if not np.isfinite(x).all():
+            raise ValueError(f"the {what} contain NaN or infinite samples")
     nsrc, _, n_samples = refs.shape
     names = list(names) if names is not None else [f"source {j}" for j in range(nsrc)]
     win, hop = int(win_seconds * sample_rate), int(hop_seconds * sample_rate)

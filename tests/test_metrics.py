@@ -99,3 +99,10 @@ def test_aggregation_is_median_of_frame_medians():
     tracks = metrics.per_track(frames)
     assert tracks.loc[("t2", "vocals"), "SDR"] == pytest.approx(5.0)
     assert list(tracks.columns) == list(metrics.METRICS)
+
+
+def test_non_finite_estimates_are_a_clear_error():
+    refs, ests = _pair(seed=3, seconds=1.2)
+    ests[1, 0, 5] = np.nan
+    with pytest.raises(ValueError, match="estimates contain NaN"):
+        metrics.bss_eval(refs, ests, SR, backend="fast")
