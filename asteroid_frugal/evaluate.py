@@ -149,6 +149,9 @@ def evaluate(conf: dict, exp_dir, combined: Optional[Sequence[str]] = None, spli
     if sisnr and not combined:
         sisnr_summary = run_sisnr(models[0], exp_dir, results, opts, device)
 
+    if not combined and not bool(get(conf, "evaluation.bss", True)):
+        return _write_sisnr_only(results, exp_dir, models, split_dir, sisnr_summary, opts)
+
     scores_dir, museval_dir = results / "scores", results / "museval" / split
     pending = [t for t in tracks if not _scored(scores_dir / f"{_safe_name(t.name)}.json", signature)]
     if len(pending) < len(tracks):
@@ -383,6 +386,29 @@ def run_sisnr(tm, exp_dir: Path, results: Path, opts: dict, device: str) -> Opti
 
 
 # -------------------------------------------------------------------- summaries
+def _write_sisnr_only(results: Path, exp_dir: Path, models, split_dir: Path, sisnr_summary, opts) -> dict:
+    """``evaluation.bss: false``: the SI-SNR outputs alone (Tables 1-2 sweeps need no BSS Eval)."""
+    if not sisnr_summary:
+        raise FrugalError(f"{exp_dir}: evaluation.bss is false and there is no SI-SNR to compute "
+                          f"(no test excerpts in {exp_dir / 'data' / 'test.csv'})")
+    final = {f"{prefix}_{name}": value
+             for key, prefix in (("SI-SNR", "si_snr"), ("SI-SNRi", "si_snri"))
+             for name, value in sisnr_summary[key].items()
+             if name != "excerpts" and math.isfinite(value)}
+    final["n_excerpts"] = float(sisnr_summary["SI-SNR"]["excerpts"])
+    write_json_atomic(results / "final_metrics.json", final)
+    facts = [f"{m.target} model: `{m.path}`, {training_length(d)}; trained on "
+             f"{training_data_description(_exp_conf(d))}." for m, d in zip(models, [exp_dir])]
+    facts.append(f"SI-SNR only (evaluation.bss: false): BSS Eval was not run on `{split_dir}`.")
+    facts.append(f"Separation: chunks of {opts['chunk_seconds']:g} s, {opts['overlap_seconds']:g} s cross-fade.")
+    write_results_md(results / "results.md", title=f"Evaluation of {exp_dir.name}", facts=facts,
+                     table3=(), metrics_median=None, metrics_mean=None, n_tracks={}, sisnr=sisnr_summary)
+    write_json_atomic(results / "eval_info.json", dict(mode="si-snr", split=str(exp_dir / "data" / "test.csv"),
+                                                       n_excerpts=final["n_excerpts"]))
+    log.info("results in %s (SI-SNR only: results.md, final_metrics.json)", results)
+    return final
+
+
 def _write_summaries(conf, results: Path, records: List[dict], names, mode, exp_dir, exp_dirs, models,
                      backend, device, split_dir, sisnr_summary, opts) -> dict:
     frames = pd.concat([frames_dataframe(r["track"], r["targets"], {m: np.array(r["values"][m], dtype=float)
@@ -420,7 +446,7 @@ def _write_summaries(conf, results: Path, records: List[dict], names, mode, exp_
     write_json_atomic(results / "final_metrics.json", final)
 
     figure = "sdr_distribution.png"
-    title = f"{exp_dir.name} {mode}: per-track SDR ({len(records)} tracks, {split_dir.parent.name}/{split_dir.name})"
+    title = f"{exp_dir.name} {mode}: per-track SDR\n{len(records)} tracks of {split_dir.parent.name}/{split_dir.name}"
     plot_sdr_distribution(tracks_table, results / figure, title, names)
 
     table3 = _table3_runs(mode, exp_dir, exp_dirs, median, final)

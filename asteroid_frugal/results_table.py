@@ -105,17 +105,12 @@ def training_length(exp_dir: Path) -> str:
         return "training not finished (no training_done.json)"
 
 
-def write_results_md(path, *, title: str, facts: Sequence[str], table3: Sequence[tuple],
-                     metrics_median: pd.DataFrame, metrics_mean: pd.DataFrame, n_tracks: Dict[str, int],
-                     sisnr: Optional[Dict[str, Dict[str, float]]] = None, notes: Sequence[str] = (),
-                     figure: Optional[str] = None) -> None:
-    """Write ``results.md``: facts, Table 3 with the paper's rows, all BSS Eval metrics, SI-SNR."""
-    out = [f"# {title}", "", f"Written {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}.", ""]
-    out += [f"- {f}" for f in facts] + [""]
-    out += ["## SDR in the form of the paper's Table 3", "",
-            "dB, BSS Eval v4 images, median over 1 s frames then median over tracks (SiSEC). "
-            f"Training data: {PAPER_TRAINING}; this run: see the list above. "
-            "Paper rows are on the MUSDB18 test set; this run's on the evaluation set named above.", ""]
+def _bss_sections(table3, metrics_median, metrics_mean, n_tracks) -> List[str]:
+    """The BSS Eval parts of results.md: Table 3 layout and all metrics."""
+    out = ["## SDR in the form of the paper's Table 3", "",
+           "dB, BSS Eval v4 images, median over 1 s frames then median over tracks (SiSEC). "
+           f"Training data: {PAPER_TRAINING}; this run: see the list above. "
+           "Paper rows are on the MUSDB18 test set; this run's on the evaluation set named above.", ""]
     out += [markdown_table(("Method", "Training data", *TABLE3_HEADER), table3_rows(table3)), ""]
     out += ["## All BSS Eval metrics of this run", ""]
     header = ("Target", "Tracks", "SDR", "SIR", "ISR", "SAR", "SDR mean", "SIR mean", "ISR mean", "SAR mean")
@@ -129,6 +124,20 @@ def write_results_md(path, *, title: str, facts: Sequence[str], table3: Sequence
             "Columns without 'mean': median over frames, then over tracks; 'mean': mean over "
             "frames, then over tracks. Frames where a reference or estimate is silent are skipped "
             "(NaN), as in museval.", ""]
+    return out
+
+
+def write_results_md(path, *, title: str, facts: Sequence[str], table3: Sequence[tuple],
+                     metrics_median: Optional[pd.DataFrame], metrics_mean: Optional[pd.DataFrame],
+                     n_tracks: Dict[str, int],
+                     sisnr: Optional[Dict[str, Dict[str, float]]] = None, notes: Sequence[str] = (),
+                     figure: Optional[str] = None) -> None:
+    """Write ``results.md``: facts, Table 3 with the paper's rows, all BSS Eval metrics (unless
+    ``metrics_median`` is None: an SI-SNR-only evaluation), SI-SNR."""
+    out = [f"# {title}", "", f"Written {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}.", ""]
+    out += [f"- {f}" for f in facts] + [""]
+    if metrics_median is not None:
+        out += _bss_sections(table3, metrics_median, metrics_mean, n_tracks)
     if sisnr:
         out += ["## SI-SNR on the test split of the training corpus (the paper's Tables 1 and 2)", ""]
         cols = list(next(iter(sisnr.values())).keys())
@@ -159,7 +168,7 @@ def plot_sdr_distribution(track_sdr: pd.DataFrame, path, title: str, targets: Se
         if values.size:
             data.append(values)
             labels.append(f"{target}\n(n={values.size})")
-    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * max(1, len(data)), 4.2))
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.6 + 1.4 * len(data)), 4.2))
     if data:
         ax.boxplot(data, vert=True, showfliers=False, widths=0.55)
         ax.set_xticks(range(1, len(labels) + 1), labels)
