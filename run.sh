@@ -8,7 +8,7 @@
 #   ./run.sh --egs egs/table2_excerpt_length   # a whole experiment of the paper (all variants)
 #
 # Stages: 0 data preparation, 1 extra data, 2 training-set shaping, 3 training,
-#         4 evaluation, 5 separation examples and publishing.
+#         4 evaluation (with listenable example stems), 5 publishing.
 # Every option below can be given as --name value (see ./run.sh --help).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -24,6 +24,7 @@ set=""                # space-separated config overrides, e.g. "training.epochs=
 musdb_root=""         # MUSDB18 or MUSDB18-HQ root; empty = built-in procedurally generated corpus
 musdb_download=no     # yes: musdb's own 7 s sample download (needs internet)
 extra_roots=""        # space-separated extra-data folders (<song>/<source>.wav, or Slakh2100 roots)
+midi_dirs=""          # space-separated folders of multitrack MIDI files, rendered to stems in stage 1
 data_dir=data         # prepared data
 exp_dir=exp           # experiments
 egs=""                # run every variant of an egs/<experiment> folder, then collect its results
@@ -35,7 +36,7 @@ setup=yes             # create/refresh .venv and system tools before running
 python=.venv/bin/python
 
 __option_names="stage stop_stage tag target targets conf overlay set musdb_root musdb_download
- extra_roots data_dir exp_dir egs devices num_nodes strategy precision setup python"
+ extra_roots midi_dirs data_dir exp_dir egs devices num_nodes strategy precision setup python"
 cmdline="./run.sh $*"
 . utils/parse_options.sh
 
@@ -49,7 +50,7 @@ fi
 
 if [ -n "$egs" ]; then  # a whole experiment: every variant, resumable, then its results table
   exec "$python" local/run_egs.py --egs "$egs" --exp_dir "$exp_dir" --data_dir "$data_dir" \
-    --overlay "$overlay" --musdb_root "$musdb_root" --extra_roots "$extra_roots" --set "$set" \
+    --overlay "$overlay" --musdb_root "$musdb_root" --extra_roots "$extra_roots" --midi_dirs "$midi_dirs" --set "$set" \
     --stage "$stage" --stop_stage "$stop_stage"
 fi
 
@@ -69,6 +70,9 @@ for o in $overlay; do common+=(--overlay "$o"); done
 [ "$musdb_download" = yes ] && common+=(--set "data.musdb_download=true")
 if [ -n "$extra_roots" ]; then
   list=$(printf '"%s",' $extra_roots); common+=(--set "data.extra_roots=[${list%,}]")
+fi
+if [ -n "$midi_dirs" ]; then
+  list=$(printf '"%s",' $midi_dirs); common+=(--set "midi_render.midi_dirs=[${list%,}]")
 fi
 [ -n "$devices" ] && common+=(--set "training.devices=$devices")
 [ -n "$num_nodes" ] && common+=(--set "training.num_nodes=$num_nodes")

@@ -601,17 +601,34 @@ def render_configured_midi_dirs(conf, progress: bool = True) -> List[Path]:
     from .data.extra import root_id
 
     section = dict(conf.get("midi_render") or {})
-    dirs = [Path(str(d)).expanduser() for d in (section.get("midi_dirs") or [])]
-    if not dirs:
+    pairs = configured_midi_outputs(conf)
+    if not pairs:
         return []
     opts = RenderOptions.from_conf(section)
-    out_root = Path(str((conf.get("data") or {}).get("root", "data"))) / "midi_rendered"
-    outs = []
-    for midi_dir in dirs:
-        out = out_root / root_id(midi_dir)
+    for midi_dir, out in pairs:
         render_midi_dir(midi_dir, out, opts, progress=progress)
-        outs.append(out)
-    return outs
+    return [out for _, out in pairs]
+
+
+def configured_midi_outputs(conf) -> List[Tuple[Path, Path]]:
+    """``(midi_dir, rendered_folder)`` for each ``midi_render.midi_dirs`` entry (nothing rendered)."""
+    from .data.extra import root_id
+
+    dirs = [Path(str(d)).expanduser() for d in ((conf.get("midi_render") or {}).get("midi_dirs") or [])]
+    out_root = Path(str((conf.get("data") or {}).get("root", "data"))) / "midi_rendered"
+    return [(d, out_root / root_id(d)) for d in dirs]
+
+
+def rendering_group(song_dir: Path) -> str:
+    """The MIDI song a rendered folder comes from: ``<song>__<soundfont>`` -> ``<song>`` when
+    its corpus was rendered with several soundfonts (they must share a held-out split)."""
+    report = song_dir.parent / REPORT
+    try:
+        several = len(json.loads(report.read_text()).get("soundfonts", [])) > 1
+    except (OSError, ValueError):
+        several = False
+    name = song_dir.name
+    return name.rsplit("__", 1)[0] if several and "__" in name else name
 
 
 # --------------------------------------------------------------------------- CLI

@@ -74,6 +74,8 @@ def run_variant(spec, variant: str, exp_dir: Path, args) -> None:
         cmd += ["--musdb_root", args.musdb_root]
     if args.extra_roots:
         cmd += ["--extra_roots", args.extra_roots]
+    if args.midi_dirs:
+        cmd += ["--midi_dirs", args.midi_dirs]
     log.info("variant %s: %s", variant, " ".join(cmd))
     t0 = time.time()
     proc = subprocess.run(cmd, cwd=REPO_ROOT)
@@ -179,6 +181,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--set", default="", help="space-separated overrides applied last (scaling knobs)")
     p.add_argument("--musdb_root", default="")
     p.add_argument("--extra_roots", default="")
+    p.add_argument("--midi_dirs", default="")
     p.add_argument("--stage", type=int, default=0)
     p.add_argument("--stop_stage", type=int, default=4)
     p.add_argument("--collect_only", action="store_true", help="only rebuild results.md / results.png")

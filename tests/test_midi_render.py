@@ -236,3 +236,36 @@ def test_missing_default_soundfont_says_what_to_install(monkeypatch, tmp_path):
     monkeypatch.setattr(mr, "DEFAULT_SOUNDFONT", tmp_path / "FluidR3_GM.sf2")
     with pytest.raises(FrugalError, match="apt-get install fluid-soundfont-gm.*--soundfont"):
         mr.RenderOptions.from_conf({})
+
+
+def test_stage1_renders_midi_dirs_and_soundfont_renderings_share_a_split(tmp_path):
+    """prepare_extra renders midi_render.midi_dirs itself; shaping sees those songs as extra data,
+    and the renderings of one MIDI song with two soundfonts are never split across train/test."""
+    from asteroid_frugal.data.extra import prepare_extra
+    from asteroid_frugal.data.musdb_prep import prepare_musdb
+    from asteroid_frugal.data.shaping import collect_songs
+    from data_helpers import base_conf, make_hq_root
+
+    midi = tmp_path / "midi"
+    midi.mkdir()
+    for i in range(8):
+        write_song(midi / f"s{i}.mid", beats=2)
+    fonts = [tmp_path / "gm_one.sf2", tmp_path / "gm_two.sf2"]
+    for font in fonts:
+        font.symlink_to(mr.DEFAULT_SOUNDFONT)
+    hq = make_hq_root(tmp_path / "hq", {"a": ("train", 2.0), "b": ("test", 2.0)}, sr=SR)
+    conf = base_conf(tmp_path / "data", data={"musdb_root": str(hq), "sample_rate": SR,
+                                              "extra_test_fraction": 0.5},
+                     midi_render={"midi_dirs": [str(midi)], "soundfonts": [str(f) for f in fonts],
+                                  "sample_rate": SR, "max_seconds": 1})
+    prepare_musdb(conf, progress=False)
+    index = prepare_extra(conf, progress=False)
+    assert len(index["songs"]) == 16 and index["skipped"] == []
+    songs = collect_songs(conf, "drums")
+    split_of = {}
+    for split, items in songs.items():
+        for s in items:
+            if s.corpus == "extra":
+                split_of.setdefault(s.name.rsplit("__", 1)[0], set()).add(split)
+    assert len(split_of) == 8 and all(len(v) == 1 for v in split_of.values()), split_of
+    assert {"train", "test"} <= set().union(*split_of.values())   # the hash does split the songs

@@ -103,9 +103,21 @@ def song_targets(sources) -> List[str]:
     return [t for t in TARGETS if rest_sources(t, sources) is not None]
 
 
-def prepare_extra(conf, progress: bool = True) -> dict:
-    """Stage 1 for every ``data.extra_roots``; writes and returns the extra index."""
+def configured_extra_roots(conf) -> List[Path]:
+    """Stage 1's inputs: ``data.extra_roots`` plus the folders ``midi_render.midi_dirs`` render into."""
+    from ..midi_render import configured_midi_outputs
+
     roots = [Path(str(r)).expanduser() for r in (get(conf, "data.extra_roots") or [])]
+    return roots + [out for _, out in configured_midi_outputs(conf)]
+
+
+def prepare_extra(conf, progress: bool = True) -> dict:
+    """Stage 1 for every ``data.extra_roots`` (and ``midi_render.midi_dirs``, rendered first);
+    writes and returns the extra index."""
+    from ..midi_render import render_configured_midi_dirs, rendering_group
+
+    render_configured_midi_dirs(conf, progress)
+    roots = configured_extra_roots(conf)
     sample_rate = int(get(conf, "data.sample_rate", 44100))
     out_root = extra_prepared_root(conf)
     songs, skipped, roots_info = [], [], []
@@ -133,7 +145,8 @@ def prepare_extra(conf, progress: bool = True) -> dict:
                 skipped.append({"song": str(root / song.name), "reason": reason})
                 continue
             meta = read_track_meta(dst)
-            songs.append({"key": f"{rid}/{song.name}", "name": song.name, "root": str(root.resolve()),
+            songs.append({"key": f"{rid}/{song.name}", "group": f"{rid}/{rendering_group(root / song.name)}",
+                          "name": song.name, "root": str(root.resolve()),
                           "root_id": rid, "track_dir": str(dst.resolve()), "split": song.split or "",
                           "seconds": meta["n_samples"] / sample_rate, "sources": meta["sources"],
                           "targets": song_targets(meta["sources"])})

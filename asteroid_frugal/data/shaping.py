@@ -34,6 +34,7 @@ from typing import Dict, List, Optional, Tuple
 from ..config import add_config_args, config_from_args, get, save_config
 from ..utils import FrugalError, read_json, write_json_atomic
 from .datasets import write_manifest
+from .extra import configured_extra_roots
 from .layout import (SPLITS, extra_index_path, list_tracks, prepared_root,
                      read_levels, read_track_meta, rest_sources)
 from .types import TARGETS
@@ -89,7 +90,7 @@ def collect_songs(conf, target: str) -> Dict[str, List[Song]]:
                                    root.name, split, list(meta["sources"])))
     if not out["train"]:
         raise FrugalError(f"{root}: no prepared training tracks (run stage 0, local/prepare_data.py)")
-    roots = [str(Path(str(r)).expanduser().resolve()) for r in (get(conf, "data.extra_roots") or [])]
+    roots = [str(r.resolve()) for r in configured_extra_roots(conf)]
     if roots and get(conf, "shaping.use_extra", True):
         path = extra_index_path(conf)
         if not path.is_file():
@@ -107,7 +108,9 @@ def collect_songs(conf, target: str) -> Dict[str, List[Song]]:
             if item["root"] not in roots or target not in item["targets"]:
                 continue
             key = f"extra/{item['key']}"
-            split = _imposed_split(item.get("split") or "") or assign_extra_split(key, *fractions, seed=seed)
+            # renderings of one MIDI song with several soundfonts share their split (no test leakage)
+            group = f"extra/{item.get('group', item['key'])}"
+            split = _imposed_split(item.get("split") or "") or assign_extra_split(group, *fractions, seed=seed)
             if split not in SPLITS:
                 raise FrugalError(f"{path}: song {item['key']} has unknown split {split!r}")
             out[split].append(Song(key, Path(item["track_dir"]), item["name"], int(round(item["seconds"] * sr)),
