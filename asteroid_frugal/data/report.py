@@ -74,3 +74,9 @@ def main(argv: Optional[list] = None) -> dict:
     for rep in reports:
         print(format_report(rep))
     return {"reports": reports}
+
+
+if __name__ == "__main__":
+    from ..utils import run_cli
+
+    run_cli(main)
