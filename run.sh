@@ -87,9 +87,6 @@ echo "run.sh $(date '+%F %T'): stages $stage..$stop_stage, targets: $run_targets
 
 run_stage() {  # run_stage N "description" script args...
   local n=$1 what=$2 script=$3; shift 3
-  if [ ! -f "$script" ]; then
-    echo "== stage $n ($what): $script is not in this checkout yet; skipped"; return 0
-  fi
   echo "== stage $n ($what)"
   "$python" "$script" "$@"
 }
