@@ -6,6 +6,7 @@ songs with the paper's model (``FrugalTasNet()`` defaults), chunked and batched
     .venv/bin/python benchmarks/bench_inference.py                     # CPU, 1 thread
     .venv/bin/python benchmarks/bench_inference.py --device cuda --threads 8
     .venv/bin/python benchmarks/bench_inference.py --minutes 1 --modes onepass chunked
+    .venv/bin/python benchmarks/bench_inference.py --profile         # where the time goes
 
 Every measurement runs in its own process, so peak memory is that run's alone:
 ``peak RSS`` is the process's maximum resident size (``ru_maxrss``), ``inference``
@@ -100,6 +101,59 @@ def worker(args) -> dict:
     return result
 
 
+def profile_worker(args) -> dict:
+    """Where inference time goes: the model's 4 BLSTM layers on one 30 s chunk's frames, run as
+    ``batch_chunks`` sequences one after the other (one pass) or as one batch (chunked), fp32 and
+    bf16, and the share of a whole-model forward spent in the LSTM (torch.profiler)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.set_num_threads(args.threads)
+    from asteroid_frugal.model import FrugalTasNet
+
+    torch.manual_seed(0)
+    model = FrugalTasNet().eval()
+    frames = int(args.chunk_seconds * model.sample_rate / model.kernel_size)
+    x = torch.randn(args.batch_chunks, frames, 500)
+    out = dict(frames=frames, batch=args.batch_chunks)
+    for dtype in ("float32", "bfloat16"):
+        auto = torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bfloat16")
+
+        def lstm(inp):
+            y = inp
+            for block in model.masker.blocks:
+                y = block(y)[0]
+            return y
+
+        with torch.no_grad(), auto:
+            lstm(x[:1, :200])  # warm-up
+            t = time.perf_counter()
+            for i in range(args.batch_chunks):
+                lstm(x[i:i + 1])
+            out[f"sequential_{dtype}_s"] = time.perf_counter() - t
+            t = time.perf_counter()
+            lstm(x)
+            out[f"batched_{dtype}_s"] = time.perf_counter() - t
+    song = torch.from_numpy(synthetic_song(args.chunk_seconds, int(model.sample_rate)))[None]
+    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        model(song)
+    total = sum(e.self_cpu_time_total for e in prof.key_averages())
+    rnn = sum(e.self_cpu_time_total for e in prof.key_averages() if "rnn" in e.key or "lstm" in e.key)
+    out["lstm_share_of_forward"] = rnn / total
+    print(json.dumps(out), flush=True)
+    return out
+
+
+def print_profile(p: dict) -> None:
+    print(f"\nwhere the time goes ({p['frames']} frames per chunk, {p['batch']} chunks): "
+          f"the 4 BLSTM layers take {p['lstm_share_of_forward'] * 100:.0f}% of a forward pass (torch.profiler)")
+    print("| LSTM stack, precision | chunks one by one (s) | chunks as one batch (s) | batching gain |")
+    print("| --- | ---: | ---: | ---: |")
+    for dtype in ("float32", "bfloat16"):
+        a, b = p[f"sequential_{dtype}_s"], p[f"batched_{dtype}_s"]
+        print(f"| {dtype} | {a:.2f} | {b:.2f} | {a / b:.2f}x |")
+
+
 def available_mb() -> float:
     with open("/proc/meminfo") as f:
         info = dict(line.split(":", 1) for line in f)
@@ -135,9 +189,15 @@ def main(argv=None):
     parser.add_argument("--check_minutes", type=float, default=1.0,
                         help="songs up to this length also compare chunked output with one pass (SNR)")
     parser.add_argument("--json", default=None, help="also write all results to this JSON file")
+    parser.add_argument("--profile", action="store_true",
+                        help="only print where the time goes (LSTM share, batching gain in fp32 and bf16)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="chunked", choices=MODES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.profile:
+        print(f"FrugalTasNet() paper configuration, CPU, {args.threads} thread(s)")
+        print_profile(profile_worker(args))
+        return
     if args.worker:
         args.minutes = args.minutes[0]
         worker(args)

@@ -6,10 +6,16 @@ stereo excerpts, stereo audio seconds processed per second, peak RSS (each model
 its own subprocess), the model's FLOPs per audio second, and the share of this machine's
 measured matrix-product rate (float32 GEMM) that the training step achieves.
 
+``--profile`` adds where the time goes: a torch.profiler breakdown of one training step of
+each model (self time by operator family), and the measurements that explain the ratio: the
+LSTM alone (forward + backward of one 2-layer BLSTM block) at the two models' batch shapes, and
+the matrix-product rate at the LSTM's recurrent shape (batch x 500 by 500 x 2000) against the
+large square GEMM.
+
 The stock model runs stereo as two mono passes (it is mono only), at the closest settings:
 500 filters, kernel 220, stride 220, 4 x 500 BLSTM, no dropout.
 
-    .venv/bin/python benchmarks/bench_training.py [--batch 2 --seconds 5 --steps 3 --device cpu]
+    .venv/bin/python benchmarks/bench_training.py [--batch 2 --seconds 5 --steps 3 --device cpu] [--profile]
 """
 import argparse
 import json
@@ -58,7 +64,77 @@ def gemm_rate(device: str, n: int = 1024, reps: int = 20) -> float:
     return 2 * n ** 3 * reps / (time.perf_counter() - t)
 
 
-def child(which: str, batch: int, seconds: float, steps: int, device: str, precision: str) -> dict:
+# Operator families of the profile, by substring of the aten/profiler op name (first match wins).
+OP_FAMILIES = [
+    ("LSTM backward", ("rnn_layer_backward", "lstmbackward", "mkldnnrnnlayerbackward", "_thnn_fused_lstm_cell_backward")),
+    ("LSTM forward", ("mkldnn_rnn", "aten::lstm", "lstm_cell", "_thnn_fused_lstm")),
+    ("matrix products", ("addmm", "aten::mm", "matmul", "linear", "bmm")),
+    ("optimizer (Adam, clipping)", ("adam", "_foreach", "clip", "norm")),
+    ("element-wise / copies", ("mul", "add", "div", "sigmoid", "relu", "softmax", "copy", "cat", "pad",
+                               "sum", "mean", "sub", "clone", "contiguous", "fill", "zero")),
+]
+
+
+def op_family(name: str) -> str:
+    low = name.lower()
+    for family, keys in OP_FAMILIES:
+        if any(k in low for k in keys):
+            return family
+    return "other"
+
+
+def profile_step(step) -> dict:
+    """Self CPU time of one call of ``step`` by operator family (seconds) and the top operators."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    families, ops = {}, []
+    for ev in prof.key_averages():
+        t = ev.self_cpu_time_total / 1e6
+        families[op_family(ev.key)] = families.get(op_family(ev.key), 0.0) + t
+        ops.append((ev.key, t, ev.count))
+    ops.sort(key=lambda o: -o[1])
+    return dict(families=families, top=ops[:8])
+
+
+def lstm_block_time(batch: int, frames: int, device: str, reps: int = 2) -> float:
+    """Seconds for forward + backward of one 2-layer 500-cell BLSTM block (the model's unit)."""
+    import torch
+
+    lstm = torch.nn.LSTM(500, 500, num_layers=2, batch_first=True, bidirectional=True).to(device)
+    x = torch.randn(batch, frames, 500, device=device, requires_grad=True)
+
+    def run():
+        y, _ = lstm(x)
+        y.sum().backward()
+
+    run()
+    t = time.perf_counter()
+    for _ in range(reps):
+        run()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t) / reps
+
+
+def recurrent_gemm_rate(batch: int, device: str, reps: int = 2000) -> float:
+    """FLOP/s of the LSTM's per-time-step product: (batch x 500) by (500 x 4*500)."""
+    import torch
+
+    h, w = torch.randn(batch, 500, device=device), torch.randn(500, 2000, device=device)
+    for _ in range(50):
+        h @ w
+    t = time.perf_counter()
+    for _ in range(reps):
+        h @ w
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return 2 * batch * 500 * 2000 * reps / (time.perf_counter() - t)
+
+
+def child(which: str, batch: int, seconds: float, steps: int, device: str, precision: str,
+          profile: bool = False) -> dict:
     import torch
 
     from asteroid.models import LSTMTasNet
@@ -108,6 +184,8 @@ def child(which: str, batch: int, seconds: float, steps: int, device: str, preci
                gemm_flops=gemm_rate(device))
     if device == "cuda":
         out["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20
+    if profile:
+        out["profile"] = profile_step(step)
     return out
 
 
@@ -118,10 +196,12 @@ def main():
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--profile", action="store_true", help="also print where the time goes (see docstring)")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.batch, args.seconds, args.steps, args.device, args.precision)))
+        print(json.dumps(child(args.child, args.batch, args.seconds, args.steps, args.device, args.precision,
+                               args.profile)))
         return
     import torch
 
@@ -129,6 +209,7 @@ def main():
     for which in ("frugal", "stock"):
         cmd = [sys.executable, __file__, "--child", which, "--batch", str(args.batch), "--seconds", str(args.seconds),
                "--steps", str(args.steps), "--device", args.device, "--precision", args.precision]
+        cmd += ["--profile"] if args.profile else []
         out = subprocess.run(cmd, capture_output=True, text=True)
         if out.returncode != 0:
             print(out.stderr[-2000:], file=sys.stderr)
@@ -146,6 +227,36 @@ def main():
               f"{flops[which] / 1e9:>15.1f}{share:>10.1f}%")
     print(f"throughput ratio FrugalTasNet / stock: {rows['frugal']['audio_s_per_s'] / rows['stock']['audio_s_per_s']:.2f}x"
           f"   measured GEMM rate: {rows['frugal']['gemm_flops'] / 1e9:.0f} GFLOP/s")
+    if args.profile:
+        print_profile(rows, args)
+
+
+def print_profile(rows: dict, args) -> None:
+    """Where the time goes, and the LSTM's batch scaling that bounds the ratio."""
+    print("\nwhere the time of one training step goes (torch.profiler, self CPU time):")
+    names = (("frugal", "FrugalTasNet"), ("stock", "LSTMTasNet x2"))
+    families = sorted({f for w, _ in names for f in rows[w]["profile"]["families"]},
+                      key=lambda f: -rows["frugal"]["profile"]["families"].get(f, 0.0))
+    print(f"{'operator family':<30}" + "".join(f"{n:>22}" for _, n in names))
+    for f in families:
+        cells = []
+        for w, _ in names:
+            fam = rows[w]["profile"]["families"]
+            t, total = fam.get(f, 0.0), sum(fam.values())
+            cells.append(f"{t:>12.2f} s ({t / total * 100:>4.1f}%)")
+        print(f"{f:<30}" + "".join(f"{c:>22}" for c in cells))
+    for w, n in names:
+        print(f"top operators, {n}: " + ", ".join(f"{k} {t:.2f} s x{c}" for k, t, c in rows[w]["profile"]["top"][:5]))
+    frames = int(args.seconds * 44100 / 220) + 1
+    b = args.batch
+    t_joint, t_mono = lstm_block_time(b, frames, args.device), lstm_block_time(2 * b, frames, args.device)
+    print(f"\none 2-layer BLSTM block, forward + backward, {frames} frames: batch {b} (joint stereo) {t_joint:.2f} s, "
+          f"batch {2 * b} (two mono passes) {t_mono:.2f} s: doubling the batch costs {t_mono / t_joint:.2f}x, "
+          f"so the joint model's LSTM can be at most {t_mono / t_joint:.2f}x faster than the stock one's")
+    square = rows["frugal"]["gemm_flops"]
+    for bb in (b, 2 * b, 64):
+        r = recurrent_gemm_rate(bb, args.device)
+        print(f"recurrent product ({bb} x 500) @ (500 x 2000): {r / 1e9:6.1f} GFLOP/s = {r / square * 100:5.1f}% of the square GEMM")
 
 
 if __name__ == "__main__":
