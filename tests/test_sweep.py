@@ -83,6 +83,22 @@ def test_sweep_runs_resumes_and_tabulates(tmp_path):
     assert float(short[9]) == 3.0 and float(short[10]) == 9.0  # paper row, sign applied
     assert not (exp / "short" / "results" / "all_metrics.csv").exists()  # SI-SNR only: no museval run
 
+    # docs/make_results.py: the published page is the same table with a caption read from the run
+    log = tmp_path / "sweep.log"
+    log.write_text(out.stderr)
+    pages = tmp_path / "pages"
+    built = subprocess.run([sys.executable, "docs/make_results.py", "--exp_dir", str(tmp_path / "exp"),
+                            "--out_dir", str(pages), f"{egs}:{log}"], cwd=REPO, capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr[-3000:]
+    page = (pages / "tiny_sweep.md").read_text()
+    assert rows == [line for line in page.splitlines() if line.startswith(("| short", "| long"))]
+    n_params = json.loads((exp / "short" / "training_done.json").read_text())["n_parameters"]
+    assert "3 train / 1 validation / 1 test songs of 4 s, 8000 Hz" in page
+    assert f"{n_params:,}-parameter TasNet (16 filters of 20 samples, 2 x 16 BLSTM)" in page
+    assert "long " in page.split("per variant")[1]  # the re-run variant's time, from the log
+    assert (pages / "tiny_sweep.png").stat().st_size > 0
+    assert "## tiny excerpt-length sweep" in (pages / "results.md").read_text()
+
 
 def test_table_changes_when_a_metric_file_changes(tmp_path):
     egs = make_egs(tmp_path)
