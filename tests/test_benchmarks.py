@@ -1,0 +1,38 @@
+"""The benchmark scripts still run and their tables are self-consistent (tiny settings; the
+figures themselves are not checked: speed belongs to the benchmarks, not to the tests)."""
+import re
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+
+def run(*args):
+    out = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+def test_training_benchmark_table():
+    text = run("benchmarks/bench_training.py", "--batch", "1", "--seconds", "0.5", "--steps", "1", "--repeats", "1")
+    rates = {}
+    for name in ("FrugalTasNet", "LSTMTasNet"):
+        line = next(ln for ln in text.splitlines() if ln.startswith(name))
+        step, audio_per_s, rss, gflop, share = re.findall(r"[\d.]+", line.split(")", 1)[1])
+        assert float(audio_per_s) == pytest.approx(0.5 / float(step), rel=0.02)
+        rates[name] = float(audio_per_s)
+    ratio = float(re.search(r"stock .*?: ([\d.]+)x", text).group(1))
+    assert ratio == pytest.approx(rates["FrugalTasNet"] / rates["LSTMTasNet"], abs=0.02)
+    limit = float(re.search(r"measured in these runs (\d+) GFLOP/s", text).group(1))
+    assert limit > 1
+
+
+def test_inference_benchmark_table():
+    text = run("benchmarks/bench_inference.py", "--minutes", "0.05", "--chunk_seconds", "1",
+               "--overlap_seconds", "0.25", "--threads", "1", "--modes", "onepass", "chunked")
+    rows = [ln for ln in text.splitlines() if ln.startswith("| 0.05 min")]
+    assert [r.split("|")[2].strip() for r in rows] == ["onepass", "chunked"]
+    snr = float(rows[1].split("|")[-2])
+    assert snr > 60  # chunked fp32 separation is the one-pass separation
