@@ -50,6 +50,22 @@ def stock_flops_per_frame(**kw):
     return 2 * frugal_flops_per_frame(channels=1, **kw)
 
 
+def seconds_per_call(fn, reps: int, device: str, warmup: int = 1) -> float:
+    """Mean wall time of ``fn()`` over ``reps`` calls after ``warmup`` calls (CUDA synchronised)."""
+    import torch
+
+    for _ in range(warmup):
+        fn()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t) / reps
+
+
 def gemm_rate(device: str, dtype: str = "fp32") -> float:
     """This machine's matrix-product rate (FLOP/s) with the current thread settings: the best of
     square products of 1024, 2048 and 3072, through torch.mm and, on CPU, also through oneDNN
@@ -70,16 +86,7 @@ def gemm_rate(device: str, dtype: str = "fp32") -> float:
             products.append(lambda: dnn(a_dnn))
         reps = max(3, int(20 * (1024 / n) ** 3))
         for product in products:
-            for _ in range(2):
-                product()
-            if device == "cuda":
-                torch.cuda.synchronize()
-            t = time.perf_counter()
-            for _ in range(reps):
-                product()
-            if device == "cuda":
-                torch.cuda.synchronize()
-            best = max(best, 2 * n ** 3 * reps / (time.perf_counter() - t))
+            best = max(best, 2 * n ** 3 / seconds_per_call(product, reps, device, warmup=2))
     return best
 
 
@@ -128,13 +135,7 @@ def lstm_block_time(batch: int, frames: int, device: str, reps: int = 2) -> floa
         y, _ = lstm(x)
         y.sum().backward()
 
-    run()
-    t = time.perf_counter()
-    for _ in range(reps):
-        run()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - t) / reps
+    return seconds_per_call(run, reps, device)
 
 
 def recurrent_gemm_rate(batch: int, device: str, reps: int = 2000) -> float:
@@ -142,14 +143,7 @@ def recurrent_gemm_rate(batch: int, device: str, reps: int = 2000) -> float:
     import torch
 
     h, w = torch.randn(batch, 500, device=device), torch.randn(500, 2000, device=device)
-    for _ in range(50):
-        h @ w
-    t = time.perf_counter()
-    for _ in range(reps):
-        h @ w
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return 2 * batch * 500 * 2000 * reps / (time.perf_counter() - t)
+    return 2 * batch * 500 * 2000 / seconds_per_call(lambda: h @ w, reps, device, warmup=50)
 
 
 def child(which: str, batch: int, seconds: float, steps: int, device: str, precision: str,
@@ -192,12 +186,7 @@ def child(which: str, batch: int, seconds: float, steps: int, device: str, preci
     if device == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    t = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    dt = (time.perf_counter() - t) / steps
+    dt = seconds_per_call(step, steps, device, warmup=0)
     out = dict(step_s=dt, audio_s_per_s=batch * seconds / dt,
                peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                gemm_flops=gemm_rate(device, precision))
