@@ -65,7 +65,7 @@ def caption(spec, exp_dir: Path, rows, times: dict) -> str:
     epochs = sorted({r.get("epochs") for r in rows if r.get("epochs") is not None})
     per_variant = ", ".join(f"{r['variant']} {times[r['variant']] / 60:.1f}" for r in rows if r["variant"] in times)
     total = sum(times.get(r["variant"], 0) for r in rows)
-    return (f"Measured at demo scale on {corpus}; {model}, batch {get(conf, 'training.batch_size')}, "
+    return (f"Measured on {corpus}; {model}, batch {get(conf, 'training.batch_size')}, "
             f"{'/'.join(map(str, epochs))} epochs (a fixed budget for every variant); SI-SNR over the "
             f"{test['n_tracks']} test songs cut into {test['n_chunks']} chunks of "
             f"{test['chunk_samples'] / get(conf, 'data.sample_rate'):g} s. "
