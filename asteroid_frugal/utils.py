@@ -17,6 +17,17 @@ class FrugalError(Exception):
     """A user-facing problem (bad input, missing file): printed as one line, no traceback."""
 
 
+def cpu_name() -> str:
+    """This machine's CPU model and core count, for the captions of measured figures."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
+    except OSError:
+        pass
+    return f"unknown CPU ({os.cpu_count()} cores)"
+
+
 def setup_logging(level: int = logging.INFO) -> None:
     """Plain ``LEVEL message`` logging on stderr, once."""
     if not logging.getLogger().handlers:

@@ -19,7 +19,6 @@ perturbed by a relative 2^-40 (its round-off sensitivity).
 directly when the museval package cannot be imported (its ``__init__`` needs ffmpeg).
 """
 import argparse
-import json
 import os
 import sys
 import time
@@ -52,14 +51,24 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, str(REPO))
-try:
-    from asteroid_frugal import bsseval_fast  # noqa: E402
-except ImportError:   # a machine without asteroid: the module itself needs only numpy and torch
-    import importlib.util
 
-    _spec = importlib.util.spec_from_file_location("bsseval_fast", REPO / "asteroid_frugal" / "bsseval_fast.py")
-    bsseval_fast = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(bsseval_fast)
+
+def repo_module(name):
+    """``asteroid_frugal.<name>``; on a machine without asteroid, the file itself (these need only numpy/torch)."""
+    import importlib
+    import importlib.util
+    try:
+        return importlib.import_module(f"asteroid_frugal.{name}")
+    except ImportError:
+        spec = importlib.util.spec_from_file_location(name, REPO / "asteroid_frugal" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+
+bsseval_fast = repo_module("bsseval_fast")
+_utils = repo_module("utils")
+cpu_name, write_json_atomic = _utils.cpu_name, _utils.write_json_atomic
 
 METRICS = ("SDR", "ISR", "SIR", "SAR")   # museval.evaluate's order
 
@@ -150,7 +159,7 @@ def speed(results):
     refs = as_sources(np.concatenate([stems] * reps, axis=1)[:, :int(ARGS.seconds * rate)], ARGS.sources)
     ests = model_like(refs)
     row = dict(seconds=ARGS.seconds, sources=ARGS.sources, threads=ARGS.threads or torch.get_num_threads(),
-               device=ARGS.device, cpu=_cpu_name())
+               device=ARGS.device, cpu=cpu_name())
     if ARGS.device.startswith("cuda"):   # CUDA context and FFT plans: not part of the timing
         bsseval_fast.evaluate(refs[:, :2 * rate], ests[:, :2 * rate], win=rate, hop=rate, device=ARGS.device)
     fast, wall, cpu = timed(lambda: bsseval_fast.evaluate(refs, ests, win=rate, hop=rate, device=ARGS.device))
@@ -199,16 +208,6 @@ def accuracy(results):
     results["accuracy"] = rows
 
 
-def _cpu_name():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip() + f" ({os.cpu_count()} cores)"
-    except OSError:
-        pass
-    return "unknown"
-
-
 def main():
     torch.set_num_threads(ARGS.threads or torch.get_num_threads())
     results = {}
@@ -217,7 +216,7 @@ def main():
     if ARGS.accuracy:
         accuracy(results)
     if ARGS.out:
-        Path(ARGS.out).write_text(json.dumps(results, indent=2) + "\n")
+        write_json_atomic(ARGS.out, results)
 
 
 if __name__ == "__main__":

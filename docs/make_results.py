@@ -11,8 +11,6 @@ figure comes from the sweep's own files: the metrics from ``results/final_metric
 lines, the hardware from this machine (run it where the sweep ran).
 """
 import argparse
-import os
-import platform
 import re
 import sys
 from pathlib import Path
@@ -20,26 +18,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from asteroid_frugal.config import get, load_yaml  # noqa: E402
 from asteroid_frugal.sweep import REST_NAME, collect, load_experiment, plot_results, results_markdown  # noqa: E402
-from asteroid_frugal.utils import FrugalError, read_json, run_cli, write_text_atomic  # noqa: E402
+from asteroid_frugal.utils import FrugalError, cpu_name, read_json, run_cli, write_text_atomic  # noqa: E402
 
 DOCS = Path(__file__).resolve().parent
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def hardware() -> str:
     import torch
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{cpu_name()}, {os.cpu_count()} cores, {gpu}"
+    return f"{cpu_name()}, {gpu}"
 
 
 def variant_times(log_file: Path) -> dict:
@@ -98,9 +86,13 @@ def main(argv=None) -> None:
     p.add_argument("--out_dir", default=str(DOCS), help="where the pages go (default: docs/)")
     args = p.parse_args(argv)
     out_dir = Path(args.out_dir)
+    sweeps = [pair.partition(":")[::2] for pair in args.sweeps]  # [(egs_dir, log_file)]
+    for _, log_file in sweeps:  # before any page is written
+        if log_file and not Path(log_file).is_file():
+            raise FrugalError(f"{log_file}: sweep log not found (the tee'd output of ./run.sh --egs ...)")
+    set_arg = f' --set "{args.set}"' if args.set else ""
     sections = []
-    for pair in args.sweeps:
-        egs, _, log_file = pair.partition(":")
+    for egs, log_file in sweeps:
         spec = load_experiment(egs)
         exp_dir = Path(args.exp_dir) / spec["name"]
         rows = collect(spec, exp_dir, args.overlay.split(), args.set.split())
@@ -118,10 +110,8 @@ def main(argv=None) -> None:
             "on the built-in corpus, tabulated by the sweep from its own metric files and rebuilt with "
             "`docs/make_results.py`. Negative paper values in the egs READMEs are losses; here both are "
             "SI-SNR in dB, higher is better. Reproduce with:\n\n```bash\nmkdir -p exp/sweeplogs\n"
-            + "".join(f"./run.sh --egs {pair.partition(':')[0]}" + (f' --set "{args.set}"' if args.set else "")
-                      + f" 2>&1 | tee {pair.partition(':')[2] or 'sweep.log'}\n" for pair in args.sweeps)
-            + ".venv/bin/python docs/make_results.py"
-            + (f' --set "{args.set}"' if args.set else "") + " " + " ".join(args.sweeps) + "\n```\n\n")
+            + "".join(f"./run.sh --egs {egs}{set_arg} 2>&1 | tee {log_file or 'sweep.log'}\n" for egs, log_file in sweeps)
+            + f".venv/bin/python docs/make_results.py{set_arg} {' '.join(args.sweeps)}\n```\n\n")
     write_text_atomic(out_dir / "results.md", head + "\n".join(sections))
     print(f"wrote {out_dir / 'results.md'}")
 
