@@ -32,6 +32,8 @@ def hardware() -> str:
 
 def variant_times(log_file: Path) -> dict:
     """``{variant: seconds}`` from the sweep log (the last run of each variant that did work)."""
+    if not log_file.is_file():
+        raise FrugalError(f"{log_file}: sweep log not found (the tee'd output of ./run.sh --egs ...)")
     times = {}
     for m in re.finditer(r"variant (\S+) done in (\d+) s", log_file.read_text(errors="replace")):
         times[m.group(1)] = int(m.group(2))
@@ -87,11 +89,8 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     out_dir = Path(args.out_dir)
     sweeps = [pair.partition(":")[::2] for pair in args.sweeps]  # [(egs_dir, log_file)]
-    for _, log_file in sweeps:  # before any page is written
-        if log_file and not Path(log_file).is_file():
-            raise FrugalError(f"{log_file}: sweep log not found (the tee'd output of ./run.sh --egs ...)")
     set_arg = f' --set "{args.set}"' if args.set else ""
-    sections = []
+    pages = []  # (spec, rows, markdown): every sweep is read, and can fail, before any page is written
     for egs, log_file in sweeps:
         spec = load_experiment(egs)
         exp_dir = Path(args.exp_dir) / spec["name"]
@@ -99,7 +98,9 @@ def main(argv=None) -> None:
         if not rows:
             raise FrugalError(f"{exp_dir}: no evaluated variant")
         times = variant_times(Path(log_file)) if log_file else {}
-        md = results_markdown(spec, rows, caption(spec, exp_dir, rows, times))
+        pages.append((spec, rows, results_markdown(spec, rows, caption(spec, exp_dir, rows, times))))
+    sections = []
+    for spec, rows, md in pages:
         write_text_atomic(out_dir / f"{spec['name']}.md", md)
         plot_results(spec, rows, out_dir / f"{spec['name']}.png")
         body = md.split("\n", 1)[1]  # the table's own title becomes a section heading

@@ -99,11 +99,11 @@ def test_sweep_runs_resumes_and_tabulates(tmp_path):
     assert (pages / "tiny_sweep.png").stat().st_size > 0
     assert "## tiny excerpt-length sweep" in (pages / "results.md").read_text()
     missing = subprocess.run([sys.executable, "docs/make_results.py", "--exp_dir", str(tmp_path / "exp"),
-                              "--out_dir", str(tmp_path / "none"), f"{egs}:{tmp_path / 'no.log'}"],
+                              "--out_dir", str(tmp_path / "none"), f"{egs}:{log}", f"{egs}:{tmp_path / 'no.log'}"],
                              cwd=REPO, capture_output=True, text=True)
     assert missing.returncode == 2 and missing.stderr.strip().splitlines() == [
         f"error: {tmp_path / 'no.log'}: sweep log not found (the tee'd output of ./run.sh --egs ...)"]
-    assert not (tmp_path / "none").exists()  # nothing written before the check
+    assert not (tmp_path / "none").exists()  # the good first sweep's page is not written either
 
 
 def test_table_changes_when_a_metric_file_changes(tmp_path):
