@@ -34,23 +34,21 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 
 from .audio import read_audio, write_audio
-from .config import add_config_args, config_from_args, get, load_yaml
+from .config import add_config_args, config_from_args, load_yaml
 from .data.layout import list_tracks, prepared_root, read_track_meta, rest_sources
-from .data.types import SOURCES, TARGETS
+from .data.types import SOURCES, TARGETS, rest_name
+from .inference import chunking, load_target_models, resolve_device, separate_long, separate_stems
 from .metrics import (BACKENDS, METRICS, aggregate, bss_eval, frames_dataframe, per_track, si_snr)
 from .results_table import (corpus_description, plot_sdr_distribution, training_data_description, training_length,
                             write_results_md)
-from .separate import REST_NAMES, load_target_models, separate_stems
 from .utils import FrugalError, atomic_path, read_json, run_cli, write_json_atomic, write_text_atomic
 
 log = logging.getLogger("asteroid_frugal.evaluate")
 
 MUSEVAL_BYTES_PER_SOURCE_SECOND = 7.5e6   # measured: 6.7 GB for a 240 s, 4-source stereo track
 FAST_BYTES_PER_SOURCE_SECOND = 1.0e6
-EXAMPLE_SECONDS = 30.0
 
 
 # ---------------------------------------------------------------------- set-up
@@ -78,14 +76,6 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
                     sisnr=not args.no_sisnr)
 
 
-def _device(name: Optional[str]) -> str:
-    if name in (None, "", "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if str(name).startswith("cuda") and not torch.cuda.is_available():
-        raise FrugalError(f"device {name}: no CUDA device is available here")
-    return str(name)
-
-
 def _signature(models, backend: str, mode: str, opts: dict) -> dict:
     """What a track's scores depend on: a score file with another signature is redone."""
     files = []
@@ -106,18 +96,17 @@ def evaluate(conf: dict, exp_dir, combined: Optional[Sequence[str]] = None, spli
     """Run stage 4 and write every output; returns the final metrics (flat dict of floats)."""
     exp_dir = Path(exp_dir)
     results = exp_dir / "results"
-    split = split or get(conf, "evaluation.split", "test")
-    backend = backend or get(conf, "evaluation.bss_backend", "museval")
+    ev = conf["evaluation"]
+    split = split or ev["split"]
+    backend = backend or ev["bss_backend"]
     if backend not in BACKENDS:
         raise FrugalError(f"evaluation.bss_backend: unknown backend {backend!r} (choose {', '.join(BACKENDS)})")
-    jobs = int(jobs or get(conf, "evaluation.jobs", 1) or 1)
+    jobs = int(jobs or ev["jobs"])
     if jobs < 1:
         raise FrugalError(f"--jobs must be >= 1, got {jobs}")
-    max_tracks = max_tracks if max_tracks is not None else get(conf, "evaluation.max_tracks")
-    device = _device(device or get(conf, "evaluation.device", "auto"))
-    opts = dict(chunk_seconds=float(get(conf, "evaluation.chunk_seconds", 30.0)),
-                overlap_seconds=float(get(conf, "evaluation.overlap_seconds", 1.0)),
-                batch_chunks=int(get(conf, "evaluation.batch_chunks", 4)))
+    max_tracks = max_tracks if max_tracks is not None else ev["max_tracks"]
+    device = resolve_device(device or ev["device"])
+    opts = chunking(conf)
 
     if combined:
         specs = [f"{t}={d}" for t, d in zip(TARGETS, combined)]
@@ -129,7 +118,7 @@ def evaluate(conf: dict, exp_dir, combined: Optional[Sequence[str]] = None, spli
     if combined:
         names, ref_names = list(SOURCES), list(SOURCES)   # vocals, drums, bass, other
     else:
-        names = [targets[0], REST_NAMES[targets[0]]]
+        names = [targets[0], rest_name(targets[0])]
         ref_names = names
     signature = _signature(models, backend, mode, opts)
 
@@ -140,16 +129,16 @@ def evaluate(conf: dict, exp_dir, combined: Optional[Sequence[str]] = None, spli
                           f"or choose another --split)")
     if max_tracks:
         tracks = tracks[:int(max_tracks)]
-    n_examples = int(get(conf, "evaluation.n_examples", 3) or 0)
-    example_tracks = {t.name for t in tracks[:n_examples]}
+    n_examples = int(ev["n_examples"] or 0)
+    example_tracks = {t.name: float(ev["example_seconds"]) for t in tracks[:n_examples]}
     log.info("%s %s: %d track(s) of %s, backend %s, device %s, %d job(s)", exp_dir, mode, len(tracks),
              split_dir, backend, device, jobs)
 
     sisnr_summary = None
     if sisnr and not combined:
-        sisnr_summary = run_sisnr(models[0], exp_dir, results, opts, device)
+        sisnr_summary = run_sisnr(models[0], exp_dir, results, opts, device, float(conf["training"]["silence_db"]))
 
-    if not combined and not bool(get(conf, "evaluation.bss", True)):
+    if not combined and not bool(ev["bss"]):
         return _write_sisnr_only(results, exp_dir, models, split_dir, sisnr_summary, opts)
 
     scores_dir, museval_dir = results / "scores", results / "museval" / split
@@ -240,7 +229,8 @@ def _score_tracks(pending, n_total, models, names, ref_names, opts, backend, dev
             mixture, refs, sr = load_track(track_dir, ref_names, combined)
             stems = separate_stems(models, mixture, sr, progress=True, desc=track_dir.name[:30], **opts)
             if track_dir.name in example_tracks:
-                _write_examples(examples_dir / _safe_name(track_dir.name), mixture, stems, sr)
+                _write_examples(examples_dir / _safe_name(track_dir.name), mixture, stems, sr,
+                                example_tracks[track_dir.name])
             task = dict(track=track_dir.name, names=list(names), sample_rate=sr, backend=backend,
                         device=device if backend == "fast" else None, signature=signature,
                         references=np.stack([refs[n] for n in ref_names]),
@@ -323,10 +313,11 @@ def _log_notes(result: dict) -> None:
         log.warning("%s", note)
 
 
-def _write_examples(folder: Path, mixture: np.ndarray, stems: Dict[str, np.ndarray], sr: int) -> None:
-    """A listenable excerpt (``EXAMPLE_SECONDS`` from the middle) of the mixture and each stem."""
+def _write_examples(folder: Path, mixture: np.ndarray, stems: Dict[str, np.ndarray], sr: int,
+                    seconds: float) -> None:
+    """A listenable excerpt (``seconds`` from the middle) of the mixture and each stem."""
     n = mixture.shape[-1]
-    length = min(n, int(EXAMPLE_SECONDS * sr))
+    length = min(n, int(seconds * sr))
     start = max(0, (n - length) // 2)
     write_audio(folder / "mixture.wav", np.clip(mixture[:, start:start + length], -1, 1), sr, subtype="PCM_16")
     for name, audio in stems.items():
@@ -334,7 +325,8 @@ def _write_examples(folder: Path, mixture: np.ndarray, stems: Dict[str, np.ndarr
 
 
 # ---------------------------------------------------------------------- SI-SNR
-def run_sisnr(tm, exp_dir: Path, results: Path, opts: dict, device: str) -> Optional[Dict[str, Dict[str, float]]]:
+def run_sisnr(tm, exp_dir: Path, results: Path, opts: dict, device: str,
+              silence_db: float) -> Optional[Dict[str, Dict[str, float]]]:
     """SI-SNR(i) of the model on ``<exp_dir>/data/test.csv`` (the training corpus' held-out
     excerpts); writes ``si_snr.csv``. Returns ``{"SI-SNR": {..}, "SI-SNRi": {..}}`` or None."""
     from tqdm import tqdm
@@ -349,16 +341,14 @@ def run_sisnr(tm, exp_dir: Path, results: Path, opts: dict, device: str) -> Opti
     model_sr = int(round(float(tm.model.sample_rate)))
     if dataset.sample_rate != model_sr:
         raise FrugalError(f"{manifest}: excerpts at {dataset.sample_rate} Hz, model at {model_sr} Hz")
-    from .inference import separate_long
-
-    rest = REST_NAMES[tm.target]
+    rest = rest_name(tm.target)
     rows = []
     for i in tqdm(range(len(dataset)), desc="SI-SNR", unit="excerpt", leave=False):
         mixture, refs = dataset[i]
         est = separate_long(tm.model, mixture, opts["chunk_seconds"], opts["overlap_seconds"],
                             opts["batch_chunks"], device=device)
-        out = si_snr(est, refs).tolist()
-        inp = si_snr(mixture.expand_as(refs), refs).tolist()
+        out = si_snr(est, refs, silence_db).tolist()
+        inp = si_snr(mixture.expand_as(refs), refs, silence_db).tolist()
         info = dataset.get_infos(i)
         rows.append(dict(song=info["song"], start=info["start"], length=info["length"],
                          **{f"si_snr_{tm.target}": out[0], f"si_snr_{rest}": out[1],
