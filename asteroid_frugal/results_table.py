@@ -67,15 +67,15 @@ def training_data_description(conf: Optional[dict]) -> str:
     root = get(conf, "data.musdb_root")
     if root:
         base = f"MUSDB18 train split ({root})"
-    elif get(conf, "data.musdb_download", False):
+    elif get(conf, "data.musdb_download"):
         base = "musdb's 7-second MUSDB18 sample"
     else:
         base = (f"the built-in procedurally generated corpus ({get(conf, 'default_corpus.n_train', '?')} "
                 f"synthetic songs of {get(conf, 'default_corpus.song_seconds', '?')} s; not MUSDB18)")
     extra = get(conf, "data.extra_roots") or []
-    if extra and get(conf, "shaping.use_extra", True):
+    if extra and get(conf, "shaping.use_extra"):
         base += " + extra songs from " + ", ".join(str(e) for e in extra)
-    frac = get(conf, "shaping.database_fraction", 1.0)
+    frac = get(conf, "shaping.database_fraction")
     if frac is not None and float(frac) != 1.0:
         base += f", {float(frac):.0%} of the songs"
     excerpt = get(conf, "shaping.excerpt_seconds")
