@@ -8,7 +8,7 @@ drums/no_drums, bass/no_bass), plus SI-SNR(i) on the experiment's held-out excer
 (``<exp_dir>/data/test.csv``). {4}: vocals, drums and bass from their models, other =
 mixture - (vocals + drums + bass), the four scored jointly (vocals in the 4-source problem).
 
-Whole songs are separated with :func:`asteroid_frugal.separate.separate_stems` (chunked,
+Whole songs are separated with :func:`asteroid_frugal.inference.separate_stems` (chunked,
 cross-faded, stereo), so the stems scored are exactly those the separation command
 writes: each model's two outputs are scaled by the one least-squares gain that makes
 target + rest closest to the mixture (SI-SNR training leaves the output gain free),
@@ -36,13 +36,12 @@ import numpy as np
 import pandas as pd
 
 from .audio import read_audio, write_audio
-from .config import add_config_args, config_from_args, load_yaml
+from .config import add_config_args, config_from_args
 from .data.layout import list_tracks, prepared_root, read_track_meta, rest_sources
 from .data.types import SOURCES, TARGETS, rest_name
 from .inference import chunking, load_target_models, resolve_device, separate_long, separate_stems
 from .metrics import (BACKENDS, METRICS, aggregate, bss_eval, frames_dataframe, per_track, si_snr)
-from .results_table import (corpus_description, plot_sdr_distribution, training_data_description, training_length,
-                            write_results_md)
+from .results_table import evaluation_facts, plot_sdr_distribution, sisnr_only_facts, table3_runs, write_results_md
 from .utils import FrugalError, atomic_path, read_json, run_cli, write_json_atomic, write_text_atomic
 
 log = logging.getLogger("asteroid_frugal.evaluate")
@@ -387,10 +386,7 @@ def _write_sisnr_only(results: Path, exp_dir: Path, models, split_dir: Path, sis
              if name != "excerpts" and math.isfinite(value)}
     final["n_excerpts"] = float(sisnr_summary["SI-SNR"]["excerpts"])
     write_json_atomic(results / "final_metrics.json", final)
-    facts = [f"{m.target} model: `{m.path}`, {training_length(d)}; trained on "
-             f"{training_data_description(_exp_conf(d))}." for m, d in zip(models, [exp_dir])]
-    facts.append(f"SI-SNR only (evaluation.bss: false): BSS Eval was not run on `{split_dir}`.")
-    facts.append(f"Separation: chunks of {opts['chunk_seconds']:g} s, {opts['overlap_seconds']:g} s cross-fade.")
+    facts = sisnr_only_facts(models[0], exp_dir, split_dir, opts)
     write_results_md(results / "results.md", title=f"Evaluation of {exp_dir.name}", facts=facts,
                      table3=(), metrics_median=None, metrics_mean=None, n_tracks={}, sisnr=sisnr_summary)
     write_json_atomic(results / "eval_info.json", dict(mode="si-snr", split=str(exp_dir / "data" / "test.csv"),
@@ -439,8 +435,8 @@ def _write_summaries(conf, results: Path, records: List[dict], names, mode, exp_
     title = f"{exp_dir.name} {mode}: per-track SDR\n{len(records)} tracks of {split_dir.parent.name}/{split_dir.name}"
     plot_sdr_distribution(tracks_table, results / figure, title, names)
 
-    table3 = _table3_runs(mode, exp_dir, exp_dirs, median, final)
-    facts = _facts(mode, exp_dirs, models, backend, device, split_dir, len(records), opts)
+    table3 = table3_runs(mode, exp_dir, exp_dirs, median, final)
+    facts = evaluation_facts(mode, exp_dirs, models, backend, device, split_dir, len(records), opts)
     notes = [n for r in records for n in r.get("notes", [])]
     if dropped:
         notes.append("not in final_metrics.json (not finite): " + ", ".join(dropped))
@@ -448,58 +444,6 @@ def _write_summaries(conf, results: Path, records: List[dict], names, mode, exp_
                      table3=table3, metrics_median=median, metrics_mean=mean, n_tracks=n_tracks,
                      sisnr=sisnr_summary, notes=notes, figure=figure)
     return final
-
-
-def _exp_conf(exp_dir: Path) -> Optional[dict]:
-    path = Path(exp_dir) / "conf.yml"
-    return load_yaml(path) if path.is_file() else None
-
-
-def _facts(mode, exp_dirs, models, backend, device, split_dir, n_tracks, opts) -> List[str]:
-    from museval.version import _version as museval_version
-
-    facts = [f"Scenario {mode}: " + (
-        "each source of the one model (target and rest) scored as a two-source problem; vocals "
-        "with accompaniment." if mode == "{1}" else
-        "vocals, drums and bass from their models, other = mixture - (vocals + drums + bass), "
-        "the four scored jointly; vocals reported from this 4-source problem (not vocals/accompaniment).")]
-    for m, d in zip(models, exp_dirs):
-        facts.append(f"{m.target} model: `{m.path}`, {training_length(d)}; trained on "
-                     f"{training_data_description(_exp_conf(d))}.")
-    facts.append(f"Evaluation set: {n_tracks} whole track(s) of the {split_dir.name} split of "
-                 f"{corpus_description(split_dir.parent.name)}, `{split_dir}`.")
-    if backend == "museval":
-        facts.append(f"BSS Eval v4 computed by museval {museval_version} (the reference implementation).")
-    else:
-        facts.append(f"BSS Eval v4 computed by the fast evaluator (`asteroid_frugal.bsseval_fast`, {device}); "
-                     "it matches museval per frame (see benchmarks/README.md); museval is the reference.")
-    facts.append("Rescaling: each model's two outputs are multiplied by the single least-squares gain that "
-                 "makes target + rest closest to the mixture (SI-SNR training leaves the gain free), "
-                 "before the subtraction giving `other` and before BSS Eval.")
-    facts.append(f"Separation: chunks of {opts['chunk_seconds']:g} s, {opts['overlap_seconds']:g} s cross-fade.")
-    return facts
-
-
-def _table3_runs(mode, exp_dir, exp_dirs, median, final) -> List[tuple]:
-    data = "; ".join(sorted({training_data_description(_exp_conf(d)) for d in exp_dirs}))
-    sdr = {t: median.loc[t, "SDR"] for t in median.index}
-    if mode == "{1}":
-        cols = {t: v for t, v in sdr.items() if t in ("vocals", "accompaniment", "drums", "bass")}
-        return [(f"This run: TasNet {{1}}, {exp_dir.name}", data, cols)]
-    runs = [(f"This run: TasNet {{4}}, {exp_dir.name}", data, {**sdr, "mean": final.get("sdr_mean")})]
-    one = {"other": sdr["other"]}   # as the paper: other only exists from the combination
-    for target, d in zip(TARGETS, exp_dirs):
-        path = Path(d) / "results" / "final_metrics.json"
-        if path.is_file():
-            fm = read_json(path)
-            one[target] = fm.get(f"sdr_{target}")
-            if target == "vocals":
-                one["accompaniment"] = fm.get("sdr_accompaniment")
-    if all(one.get(t) is not None for t in SOURCES):
-        one["mean"] = float(np.mean([one[t] for t in SOURCES]))
-    if len(one) > 1:
-        runs.insert(0, ("This run: TasNet {1} (per-model results; other from {4})", data, one))
-    return runs
 
 
 if __name__ == "__main__":

@@ -158,9 +158,3 @@ def per_track(frames: pd.DataFrame) -> pd.DataFrame:
     store.df = frames
     table = store.agg_frames_scores().unstack("metric")
     return table.reindex(columns=list(METRICS))
-
-
-def finite_or_none(x) -> "float | None":
-    """A plain float, or None for NaN/inf (JSON has no such numbers)."""
-    x = float(x)
-    return x if math.isfinite(x) else None
