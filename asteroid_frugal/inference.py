@@ -11,6 +11,11 @@ segment's encoder input, norm and decoder output are identical, and only the LST
 context differs near the chunk edges. Sources keep their order across chunks (a
 target-vs-rest music model is not permutation invariant, unlike Asteroid's
 ``LambdaOverlapAdd``, which reorders sources and fails on stereo).
+
+Target-vs-rest models to stems (the functional API under the ``separate`` command line
+and stage 4): :func:`load_target_models` loads ``[target=]path`` specs, and
+:func:`separate_stems` turns a song into named stems, each model's two outputs scaled by
+their :func:`least_squares_gain` (SI-SNR training leaves the output gain free).
 """
 import math
 from dataclasses import dataclass
@@ -278,7 +283,6 @@ class TargetModel:
     path: str
 
 
-# ---------------------------------------------------------------------- models
 def stored_target(path_or_dir) -> Optional[str]:
     """The target a model was trained for: from the model file, else its experiment's conf.yml."""
     package, path = load_model_package(path_or_dir)
@@ -334,7 +338,6 @@ def load_target_models(specs: Sequence[str], device) -> List[TargetModel]:
     return sorted(models, key=lambda m: TARGETS.index(m.target))
 
 
-# ------------------------------------------------------------------ separation
 def least_squares_gain(mixture: torch.Tensor, target: torch.Tensor, rest: torch.Tensor) -> float:
     """The gain ``a`` minimising ``||mixture - a * (target + rest)||^2`` (1 if undefined)."""
     x, t, r = (v.reshape(-1) for v in (mixture, target, rest))
