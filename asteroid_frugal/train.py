@@ -252,10 +252,12 @@ def _check_same_experiment(conf: Dict[str, Any], exp_dir: Path) -> None:
     if not saved.exists():
         return
     old, new = _comparable(load_yaml(saved)), _comparable(conf)
-    if old != new:
-        diff = sorted(f"{s}.{k}" for s in set(old) | set(new)
-                      for k in set(old.get(s, {}) or {}) | set(new.get(s, {}) or {})
-                      if (old.get(s) or {}).get(k) != (new.get(s) or {}).get(k))
+    # Only keys both configs have are compared: overlays and --set cannot add or drop keys
+    # (unknown keys are errors), so a key on one side only comes from a version of conf.yml
+    # that added or removed it, not from a change to this experiment.
+    diff = sorted(f"{s}.{k}" for s in set(old) & set(new)
+                  for k in set(old[s] or {}) & set(new[s] or {}) if old[s][k] != new[s][k])
+    if diff:
         raise FrugalError(f"{exp_dir}: already holds an experiment with a different config "
                           f"({', '.join(diff)}); use another --tag, or --retrain to start over")
 
