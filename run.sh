@@ -13,11 +13,12 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
+all_targets="vocals drums bass"  # = asteroid_frugal.data.types.TARGETS (tests/test_config_and_recipe.py checks)
 stage=0               # first stage to run
 stop_stage=5          # last stage to run
 tag=""                # experiment name (exp/<tag>); default: the target name
 target=""             # vocals | drums | bass; default: from --tag, else every name in $targets
-targets="vocals drums bass"  # models trained when neither --tag nor --target is given
+targets="$all_targets"  # models trained when neither --tag nor --target is given
 conf=conf.yml         # base config: the single source of defaults
 overlay=""            # config overlay file(s); default: egs/demo/conf.yml on the built-in corpus
 set=""                # space-separated config overrides, e.g. "training.epochs=5 training.batch_size=2"
@@ -54,14 +55,13 @@ if [ -n "$egs" ]; then  # a whole experiment: every variant, resumable, then its
     --stage "$stage" --stop_stage "$stop_stage"
 fi
 
-sources="vocals drums bass"
 if [ -z "$target" ] && [ -n "$tag" ]; then
-  for s in $sources; do [ "$tag" = "$s" ] || [ "${tag%%_*}" = "$s" ] && target=$s; done
-  [ -n "$target" ] || { echo "run.sh: cannot tell the target from --tag $tag: add --target vocals|drums|bass" >&2; exit 1; }
+  for s in $all_targets; do [ "$tag" = "$s" ] || [ "${tag%%_*}" = "$s" ] && target=$s; done
+  [ -n "$target" ] || { echo "run.sh: cannot tell the target from --tag $tag: add --target ${all_targets// /|}" >&2; exit 1; }
 fi
 run_targets=${target:-$targets}
 for t in $run_targets; do
-  case " $sources " in *" $t "*) ;; *) echo "run.sh: unknown target '$t' (vocals, drums or bass)" >&2; exit 1 ;; esac
+  case " $all_targets " in *" $t "*) ;; *) echo "run.sh: unknown target '$t' (${all_targets// /, })" >&2; exit 1 ;; esac
 done
 
 common=(--conf "$conf" --set "data.root=$data_dir")
@@ -110,9 +110,10 @@ for t in $run_targets; do
     run_stage 4 "evaluation {1}, $t_tag" local/evaluate.py "${t_args[@]}"
   fi
 done
-if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ] && [ -z "$tag" ] && [ "$run_targets" = "$sources" ]; then
-  run_stage 4 "evaluation {4}, vocals+drums+bass" local/evaluate.py "${common[@]}" \
-    --combined "$exp_dir/vocals" "$exp_dir/drums" "$exp_dir/bass" --exp_dir "$exp_dir/combined"
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ] && [ -z "$tag" ] && [ "$run_targets" = "$all_targets" ]; then
+  combined=(); for t in $all_targets; do combined+=("$exp_dir/$t"); done
+  run_stage 4 "evaluation {4}, ${all_targets// /+}" local/evaluate.py "${common[@]}" \
+    --combined "${combined[@]}" --exp_dir "$exp_dir/combined"
 fi
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   for t in $run_targets; do

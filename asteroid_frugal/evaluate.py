@@ -8,7 +8,7 @@ drums/no_drums, bass/no_bass), plus SI-SNR(i) on the experiment's held-out excer
 (``<exp_dir>/data/test.csv``). {4}: vocals, drums and bass from their models, other =
 mixture - (vocals + drums + bass), the four scored jointly (vocals in the 4-source problem).
 
-Whole songs are separated with :func:`asteroid_frugal.separate.separate_stems` (chunked,
+Whole songs are separated with :func:`asteroid_frugal.inference.separate_stems` (chunked,
 cross-faded, stereo), so the stems scored are exactly those the separation command
 writes: each model's two outputs are scaled by the one least-squares gain that makes
 target + rest closest to the mixture (SI-SNR training leaves the output gain free),
@@ -34,23 +34,20 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 
 from .audio import read_audio, write_audio
-from .config import add_config_args, config_from_args, get, load_yaml
+from .config import add_config_args, config_from_args
 from .data.layout import list_tracks, prepared_root, read_track_meta, rest_sources
-from .data.types import SOURCES, TARGETS
+from .data.types import SOURCES, TARGETS, rest_name
+from .inference import chunking, load_target_models, resolve_device, separate_long, separate_stems
 from .metrics import (BACKENDS, METRICS, aggregate, bss_eval, frames_dataframe, per_track, si_snr)
-from .results_table import (corpus_description, plot_sdr_distribution, training_data_description, training_length,
-                            write_results_md)
-from .separate import REST_NAMES, load_target_models, separate_stems
+from .results_table import evaluation_facts, plot_sdr_distribution, sisnr_only_facts, table3_runs, write_results_md
 from .utils import FrugalError, atomic_path, read_json, run_cli, write_json_atomic, write_text_atomic
 
 log = logging.getLogger("asteroid_frugal.evaluate")
 
 MUSEVAL_BYTES_PER_SOURCE_SECOND = 7.5e6   # measured: 6.7 GB for a 240 s, 4-source stereo track
 FAST_BYTES_PER_SOURCE_SECOND = 1.0e6
-EXAMPLE_SECONDS = 30.0
 
 
 # ---------------------------------------------------------------------- set-up
@@ -78,14 +75,6 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
                     sisnr=not args.no_sisnr)
 
 
-def _device(name: Optional[str]) -> str:
-    if name in (None, "", "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if str(name).startswith("cuda") and not torch.cuda.is_available():
-        raise FrugalError(f"device {name}: no CUDA device is available here")
-    return str(name)
-
-
 def _signature(models, backend: str, mode: str, opts: dict) -> dict:
     """What a track's scores depend on: a score file with another signature is redone."""
     files = []
@@ -106,18 +95,17 @@ def evaluate(conf: dict, exp_dir, combined: Optional[Sequence[str]] = None, spli
     """Run stage 4 and write every output; returns the final metrics (flat dict of floats)."""
     exp_dir = Path(exp_dir)
     results = exp_dir / "results"
-    split = split or get(conf, "evaluation.split", "test")
-    backend = backend or get(conf, "evaluation.bss_backend", "museval")
+    ev = conf["evaluation"]
+    split = split or ev["split"]
+    backend = backend or ev["bss_backend"]
     if backend not in BACKENDS:
         raise FrugalError(f"evaluation.bss_backend: unknown backend {backend!r} (choose {', '.join(BACKENDS)})")
-    jobs = int(jobs or get(conf, "evaluation.jobs", 1) or 1)
+    jobs = int(jobs or ev["jobs"])
     if jobs < 1:
         raise FrugalError(f"--jobs must be >= 1, got {jobs}")
-    max_tracks = max_tracks if max_tracks is not None else get(conf, "evaluation.max_tracks")
-    device = _device(device or get(conf, "evaluation.device", "auto"))
-    opts = dict(chunk_seconds=float(get(conf, "evaluation.chunk_seconds", 30.0)),
-                overlap_seconds=float(get(conf, "evaluation.overlap_seconds", 1.0)),
-                batch_chunks=int(get(conf, "evaluation.batch_chunks", 4)))
+    max_tracks = max_tracks if max_tracks is not None else ev["max_tracks"]
+    device = resolve_device(device or ev["device"])
+    opts = chunking(conf)
 
     if combined:
         specs = [f"{t}={d}" for t, d in zip(TARGETS, combined)]
@@ -129,7 +117,7 @@ def evaluate(conf: dict, exp_dir, combined: Optional[Sequence[str]] = None, spli
     if combined:
         names, ref_names = list(SOURCES), list(SOURCES)   # vocals, drums, bass, other
     else:
-        names = [targets[0], REST_NAMES[targets[0]]]
+        names = [targets[0], rest_name(targets[0])]
         ref_names = names
     signature = _signature(models, backend, mode, opts)
 
@@ -140,16 +128,16 @@ def evaluate(conf: dict, exp_dir, combined: Optional[Sequence[str]] = None, spli
                           f"or choose another --split)")
     if max_tracks:
         tracks = tracks[:int(max_tracks)]
-    n_examples = int(get(conf, "evaluation.n_examples", 3) or 0)
-    example_tracks = {t.name for t in tracks[:n_examples]}
+    n_examples = int(ev["n_examples"] or 0)
+    example_tracks = {t.name: float(ev["example_seconds"]) for t in tracks[:n_examples]}
     log.info("%s %s: %d track(s) of %s, backend %s, device %s, %d job(s)", exp_dir, mode, len(tracks),
              split_dir, backend, device, jobs)
 
     sisnr_summary = None
     if sisnr and not combined:
-        sisnr_summary = run_sisnr(models[0], exp_dir, results, opts, device)
+        sisnr_summary = run_sisnr(models[0], exp_dir, results, opts, device, float(conf["training"]["silence_db"]))
 
-    if not combined and not bool(get(conf, "evaluation.bss", True)):
+    if not combined and not bool(ev["bss"]):
         return _write_sisnr_only(results, exp_dir, models, split_dir, sisnr_summary, opts)
 
     scores_dir, museval_dir = results / "scores", results / "museval" / split
@@ -240,7 +228,8 @@ def _score_tracks(pending, n_total, models, names, ref_names, opts, backend, dev
             mixture, refs, sr = load_track(track_dir, ref_names, combined)
             stems = separate_stems(models, mixture, sr, progress=True, desc=track_dir.name[:30], **opts)
             if track_dir.name in example_tracks:
-                _write_examples(examples_dir / _safe_name(track_dir.name), mixture, stems, sr)
+                _write_examples(examples_dir / _safe_name(track_dir.name), mixture, stems, sr,
+                                example_tracks[track_dir.name])
             task = dict(track=track_dir.name, names=list(names), sample_rate=sr, backend=backend,
                         device=device if backend == "fast" else None, signature=signature,
                         references=np.stack([refs[n] for n in ref_names]),
@@ -323,10 +312,11 @@ def _log_notes(result: dict) -> None:
         log.warning("%s", note)
 
 
-def _write_examples(folder: Path, mixture: np.ndarray, stems: Dict[str, np.ndarray], sr: int) -> None:
-    """A listenable excerpt (``EXAMPLE_SECONDS`` from the middle) of the mixture and each stem."""
+def _write_examples(folder: Path, mixture: np.ndarray, stems: Dict[str, np.ndarray], sr: int,
+                    seconds: float) -> None:
+    """A listenable excerpt (``seconds`` from the middle) of the mixture and each stem."""
     n = mixture.shape[-1]
-    length = min(n, int(EXAMPLE_SECONDS * sr))
+    length = min(n, int(seconds * sr))
     start = max(0, (n - length) // 2)
     write_audio(folder / "mixture.wav", np.clip(mixture[:, start:start + length], -1, 1), sr, subtype="PCM_16")
     for name, audio in stems.items():
@@ -334,7 +324,8 @@ def _write_examples(folder: Path, mixture: np.ndarray, stems: Dict[str, np.ndarr
 
 
 # ---------------------------------------------------------------------- SI-SNR
-def run_sisnr(tm, exp_dir: Path, results: Path, opts: dict, device: str) -> Optional[Dict[str, Dict[str, float]]]:
+def run_sisnr(tm, exp_dir: Path, results: Path, opts: dict, device: str,
+              silence_db: float) -> Optional[Dict[str, Dict[str, float]]]:
     """SI-SNR(i) of the model on ``<exp_dir>/data/test.csv`` (the training corpus' held-out
     excerpts); writes ``si_snr.csv``. Returns ``{"SI-SNR": {..}, "SI-SNRi": {..}}`` or None."""
     from tqdm import tqdm
@@ -349,16 +340,14 @@ def run_sisnr(tm, exp_dir: Path, results: Path, opts: dict, device: str) -> Opti
     model_sr = int(round(float(tm.model.sample_rate)))
     if dataset.sample_rate != model_sr:
         raise FrugalError(f"{manifest}: excerpts at {dataset.sample_rate} Hz, model at {model_sr} Hz")
-    from .inference import separate_long
-
-    rest = REST_NAMES[tm.target]
+    rest = rest_name(tm.target)
     rows = []
     for i in tqdm(range(len(dataset)), desc="SI-SNR", unit="excerpt", leave=False):
         mixture, refs = dataset[i]
         est = separate_long(tm.model, mixture, opts["chunk_seconds"], opts["overlap_seconds"],
                             opts["batch_chunks"], device=device)
-        out = si_snr(est, refs).tolist()
-        inp = si_snr(mixture.expand_as(refs), refs).tolist()
+        out = si_snr(est, refs, silence_db).tolist()
+        inp = si_snr(mixture.expand_as(refs), refs, silence_db).tolist()
         info = dataset.get_infos(i)
         rows.append(dict(song=info["song"], start=info["start"], length=info["length"],
                          **{f"si_snr_{tm.target}": out[0], f"si_snr_{rest}": out[1],
@@ -397,10 +386,7 @@ def _write_sisnr_only(results: Path, exp_dir: Path, models, split_dir: Path, sis
              if name != "excerpts" and math.isfinite(value)}
     final["n_excerpts"] = float(sisnr_summary["SI-SNR"]["excerpts"])
     write_json_atomic(results / "final_metrics.json", final)
-    facts = [f"{m.target} model: `{m.path}`, {training_length(d)}; trained on "
-             f"{training_data_description(_exp_conf(d))}." for m, d in zip(models, [exp_dir])]
-    facts.append(f"SI-SNR only (evaluation.bss: false): BSS Eval was not run on `{split_dir}`.")
-    facts.append(f"Separation: chunks of {opts['chunk_seconds']:g} s, {opts['overlap_seconds']:g} s cross-fade.")
+    facts = sisnr_only_facts(models[0], exp_dir, split_dir, opts)
     write_results_md(results / "results.md", title=f"Evaluation of {exp_dir.name}", facts=facts,
                      table3=(), metrics_median=None, metrics_mean=None, n_tracks={}, sisnr=sisnr_summary)
     write_json_atomic(results / "eval_info.json", dict(mode="si-snr", split=str(exp_dir / "data" / "test.csv"),
@@ -449,8 +435,8 @@ def _write_summaries(conf, results: Path, records: List[dict], names, mode, exp_
     title = f"{exp_dir.name} {mode}: per-track SDR\n{len(records)} tracks of {split_dir.parent.name}/{split_dir.name}"
     plot_sdr_distribution(tracks_table, results / figure, title, names)
 
-    table3 = _table3_runs(mode, exp_dir, exp_dirs, median, final)
-    facts = _facts(mode, exp_dirs, models, backend, device, split_dir, len(records), opts)
+    table3 = table3_runs(mode, exp_dir, exp_dirs, median, final)
+    facts = evaluation_facts(mode, exp_dirs, models, backend, device, split_dir, len(records), opts)
     notes = [n for r in records for n in r.get("notes", [])]
     if dropped:
         notes.append("not in final_metrics.json (not finite): " + ", ".join(dropped))
@@ -458,58 +444,6 @@ def _write_summaries(conf, results: Path, records: List[dict], names, mode, exp_
                      table3=table3, metrics_median=median, metrics_mean=mean, n_tracks=n_tracks,
                      sisnr=sisnr_summary, notes=notes, figure=figure)
     return final
-
-
-def _exp_conf(exp_dir: Path) -> Optional[dict]:
-    path = Path(exp_dir) / "conf.yml"
-    return load_yaml(path) if path.is_file() else None
-
-
-def _facts(mode, exp_dirs, models, backend, device, split_dir, n_tracks, opts) -> List[str]:
-    from museval.version import _version as museval_version
-
-    facts = [f"Scenario {mode}: " + (
-        "each source of the one model (target and rest) scored as a two-source problem; vocals "
-        "with accompaniment." if mode == "{1}" else
-        "vocals, drums and bass from their models, other = mixture - (vocals + drums + bass), "
-        "the four scored jointly; vocals reported from this 4-source problem (not vocals/accompaniment).")]
-    for m, d in zip(models, exp_dirs):
-        facts.append(f"{m.target} model: `{m.path}`, {training_length(d)}; trained on "
-                     f"{training_data_description(_exp_conf(d))}.")
-    facts.append(f"Evaluation set: {n_tracks} whole track(s) of the {split_dir.name} split of "
-                 f"{corpus_description(split_dir.parent.name)}, `{split_dir}`.")
-    if backend == "museval":
-        facts.append(f"BSS Eval v4 computed by museval {museval_version} (the reference implementation).")
-    else:
-        facts.append(f"BSS Eval v4 computed by the fast evaluator (`asteroid_frugal.bsseval_fast`, {device}); "
-                     "it matches museval per frame (see benchmarks/README.md); museval is the reference.")
-    facts.append("Rescaling: each model's two outputs are multiplied by the single least-squares gain that "
-                 "makes target + rest closest to the mixture (SI-SNR training leaves the gain free), "
-                 "before the subtraction giving `other` and before BSS Eval.")
-    facts.append(f"Separation: chunks of {opts['chunk_seconds']:g} s, {opts['overlap_seconds']:g} s cross-fade.")
-    return facts
-
-
-def _table3_runs(mode, exp_dir, exp_dirs, median, final) -> List[tuple]:
-    data = "; ".join(sorted({training_data_description(_exp_conf(d)) for d in exp_dirs}))
-    sdr = {t: median.loc[t, "SDR"] for t in median.index}
-    if mode == "{1}":
-        cols = {t: v for t, v in sdr.items() if t in ("vocals", "accompaniment", "drums", "bass")}
-        return [(f"This run: TasNet {{1}}, {exp_dir.name}", data, cols)]
-    runs = [(f"This run: TasNet {{4}}, {exp_dir.name}", data, {**sdr, "mean": final.get("sdr_mean")})]
-    one = {"other": sdr["other"]}   # as the paper: other only exists from the combination
-    for target, d in zip(TARGETS, exp_dirs):
-        path = Path(d) / "results" / "final_metrics.json"
-        if path.is_file():
-            fm = read_json(path)
-            one[target] = fm.get(f"sdr_{target}")
-            if target == "vocals":
-                one["accompaniment"] = fm.get("sdr_accompaniment")
-    if all(one.get(t) is not None for t in SOURCES):
-        one["mean"] = float(np.mean([one[t] for t in SOURCES]))
-    if len(one) > 1:
-        runs.insert(0, ("This run: TasNet {1} (per-model results; other from {4})", data, one))
-    return runs
 
 
 if __name__ == "__main__":

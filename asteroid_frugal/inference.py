@@ -11,14 +11,23 @@ segment's encoder input, norm and decoder output are identical, and only the LST
 context differs near the chunk edges. Sources keep their order across chunks (a
 target-vs-rest music model is not permutation invariant, unlike Asteroid's
 ``LambdaOverlapAdd``, which reorders sources and fails on stereo).
+
+Target-vs-rest models to stems (the functional API under the ``separate`` command line
+and stage 4): :func:`load_target_models` loads ``[target=]path`` specs, and
+:func:`separate_stems` turns a song into named stems, each model's two outputs scaled by
+their :func:`least_squares_gain` (SI-SNR training leaves the output gain free).
 """
 import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
+from .audio import resample
+from .config import get, load_config, load_yaml
+from .data.types import TARGETS, stem_names
 from .utils import FrugalError
 
 MODEL_FILES = ("best_model.pth", "model.pth", "pytorch_model.bin")
@@ -76,6 +85,15 @@ def load_model(path_or_expdir, device=None) -> torch.nn.Module:
     model.frugal_infos = infos if isinstance(infos, dict) else {}
     model.frugal_path = str(path)
     return model.to(torch.device(device) if device else "cpu").eval()
+
+
+def resolve_device(name: Optional[str] = None) -> str:
+    """``None``/``auto``: cuda if available, else cpu; a CUDA device asked for must exist."""
+    if name in (None, "", "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if str(name).startswith("cuda") and not torch.cuda.is_available():
+        raise FrugalError(f"device {name}: no CUDA device is available here")
+    return str(name)
 
 
 # -------------------------------------------------------------- chunked inference
@@ -144,8 +162,16 @@ PRECISIONS = {"float32": None, "32": None, "bfloat16": torch.bfloat16, "bf16": t
               "float16": torch.float16, "16": torch.float16}
 
 
-def separate_long(model, mixture: Union[torch.Tensor, np.ndarray], chunk_seconds: float = 30.0,
-                  overlap_seconds: float = 1.0, batch_chunks: int = 4, device=None,
+def chunking(conf: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """``chunk_seconds``, ``overlap_seconds``, ``batch_chunks`` of a config's ``evaluation``
+    section (default: conf.yml's)."""
+    ev = (conf if conf is not None else load_config())["evaluation"]
+    return dict(chunk_seconds=float(ev["chunk_seconds"]), overlap_seconds=float(ev["overlap_seconds"]),
+                batch_chunks=int(ev["batch_chunks"]))
+
+
+def separate_long(model, mixture: Union[torch.Tensor, np.ndarray], chunk_seconds: Optional[float] = None,
+                  overlap_seconds: Optional[float] = None, batch_chunks: Optional[int] = None, device=None,
                   progress: Union[bool, str] = False, precision: str = "float32") -> torch.Tensor:
     """Separate ``mixture [C, T]`` (at the model's sample rate) into ``[n_src, C, T]``.
 
@@ -159,8 +185,14 @@ def separate_long(model, mixture: Union[torch.Tensor, np.ndarray], chunk_seconds
     ``progress``: show a tqdm bar (a string is used as its description).
     ``precision``: ``float32`` (default) or ``bfloat16``/``float16`` autocast (faster
     on CPUs with bf16 instructions and on GPUs; outputs stay float32).
+    Chunking arguments left at None take conf.yml's ``evaluation`` values (:func:`chunking`).
     Returns a CPU float32 tensor with exactly T samples.
     """
+    if None in (chunk_seconds, overlap_seconds, batch_chunks):
+        conf_chunking = chunking()
+        chunk_seconds = conf_chunking["chunk_seconds"] if chunk_seconds is None else chunk_seconds
+        overlap_seconds = conf_chunking["overlap_seconds"] if overlap_seconds is None else overlap_seconds
+        batch_chunks = conf_chunking["batch_chunks"] if batch_chunks is None else batch_chunks
     mix = mixture if torch.is_tensor(mixture) else torch.from_numpy(np.asarray(mixture))
     if mix.dim() != 2:
         raise ValueError(f"mixture must be [channels, samples], got shape {tuple(mix.shape)}")
@@ -239,3 +271,130 @@ def _add_chunk(out: torch.Tensor, est: torch.Tensor, start: int, fade_in: int, f
     if ramp is not None and fade_out < n_samples and fade_out < start + est.shape[-1]:
         a, b = fade_out, min(fade_out + overlap, n_samples)
         out[..., a:b] += est[..., a - start:b - start] * (1.0 - ramp[: b - a])
+
+
+# ------------------------------------------------- target-vs-rest models -> stems
+@dataclass
+class TargetModel:
+    """A loaded target-vs-rest model and the target it separates."""
+
+    target: str
+    model: torch.nn.Module
+    path: str
+
+
+def stored_target(path_or_dir) -> Optional[str]:
+    """The target a model was trained for: from the model file, else its experiment's conf.yml."""
+    package, path = load_model_package(path_or_dir)
+    infos = package.get("infos") if isinstance(package.get("infos"), dict) else {}
+    for value in (package.get("target"), infos.get("target")):
+        if isinstance(value, str) and value:
+            return value
+    conf_path = path.parent / "conf.yml"
+    if conf_path.is_file():
+        target = get(load_yaml(conf_path), "data.target")
+        if isinstance(target, str) and target:
+            return target
+    return None
+
+
+def parse_model_specs(specs: Sequence[str]) -> List[Tuple[Optional[str], str]]:
+    """``["vocals=exp/vocals", "exp/drums"]`` -> ``[("vocals", "exp/vocals"), (None, "exp/drums")]``."""
+    out = []
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if sep and name and not Path(spec).exists():
+            out.append((name.strip(), path))
+        else:
+            out.append((None, spec))
+    return out
+
+
+def load_target_models(specs: Sequence[str], device) -> List[TargetModel]:
+    """Load each ``[name=]path``; check that the target is known and matches the model."""
+    models: List[TargetModel] = []
+    for name, path in parse_model_specs(specs):
+        model_file = resolve_model_file(path)
+        stored = stored_target(model_file)
+        if name and stored and name != stored:
+            raise FrugalError(f"{model_file}: model/target mismatch: it was trained for {stored!r}, "
+                              f"given as {name!r}")
+        target = name or stored
+        if target is None:
+            raise FrugalError(f"{model_file}: cannot tell which target this model separates "
+                              f"(no target in the file or in a conf.yml beside it): give it as "
+                              f"vocals={path}, drums={path} or bass={path}")
+        if target not in TARGETS:
+            raise FrugalError(f"{model_file}: unknown target {target!r} (expected one of {', '.join(TARGETS)})")
+        if any(m.target == target for m in models):
+            raise FrugalError(f"{model_file}: a second model for {target!r}: give one model per target")
+        model = load_model(model_file, device)
+        if int(getattr(model, "n_src", 2)) != 2:
+            raise FrugalError(f"{model_file}: expected a target-vs-rest model with 2 outputs, "
+                              f"this one has {model.n_src}")
+        models.append(TargetModel(target, model, str(model_file)))
+    if not models:
+        raise FrugalError("no model given: use --models vocals=exp/vocals ...")
+    return sorted(models, key=lambda m: TARGETS.index(m.target))
+
+
+def least_squares_gain(mixture: torch.Tensor, target: torch.Tensor, rest: torch.Tensor) -> float:
+    """The gain ``a`` minimising ``||mixture - a * (target + rest)||^2`` (1 if undefined)."""
+    x, t, r = (v.reshape(-1) for v in (mixture, target, rest))
+    num = den = 0.0
+    for i in range(0, x.numel(), 1 << 20):  # float64 sums, block by block (no song-sized copies)
+        xb, sb = x[i:i + (1 << 20)].double(), (t[i:i + (1 << 20)] + r[i:i + (1 << 20)]).double()
+        num += float(torch.dot(xb, sb))
+        den += float(torch.dot(sb, sb))
+    return num / den if den > 0 else 1.0
+
+
+def separate_stems(models: Sequence[TargetModel], audio: np.ndarray, sample_rate: int,
+                   chunk_seconds: Optional[float] = None, overlap_seconds: Optional[float] = None,
+                   batch_chunks: Optional[int] = None, precision: str = "float32", progress: bool = False,
+                   desc: str = "") -> Dict[str, np.ndarray]:
+    """``audio [C, T]`` at ``sample_rate`` -> ``{stem: [C, T]}`` at the same rate and length.
+
+    Each model's two outputs are scaled by their :func:`least_squares_gain`; several models
+    give each target, the mixture minus all targets and, with vocals, the vocals model's rest
+    (names: :func:`asteroid_frugal.data.types.stem_names`). Chunking: as :func:`separate_long`.
+    """
+    n_chan, n_samples = audio.shape
+    mixture = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
+    stems: Dict[str, torch.Tensor] = {}
+    rests: Dict[str, torch.Tensor] = {}
+    for tm in models:
+        model_sr = int(round(float(tm.model.sample_rate)))
+        model_in = resample(audio, sample_rate, model_sr)
+        bar = f"{desc} {tm.target}".strip() if progress else False
+        est = separate_long(tm.model, model_in, chunk_seconds, overlap_seconds, batch_chunks,
+                            progress=bar, precision=precision)
+        del model_in
+        target, rest = (_back_to_input(est[i], model_sr, sample_rate, n_samples) for i in range(2))
+        del est
+        gain = least_squares_gain(mixture, target, rest)
+        stems[tm.target] = target.mul_(gain)
+        if len(models) == 1 or tm.target == "vocals":  # the only rests used
+            rests[tm.target] = rest.mul_(gain)
+        del rest
+    names = stem_names([tm.target for tm in models])
+    if len(models) == 1:
+        stems[names[1]] = rests.pop(models[0].target)
+    else:
+        other = mixture.clone()
+        for tm in models:
+            other -= stems[tm.target]
+        stems[names[len(models)]] = other
+        if "vocals" in rests:
+            stems["accompaniment"] = rests["vocals"]
+    return {name: stems[name].numpy() for name in names}
+
+
+def _back_to_input(est: torch.Tensor, model_sr: int, sample_rate: int, n_samples: int) -> torch.Tensor:
+    """Resample one stem back to the input rate, cut or pad to exactly ``n_samples``."""
+    if model_sr == sample_rate:
+        return est
+    back = torch.from_numpy(resample(est.numpy(), model_sr, sample_rate))
+    if back.shape[-1] < n_samples:
+        back = torch.nn.functional.pad(back, (0, n_samples - back.shape[-1]))
+    return back[..., :n_samples].contiguous()

@@ -4,7 +4,8 @@ SI-SNR is undefined when the reference is silent (vocals are often absent): Aste
 epsilon-guarded formula then returns a constant -80 dB whatever the estimate, which
 carries no gradient but drags the batch mean by tens of dB. We compute Asteroid's
 ``singlesrc_neg_sisdr`` per (example, source) and *exclude* pairs whose reference
-energy is below ``silence_db`` (mean square, dB re full scale), averaging over the rest.
+energy is below ``silence_db`` (mean square, dB re full scale; conf.yml's
+``training.silence_db``), averaging over the rest.
 The number of excluded pairs is returned so the trainer can log it.
 """
 from typing import Tuple
@@ -19,10 +20,11 @@ class TargetRestSISNRLoss(torch.nn.Module):
 
     Args:
         pit: reorder sources with Asteroid's ``PITLossWrapper`` first (symmetric tasks only).
-        silence_db: references quieter than this (mean square, dBFS) are excluded.
+        silence_db: references quieter than this (mean square, dBFS) are excluded
+            (``training.silence_db`` in conf.yml).
     """
 
-    def __init__(self, pit: bool = False, silence_db: float = -80.0):
+    def __init__(self, pit: bool, silence_db: float):
         super().__init__()
         self.pit = PITLossWrapper(pairwise_neg_sisdr, pit_from="pw_mtx") if pit else None
         self.silence_power = 10.0 ** (silence_db / 10.0)

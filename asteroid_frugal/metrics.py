@@ -19,18 +19,18 @@ import torch
 
 METRICS = ("SDR", "SIR", "ISR", "SAR")
 BACKENDS = ("museval", "fast")
-SILENCE_DB = -80.0      # the training loss' threshold: quieter references have no SI-SNR
 
 
 # ---------------------------------------------------------------------------- SI-SNR
-def si_snr(est: torch.Tensor, ref: torch.Tensor, silence_db: float = SILENCE_DB) -> torch.Tensor:
-    """SI-SNR (dB) of ``(..., C, T)`` estimates, channels concatenated; NaN where ``ref`` is silent."""
+def si_snr(est: torch.Tensor, ref: torch.Tensor, silence_db: float) -> torch.Tensor:
+    """SI-SNR (dB) of ``(..., C, T)`` estimates, channels concatenated; NaN where ``ref`` is quieter
+    than ``silence_db`` (the training loss' threshold, ``training.silence_db``: undefined there)."""
     from .losses import TargetRestSISNRLoss
 
     lead = ref.shape[:-2]
     est2 = est.reshape(-1, 1, *est.shape[-2:]).float()
     ref2 = ref.reshape(-1, 1, *ref.shape[-2:]).float()
-    value = -TargetRestSISNRLoss().per_source(est2, ref2)[:, 0]
+    value = -TargetRestSISNRLoss(pit=False, silence_db=silence_db).per_source(est2, ref2)[:, 0]
     power = ref2.double().pow(2).flatten(1).mean(-1)
     value = torch.where(power > 10.0 ** (silence_db / 10.0), value.double(), torch.full_like(power, math.nan))
     return value.reshape(lead)
@@ -158,9 +158,3 @@ def per_track(frames: pd.DataFrame) -> pd.DataFrame:
     store.df = frames
     table = store.agg_frames_scores().unstack("metric")
     return table.reindex(columns=list(METRICS))
-
-
-def finite_or_none(x) -> "float | None":
-    """A plain float, or None for NaN/inf (JSON has no such numbers)."""
-    x = float(x)
-    return x if math.isfinite(x) else None

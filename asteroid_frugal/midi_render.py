@@ -39,7 +39,7 @@ import tempfile
 import time
 from collections import defaultdict, deque
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Pattern, Sequence, Tuple
@@ -60,13 +60,6 @@ REPORT = "render_report.json"
 LONGEST_SONG = 3600.0                  # seconds; longer files are skipped unless max_seconds cuts them
 SONG_RECORD = ".render.json"           # per song, hidden so stage 1 sees only <source>.<ext>
 OPTION_FIELDS = ("max_seconds", "tail_seconds", "sample_rate", "format", "peak", "gain", "reverb", "chorus")
-DEFAULTS: Dict[str, Any] = {        # conf.yml's midi_render section, for callers without one
-    "soundfonts": [], "max_seconds": None, "tail_seconds": 1.0, "sample_rate": 44100, "format": "wav",
-    "peak": 0.9, "gain": 0.2, "reverb": True, "chorus": True, "jobs": 1, "drum_source": "drums",
-    "names": {"vocal|voice|vox|melody|singer|choir": "vocals"},
-    "programs": {"33-40": "bass", "53-55": "vocals"}, "default": "other",
-    "midi_dirs": [],                  # stage 1's option (render_configured_midi_dirs)
-}
 RELEASE_CONTROLS = (64, 66, 123)      # sustain off, sostenuto off, all notes off
 CHANNEL_EVENTS = ("program_change", "control_change", "pitchwheel", "aftertouch", "polytouch")
 
@@ -76,10 +69,10 @@ CHANNEL_EVENTS = ("program_change", "control_change", "pitchwheel", "aftertouch"
 class SourceRules:
     """Track-to-source mapping (see the module docstring for the precedence)."""
 
-    drum_source: str = "drums"
-    names: List[Tuple[Pattern, str]] = field(default_factory=list)
-    programs: List[Tuple[int, int, str]] = field(default_factory=list)   # GM 1-128, inclusive
-    default: str = "other"
+    drum_source: str
+    names: List[Tuple[Pattern, str]]
+    programs: List[Tuple[int, int, str]]   # GM 1-128, inclusive
+    default: str
 
     def source_of(self, channel: int, program: int, name: str) -> str:
         """Source of a part: ``channel`` and ``program`` 0-based as in the MIDI bytes."""
@@ -116,8 +109,8 @@ class SourceRules:
             if not (1 <= low <= high <= 128):
                 raise FrugalError(f"midi_render.programs: {key!r} is not a GM program or range within 1-128")
             programs.append((low, high, check(f"programs[{key}]", source)))
-        return cls(drum_source=check("drum_source", section.get("drum_source", "drums")),
-                   names=names, programs=programs, default=check("default", section.get("default", "other")))
+        return cls(drum_source=check("drum_source", section["drum_source"]),
+                   names=names, programs=programs, default=check("default", section["default"]))
 
 
 @dataclass
@@ -126,32 +119,33 @@ class RenderOptions:
 
     soundfonts: List[Path]
     rules: SourceRules
-    max_seconds: Optional[float] = None
-    tail_seconds: float = 1.0
-    sample_rate: int = 44100
-    format: str = "wav"
-    peak: float = 0.9
-    gain: float = 0.2
-    reverb: bool = True
-    chorus: bool = True
-    jobs: int = 1
+    max_seconds: Optional[float]
+    tail_seconds: float
+    sample_rate: int
+    format: str
+    peak: float
+    gain: float
+    reverb: bool
+    chorus: bool
+    jobs: int
 
     @classmethod
     def from_conf(cls, section: Dict[str, Any], **overrides: Any) -> "RenderOptions":
-        """From a ``midi_render`` section (missing keys: :data:`DEFAULTS`); ``overrides`` that are
+        """From a ``midi_render`` section (keys it lacks: conf.yml's); ``overrides`` that are
         not None win (CLI flags)."""
-        unknown = set(section) - set(DEFAULTS)
+        from .config import load_config
+
+        defaults = load_config()["midi_render"]
+        unknown = set(section) - set(defaults)
         if unknown:
-            raise FrugalError(f"midi_render config: unknown key(s) {sorted(unknown)} (known: {', '.join(DEFAULTS)})")
-        conf = {**DEFAULTS, **section, **{k: v for k, v in overrides.items() if v is not None}}
-        fonts = [Path(p).expanduser() for p in (conf.get("soundfonts") or [])] or [default_soundfont()]
+            raise FrugalError(f"midi_render config: unknown key(s) {sorted(unknown)} (known: {', '.join(defaults)})")
+        conf = {**defaults, **section, **{k: v for k, v in overrides.items() if v is not None}}
+        fonts = [Path(p).expanduser() for p in (conf["soundfonts"] or [])] or [default_soundfont()]
         opts = cls(soundfonts=fonts, rules=SourceRules.from_conf(conf),
-                   max_seconds=None if conf.get("max_seconds") is None else float(conf["max_seconds"]),
-                   tail_seconds=float(conf.get("tail_seconds", 1.0)),
-                   sample_rate=int(conf.get("sample_rate", 44100)), format=str(conf.get("format", "wav")),
-                   peak=float(conf.get("peak", 0.9)), gain=float(conf.get("gain", 0.2)),
-                   reverb=bool(conf.get("reverb", True)), chorus=bool(conf.get("chorus", True)),
-                   jobs=int(conf.get("jobs", 1)))
+                   max_seconds=None if conf["max_seconds"] is None else float(conf["max_seconds"]),
+                   tail_seconds=float(conf["tail_seconds"]), sample_rate=int(conf["sample_rate"]),
+                   format=str(conf["format"]), peak=float(conf["peak"]), gain=float(conf["gain"]),
+                   reverb=bool(conf["reverb"]), chorus=bool(conf["chorus"]), jobs=int(conf["jobs"]))
         opts.validate()
         return opts
 
@@ -593,30 +587,6 @@ def render_midi_dir(midi_dir, out_dir, opts: RenderOptions, progress: bool = Tru
     log.info("rendered %d song(s) (%.2f h of stems), %d skipped, %d already there; report: %s",
              len(rendered), report["stem_hours"], len(report["skipped"]), existing, out_dir / REPORT)
     return report
-
-
-def render_configured_midi_dirs(conf, progress: bool = True) -> List[Path]:
-    """Stage 1's MIDI option: render each ``midi_render.midi_dirs`` folder (resumably) into
-    ``<data.root>/midi_rendered/<id>/`` and return those folders, to be read as extra roots."""
-    from .data.extra import root_id
-
-    section = dict(conf.get("midi_render") or {})
-    pairs = configured_midi_outputs(conf)
-    if not pairs:
-        return []
-    opts = RenderOptions.from_conf(section)
-    for midi_dir, out in pairs:
-        render_midi_dir(midi_dir, out, opts, progress=progress)
-    return [out for _, out in pairs]
-
-
-def configured_midi_outputs(conf) -> List[Tuple[Path, Path]]:
-    """``(midi_dir, rendered_folder)`` for each ``midi_render.midi_dirs`` entry (nothing rendered)."""
-    from .data.extra import root_id
-
-    dirs = [Path(str(d)).expanduser() for d in ((conf.get("midi_render") or {}).get("midi_dirs") or [])]
-    out_root = Path(str((conf.get("data") or {}).get("root", "data"))) / "midi_rendered"
-    return [(d, out_root / root_id(d)) for d in dirs]
 
 
 def rendering_group(song_dir: Path) -> str:

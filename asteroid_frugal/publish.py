@@ -26,10 +26,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
-import torch
 import yaml
 
 from .config import add_config_args, config_from_args, get, load_yaml, save_config
+from .data.types import rest_name, stem_names
 from .inference import load_model, load_model_package
 from .utils import FrugalError, read_json, run_cli, write_text_atomic
 
@@ -115,7 +115,7 @@ def model_card(name: str, target: str, info: Dict[str, Any], model_args: Dict[st
     """README.md in the layout of a Hugging Face model repository."""
     conf, metrics = info["conf"], info["metrics"]
     data = dataset_description(conf)
-    rest = {"vocals": "accompaniment"}.get(target, f"everything but {target}")
+    rest = rest_name(target)
     channels = {1: "mono", 2: "stereo"}.get(int(model_args.get("n_channels", 2)),
                                             f"{model_args.get('n_channels')} channels")
     front: Dict[str, Any] = dict(
@@ -141,9 +141,9 @@ def model_card(name: str, target: str, info: Dict[str, Any], model_args: Dict[st
              "## Training data", "", f"Trained on {data['text']}.", "",
              "## Results", ""]
     if metrics:
-        lines += [f"Test-set metrics from `results/final_metrics.json` (dB; see the evaluation stage for "
-                  f"the aggregation and, for vocals, which scenario — 4 sources or vocals/accompaniment — is "
-                  f"reported):", "", "| metric | value |", "| --- | ---: |"]
+        lines += ["Test-set metrics from `results/final_metrics.json` (dB; see the evaluation stage for "
+                  "the aggregation and, for vocals, which scenario — 4 sources or vocals/accompaniment — is "
+                  "reported):", "", "| metric | value |", "| --- | ---: |"]
         lines += [f"| {k} | {_round(v)} |" for k, v in metrics.items()]
     else:
         lines += ["**Not evaluated yet**: the experiment has no `results/final_metrics.json` "
@@ -198,7 +198,7 @@ def publish(exp_dir, conf: Optional[Dict[str, Any]] = None, out_dir=None,
     name = f"FrugalTasNet_{'MUSDB18' if dataset_description(info['conf'])['ids'] else 'builtin'}_{target}"
 
     infos = plain(package.get("infos") or {})
-    infos.update(target=target, sources=[target, "accompaniment" if target == "vocals" else "rest"],
+    infos.update(target=target, sources=stem_names([target]),
                  paper=PAPER, train_command=info["command"] or "")
     model_dict = plain({k: v for k, v in package.items() if k not in ("state_dict", "infos")})
     model_dict["infos"] = infos

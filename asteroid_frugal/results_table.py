@@ -1,4 +1,5 @@
-"""``results.md`` in the form of the paper's Table 3, the paper's rows beside this run's, and the
+"""The evaluation report: its prose (facts about models, data and scoring), ``results.md`` in the
+form of the paper's Table 3, the paper's rows beside this run's, and the
 SiSEC-style figure of per-track SDR distributions."""
 import datetime
 import math
@@ -8,8 +9,9 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from .config import get
-from .utils import atomic_path, write_text_atomic
+from .config import get, load_yaml
+from .data.types import SOURCES, TARGETS
+from .utils import atomic_path, read_json, write_text_atomic
 
 TABLE3_COLUMNS = ("vocals", "accompaniment", "drums", "bass", "other", "mean")
 TABLE3_HEADER = ("Vocals", "Accomp.", "Drums", "Bass", "Other", "Mean")
@@ -67,15 +69,15 @@ def training_data_description(conf: Optional[dict]) -> str:
     root = get(conf, "data.musdb_root")
     if root:
         base = f"MUSDB18 train split ({root})"
-    elif get(conf, "data.musdb_download", False):
+    elif get(conf, "data.musdb_download"):
         base = "musdb's 7-second MUSDB18 sample"
     else:
         base = (f"the built-in procedurally generated corpus ({get(conf, 'default_corpus.n_train', '?')} "
                 f"synthetic songs of {get(conf, 'default_corpus.song_seconds', '?')} s; not MUSDB18)")
     extra = get(conf, "data.extra_roots") or []
-    if extra and get(conf, "shaping.use_extra", True):
+    if extra and get(conf, "shaping.use_extra"):
         base += " + extra songs from " + ", ".join(str(e) for e in extra)
-    frac = get(conf, "shaping.database_fraction", 1.0)
+    frac = get(conf, "shaping.database_fraction")
     if frac is not None and float(frac) != 1.0:
         base += f", {float(frac):.0%} of the songs"
     excerpt = get(conf, "shaping.excerpt_seconds")
@@ -103,6 +105,70 @@ def training_length(exp_dir: Path) -> str:
         return f"{done.get('epochs_done', '?')} epochs ({str(done.get('stop_reason', '?')).replace('_', ' ')})"
     except (OSError, ValueError):
         return "training not finished (no training_done.json)"
+
+
+# ---------------------------------------------------------------- report prose
+def experiment_conf(exp_dir: Path) -> Optional[dict]:
+    path = Path(exp_dir) / "conf.yml"
+    return load_yaml(path) if path.is_file() else None
+
+
+def evaluation_facts(mode, exp_dirs, models, backend, device, split_dir, n_tracks, opts) -> List[str]:
+    """The facts listed above an evaluation's tables: scenario, models, data, BSS Eval, rescaling, chunking."""
+    from museval.version import _version as museval_version
+
+    facts = [f"Scenario {mode}: " + (
+        "each source of the one model (target and rest) scored as a two-source problem; vocals "
+        "with accompaniment." if mode == "{1}" else
+        "vocals, drums and bass from their models, other = mixture - (vocals + drums + bass), "
+        "the four scored jointly; vocals reported from this 4-source problem (not vocals/accompaniment).")]
+    for m, d in zip(models, exp_dirs):
+        facts.append(f"{m.target} model: `{m.path}`, {training_length(d)}; trained on "
+                     f"{training_data_description(experiment_conf(d))}.")
+    facts.append(f"Evaluation set: {n_tracks} whole track(s) of the {split_dir.name} split of "
+                 f"{corpus_description(split_dir.parent.name)}, `{split_dir}`.")
+    if backend == "museval":
+        facts.append(f"BSS Eval v4 computed by museval {museval_version} (the reference implementation).")
+    else:
+        facts.append(f"BSS Eval v4 computed by the fast evaluator (`asteroid_frugal.bsseval_fast`, {device}); "
+                     "it matches museval per frame (see benchmarks/README.md); museval is the reference.")
+    facts.append("Rescaling: each model's two outputs are multiplied by the single least-squares gain that "
+                 "makes target + rest closest to the mixture (SI-SNR training leaves the gain free), "
+                 "before the subtraction giving `other` and before BSS Eval.")
+    facts.append(f"Separation: chunks of {opts['chunk_seconds']:g} s, {opts['overlap_seconds']:g} s cross-fade.")
+    return facts
+
+
+def table3_runs(mode, exp_dir, exp_dirs, median, final) -> List[tuple]:
+    """This run's rows of the Table 3 layout ({1}: one model; {4}: the combination, and the
+    per-model {1} results read from each experiment's ``final_metrics.json``)."""
+    data = "; ".join(sorted({training_data_description(experiment_conf(d)) for d in exp_dirs}))
+    sdr = {t: median.loc[t, "SDR"] for t in median.index}
+    if mode == "{1}":
+        cols = {t: v for t, v in sdr.items() if t in ("vocals", "accompaniment", "drums", "bass")}
+        return [(f"This run: TasNet {{1}}, {exp_dir.name}", data, cols)]
+    runs = [(f"This run: TasNet {{4}}, {exp_dir.name}", data, {**sdr, "mean": final.get("sdr_mean")})]
+    one = {"other": sdr["other"]}   # as the paper: other only exists from the combination
+    for target, d in zip(TARGETS, exp_dirs):
+        path = Path(d) / "results" / "final_metrics.json"
+        if path.is_file():
+            fm = read_json(path)
+            one[target] = fm.get(f"sdr_{target}")
+            if target == "vocals":
+                one["accompaniment"] = fm.get("sdr_accompaniment")
+    if all(one.get(t) is not None for t in SOURCES):
+        one["mean"] = float(np.mean([one[t] for t in SOURCES]))
+    if len(one) > 1:
+        runs.insert(0, ("This run: TasNet {1} (per-model results; other from {4})", data, one))
+    return runs
+
+
+def sisnr_only_facts(model, exp_dir: Path, split_dir: Path, opts) -> List[str]:
+    """The facts listed above an SI-SNR-only evaluation (``evaluation.bss: false``)."""
+    return [f"{model.target} model: `{model.path}`, {training_length(exp_dir)}; trained on "
+            f"{training_data_description(experiment_conf(exp_dir))}.",
+            f"SI-SNR only (evaluation.bss: false): BSS Eval was not run on `{split_dir}`.",
+            f"Separation: chunks of {opts['chunk_seconds']:g} s, {opts['overlap_seconds']:g} s cross-fade."]
 
 
 def _bss_sections(table3, metrics_median, metrics_mean, n_tracks) -> List[str]:

@@ -21,154 +21,20 @@ their sub-folders); existing outputs are kept unless ``--overwrite``.
 import argparse
 import logging
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-import torch
 
-from .audio import AUDIO_EXTENSIONS, read_audio, resample, write_audio
-from .config import add_config_args, config_from_args, get, load_yaml
-from .data.types import TARGETS
-from .inference import PRECISIONS, load_model, load_model_package, resolve_model_file, separate_long
+from .audio import AUDIO_EXTENSIONS, read_audio, write_audio
+from .config import add_config_args, config_from_args
+from .data.types import stem_names
+from .inference import PRECISIONS, chunking, load_target_models, resolve_device, separate_stems
 from .utils import FrugalError, run_cli
 
 log = logging.getLogger("asteroid_frugal.separate")
 
-REST_NAMES = {"vocals": "accompaniment", "drums": "no_drums", "bass": "no_bass"}
 SUBTYPES = {"wav": ("PCM_16", "PCM_24", "FLOAT"), "flac": ("PCM_16", "PCM_24")}
-
-
-@dataclass
-class TargetModel:
-    """A loaded target-vs-rest model and the target it separates."""
-
-    target: str
-    model: torch.nn.Module
-    path: str
-
-
-# ---------------------------------------------------------------------- models
-def stored_target(path_or_dir) -> Optional[str]:
-    """The target a model was trained for: from the model file, else its experiment's conf.yml."""
-    package, path = load_model_package(path_or_dir)
-    infos = package.get("infos") if isinstance(package.get("infos"), dict) else {}
-    for value in (package.get("target"), infos.get("target")):
-        if isinstance(value, str) and value:
-            return value
-    conf_path = path.parent / "conf.yml"
-    if conf_path.is_file():
-        target = get(load_yaml(conf_path), "data.target")
-        if isinstance(target, str) and target:
-            return target
-    return None
-
-
-def parse_model_specs(specs: Sequence[str]) -> List[Tuple[Optional[str], str]]:
-    """``["vocals=exp/vocals", "exp/drums"]`` -> ``[("vocals", "exp/vocals"), (None, "exp/drums")]``."""
-    out = []
-    for spec in specs:
-        name, sep, path = spec.partition("=")
-        if sep and name and not Path(spec).exists():
-            out.append((name.strip(), path))
-        else:
-            out.append((None, spec))
-    return out
-
-
-def load_target_models(specs: Sequence[str], device) -> List[TargetModel]:
-    """Load each ``[name=]path``; check that the target is known and matches the model."""
-    models: List[TargetModel] = []
-    for name, path in parse_model_specs(specs):
-        model_file = resolve_model_file(path)
-        stored = stored_target(model_file)
-        if name and stored and name != stored:
-            raise FrugalError(f"{model_file}: model/target mismatch: it was trained for {stored!r}, "
-                              f"given as {name!r}")
-        target = name or stored
-        if target is None:
-            raise FrugalError(f"{model_file}: cannot tell which target this model separates "
-                              f"(no target in the file or in a conf.yml beside it): give it as "
-                              f"vocals={path}, drums={path} or bass={path}")
-        if target not in TARGETS:
-            raise FrugalError(f"{model_file}: unknown target {target!r} (expected one of {', '.join(TARGETS)})")
-        if any(m.target == target for m in models):
-            raise FrugalError(f"{model_file}: a second model for {target!r}: give one model per target")
-        model = load_model(model_file, device)
-        if int(getattr(model, "n_src", 2)) != 2:
-            raise FrugalError(f"{model_file}: expected a target-vs-rest model with 2 outputs, "
-                              f"this one has {model.n_src}")
-        models.append(TargetModel(target, model, str(model_file)))
-    if not models:
-        raise FrugalError("no model given: use --models vocals=exp/vocals ...")
-    return sorted(models, key=lambda m: TARGETS.index(m.target))
-
-
-# ------------------------------------------------------------------ separation
-def least_squares_gain(mixture: torch.Tensor, target: torch.Tensor, rest: torch.Tensor) -> float:
-    """The gain ``a`` minimising ``||mixture - a * (target + rest)||^2`` (1 if undefined)."""
-    x, t, r = (v.reshape(-1) for v in (mixture, target, rest))
-    num = den = 0.0
-    for i in range(0, x.numel(), 1 << 20):  # float64 sums, block by block (no song-sized copies)
-        xb, sb = x[i:i + (1 << 20)].double(), (t[i:i + (1 << 20)] + r[i:i + (1 << 20)]).double()
-        num += float(torch.dot(xb, sb))
-        den += float(torch.dot(sb, sb))
-    return num / den if den > 0 else 1.0
-
-
-def stem_names(targets: Sequence[str]) -> List[str]:
-    """Names of the stems a set of targets produces, in output order."""
-    if len(targets) == 1:
-        return [targets[0], REST_NAMES[targets[0]]]
-    rest = "other" if set(targets) == set(TARGETS) else "rest"
-    return list(targets) + [rest] + (["accompaniment"] if "vocals" in targets else [])
-
-
-def separate_stems(models: Sequence[TargetModel], audio: np.ndarray, sample_rate: int,
-                   chunk_seconds: float = 30.0, overlap_seconds: float = 1.0, batch_chunks: int = 4,
-                   precision: str = "float32", progress: bool = False,
-                   desc: str = "") -> Dict[str, np.ndarray]:
-    """``audio [C, T]`` at ``sample_rate`` -> ``{stem: [C, T]}`` at the same rate and length."""
-    n_chan, n_samples = audio.shape
-    mixture = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
-    stems: Dict[str, torch.Tensor] = {}
-    rests: Dict[str, torch.Tensor] = {}
-    for tm in models:
-        model_sr = int(round(float(tm.model.sample_rate)))
-        model_in = resample(audio, sample_rate, model_sr)
-        bar = f"{desc} {tm.target}".strip() if progress else False
-        est = separate_long(tm.model, model_in, chunk_seconds, overlap_seconds, batch_chunks,
-                            progress=bar, precision=precision)
-        del model_in
-        target, rest = (_back_to_input(est[i], model_sr, sample_rate, n_samples) for i in range(2))
-        del est
-        gain = least_squares_gain(mixture, target, rest)
-        stems[tm.target] = target.mul_(gain)
-        if len(models) == 1 or tm.target == "vocals":  # the only rests used
-            rests[tm.target] = rest.mul_(gain)
-        del rest
-    names = stem_names([tm.target for tm in models])
-    if len(models) == 1:
-        stems[names[1]] = rests.pop(models[0].target)
-    else:
-        other = mixture.clone()
-        for tm in models:
-            other -= stems[tm.target]
-        stems[names[len(models)]] = other
-        if "vocals" in rests:
-            stems["accompaniment"] = rests["vocals"]
-    return {name: stems[name].numpy() for name in names}
-
-
-def _back_to_input(est: torch.Tensor, model_sr: int, sample_rate: int, n_samples: int) -> torch.Tensor:
-    """Resample one stem back to the input rate, cut or pad to exactly ``n_samples``."""
-    if model_sr == sample_rate:
-        return est
-    back = torch.from_numpy(resample(est.numpy(), model_sr, sample_rate))
-    if back.shape[-1] < n_samples:
-        back = torch.nn.functional.pad(back, (0, n_samples - back.shape[-1]))
-    return back[..., :n_samples].contiguous()
 
 
 # ----------------------------------------------------------------------- files
@@ -263,13 +129,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         raise FrugalError(f"--subtype {args.subtype} is not available for {args.format} "
                           f"(choose {' or '.join(SUBTYPES[args.format])})")
     conf = config_from_args(args)
-    opts = dict(chunk_seconds=_pick(args.chunk_seconds, conf, "evaluation.chunk_seconds", 30.0),
-                overlap_seconds=_pick(args.overlap_seconds, conf, "evaluation.overlap_seconds", 1.0),
-                batch_chunks=int(_pick(args.batch_chunks, conf, "evaluation.batch_chunks", 4)),
-                precision=args.precision)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise FrugalError(f"--device {device}: no CUDA device is available here")
+    opts = chunking(conf)
+    opts.update({k: getattr(args, k) for k in opts if getattr(args, k) is not None}, precision=args.precision)
+    device = resolve_device(args.device)
     models = load_target_models(args.models, device)
     out_dir = Path(args.out)
     songs = find_inputs(args.inputs, out_dir)
@@ -311,10 +173,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               file=sys.stderr)
         sys.exit(1)
     return 0
-
-
-def _pick(value, conf, key: str, default):
-    return value if value is not None else get(conf, key, default)
 
 
 def cli() -> None:

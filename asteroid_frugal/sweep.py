@@ -27,11 +27,10 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from .config import REPO_ROOT, get, load_config, load_yaml
+from .data.types import TARGETS, rest_name
 from .utils import FrugalError, atomic_path, read_json, write_text_atomic
 
 log = logging.getLogger("asteroid_frugal.sweep")
-
-REST_NAME = {"vocals": "accompaniment", "drums": "rest", "bass": "rest"}
 
 
 def load_experiment(egs_dir) -> Dict[str, Any]:
@@ -41,6 +40,9 @@ def load_experiment(egs_dir) -> Dict[str, Any]:
     for key in ("title", "target", "metric", "varied", "variants"):
         if key not in spec:
             raise FrugalError(f"{egs_dir / 'experiment.yml'}: missing key {key!r}")
+    if spec["target"] not in TARGETS:
+        raise FrugalError(f"{egs_dir / 'experiment.yml'}: target must be one of {', '.join(TARGETS)}, "
+                          f"got {spec['target']!r}")
     if spec["metric"] not in ("si_snr", "sdr"):
         raise FrugalError(f"{egs_dir / 'experiment.yml'}: metric must be si_snr or sdr, got {spec['metric']!r}")
     spec["name"] = spec.get("name") or egs_dir.name
@@ -88,7 +90,7 @@ def run_variant(spec, variant: str, exp_dir: Path, args) -> None:
 def collect(spec: Dict[str, Any], exp_dir: Path, overlays: List[str] = (), overrides: List[str] = ()) -> List[Dict]:
     """One row per finished variant, from its own ``results/final_metrics.json``."""
     target = spec["target"]
-    rest = REST_NAME[target]
+    rest = rest_name(target)
     rows = []
     for v in spec["variants"]:
         metrics_file = exp_dir / v / "results" / "final_metrics.json"
@@ -120,7 +122,7 @@ def collect(spec: Dict[str, Any], exp_dir: Path, overlays: List[str] = (), overr
 
 def results_markdown(spec: Dict[str, Any], rows: List[Dict], caption: str = "") -> str:
     """The paper's table layout: variant, target, rest, mean; measured next to the paper's."""
-    target, rest = spec["target"], REST_NAME[spec["target"]]
+    target, rest = spec["target"], rest_name(spec["target"])
     unit = "SI-SNR (dB, test split)" if spec["metric"] == "si_snr" else "SDR (dB, museval, median)"
     lines = [f"# {spec['title']}", "", f"Metric: {unit}; higher is better.", ""]
     if caption:
@@ -151,7 +153,7 @@ def plot_results(spec: Dict[str, Any], rows: List[Dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    target, rest = spec["target"], REST_NAME[spec["target"]]
+    target, rest = spec["target"], rest_name(spec["target"])
     fig, ax = plt.subplots(figsize=(6.5, 4))
     xs = [float(r["value"]) for r in rows]
     for key, name, color in (("target", target, "C0"), ("rest", rest, "C1"), ("mean", "mean", "C2")):

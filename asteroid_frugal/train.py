@@ -40,6 +40,7 @@ from torch.utils.data import DataLoader, Dataset
 from asteroid.engine import System
 
 from .config import add_config_args, config_from_args, load_yaml, save_config
+from .data.types import TARGETS, stem_names
 from .losses import TargetRestSISNRLoss
 from .model import FrugalTasNet, count_parameters
 from .utils import FrugalError, torch_save_atomic, write_json_atomic
@@ -55,7 +56,7 @@ def build_model(conf: Dict[str, Any]) -> FrugalTasNet:
     """FrugalTasNet from the ``filterbank``/``masker``/``data`` sections."""
     fb, mk, data = conf["filterbank"], conf["masker"], conf["data"]
     return FrugalTasNet(
-        n_src=2, n_filters=fb["n_filters"], kernel_size=fb["kernel_size"], stride=fb.get("stride"),
+        n_src=2, n_filters=fb["n_filters"], kernel_size=fb["kernel_size"], stride=fb["stride"],
         n_channels=data["n_channels"], hidden_size=mk["hidden_size"], n_layers=mk["n_layers"],
         bidirectional=mk["bidirectional"], skip_every=mk["skip_every"], dropout=mk["dropout"],
         mask_act=mk["mask_act"], sample_rate=data["sample_rate"])
@@ -205,18 +206,18 @@ def make_early_stopping(conf: Dict[str, Any]) -> EarlyStopping:
 
 def make_optimizer(model: torch.nn.Module, conf: Dict[str, Any]) -> torch.optim.Optimizer:
     opt = conf["optim"]
-    name = str(opt.get("optimizer", "adam")).lower()
+    name = str(opt["optimizer"]).lower()
     if name != "adam":
         from asteroid.engine.optimizers import make_optimizer as asteroid_make_optimizer
 
         return asteroid_make_optimizer(model.parameters(), optimizer=name, lr=opt["lr"],
-                                       weight_decay=opt.get("weight_decay", 0.0))
-    return torch.optim.Adam(model.parameters(), lr=opt["lr"], weight_decay=opt.get("weight_decay", 0.0))
+                                       weight_decay=opt["weight_decay"])
+    return torch.optim.Adam(model.parameters(), lr=opt["lr"], weight_decay=opt["weight_decay"])
 
 
 def load_datasets(conf: Dict[str, Any], exp_dir: Path):
     """Training and validation sets from the stage-2 manifests in ``exp_dir/data``."""
-    from .data.datasets import ExcerptDataset
+    from .data.datasets import Augment, ExcerptDataset
 
     data_dir = exp_dir / "data"
     target = conf["data"]["target"]
@@ -225,7 +226,7 @@ def load_datasets(conf: Dict[str, Any], exp_dir: Path):
             raise FrugalError(f"{data_dir / name}: missing; run stage 2 first "
                               f"(./run.sh --stage 2 --stop_stage 2 --tag {exp_dir.name})")
     n_chan = conf["data"]["n_channels"]
-    return (ExcerptDataset(data_dir / "train.csv", target, n_channels=n_chan),
+    return (ExcerptDataset(data_dir / "train.csv", target, n_channels=n_chan, augment=Augment.from_conf(conf)),
             ExcerptDataset(data_dir / "valid.csv", target, n_channels=n_chan))
 
 
@@ -251,10 +252,12 @@ def _check_same_experiment(conf: Dict[str, Any], exp_dir: Path) -> None:
     if not saved.exists():
         return
     old, new = _comparable(load_yaml(saved)), _comparable(conf)
-    if old != new:
-        diff = sorted(f"{s}.{k}" for s in set(old) | set(new)
-                      for k in set(old.get(s, {}) or {}) | set(new.get(s, {}) or {})
-                      if (old.get(s) or {}).get(k) != (new.get(s) or {}).get(k))
+    # Only keys both configs have are compared: overlays and --set cannot add or drop keys
+    # (unknown keys are errors), so a key on one side only comes from a version of conf.yml
+    # that added or removed it, not from a change to this experiment.
+    diff = sorted(f"{s}.{k}" for s in set(old) & set(new)
+                  for k in set(old[s] or {}) & set(new[s] or {}) if old[s][k] != new[s][k])
+    if diff:
         raise FrugalError(f"{exp_dir}: already holds an experiment with a different config "
                           f"({', '.join(diff)}); use another --tag, or --retrain to start over")
 
@@ -278,7 +281,7 @@ def export_best_model(system: FrugalSystem, ckpt_path: Optional[str], conf: Dict
         system.load_state_dict(state)
     to_save = system.model.serialize()
     to_save["target"] = conf["data"]["target"]
-    to_save["sources"] = [conf["data"]["target"], "rest"]
+    to_save["sources"] = stem_names([conf["data"]["target"]])
     to_save["training_config"] = json.loads(json.dumps(conf))
     path = exp_dir / "best_model.pth"
     torch_save_atomic(to_save, path)
@@ -358,7 +361,7 @@ def train(conf: Dict[str, Any], exp_dir, train_set: Optional[Dataset] = None, va
     model = build_model(conf)
     optimizer = make_optimizer(model, conf)
     system = FrugalSystem(model=model, optimizer=optimizer,
-                          loss_func=TargetRestSISNRLoss(pit=bool(tr.get("pit", False))),
+                          loss_func=TargetRestSISNRLoss(pit=bool(tr["pit"]), silence_db=float(tr["silence_db"])),
                           train_loader=train_loader, val_loader=val_loader,
                           scheduler=make_scheduler(optimizer, conf), config=conf,
                           sample_rate=conf["data"]["sample_rate"])
@@ -367,17 +370,16 @@ def train(conf: Dict[str, Any], exp_dir, train_set: Optional[Dataset] = None, va
                               auto_insert_metric_name=False, monitor="val_loss", mode="min",
                               save_top_k=int(tr["save_top_k"]), save_last=True)
     callbacks = [best_cb, make_early_stopping(conf), ProgressBar()]
-    if int(tr.get("checkpoint_every_n_steps") or 0) > 0:
+    if int(tr["checkpoint_every_n_steps"] or 0) > 0:
         callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="latest-step", monitor=None, save_top_k=1,
                                          every_n_train_steps=int(tr["checkpoint_every_n_steps"]), save_last=True))
     loggers = [ResumableCSVLogger(str(exp_dir), name="logs", version="csv"),
                TensorBoardLogger(str(exp_dir), name="logs", version="tensorboard", default_hp_metric=False)]
     trainer = pl.Trainer(
         max_epochs=int(tr["epochs"]), callbacks=callbacks, logger=loggers, default_root_dir=str(exp_dir),
-        gradient_clip_val=float(tr["gradient_clipping"]), accelerator=tr.get("accelerator", "auto"),
-        devices=tr.get("devices", "auto"), num_nodes=int(tr.get("num_nodes", 1)),
-        strategy=tr.get("strategy", "auto"), precision=tr.get("precision", "32-true"),
-        log_every_n_steps=max(1, min(50, len(train_loader))), enable_model_summary=False,
+        gradient_clip_val=float(tr["gradient_clipping"]), accelerator=tr["accelerator"],
+        devices=tr["devices"], num_nodes=int(tr["num_nodes"]), strategy=tr["strategy"], precision=tr["precision"],
+        log_every_n_steps=max(1, min(int(tr["log_every_n_steps"]), len(train_loader))), enable_model_summary=False,
     )
     if trainer.is_global_zero:
         save_config(conf, exp_dir / "conf.yml")
@@ -420,6 +422,6 @@ def main(argv=None) -> None:
     parser.add_argument("--retrain", action="store_true", help="discard checkpoints and train from scratch")
     args = parser.parse_args(argv)
     conf = config_from_args(args)
-    if conf["data"]["target"] not in ("vocals", "drums", "bass"):
-        raise FrugalError(f"data.target must be vocals, drums or bass, got {conf['data']['target']!r}")
+    if conf["data"]["target"] not in TARGETS:
+        raise FrugalError(f"data.target must be one of {', '.join(TARGETS)}, got {conf['data']['target']!r}")
     train(conf, args.exp_dir, retrain=args.retrain)

@@ -174,18 +174,18 @@ def run_one(args, mode: str, minutes: float) -> dict:
 
 
 def main(argv=None):
-    from asteroid_frugal.config import get, load_config
+    from asteroid_frugal.inference import chunking
 
-    conf = load_config()
+    shipped = chunking()   # conf.yml's evaluation.chunk_seconds, overlap_seconds, batch_chunks
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, nargs="+", default=[1, 4, 10])
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    parser.add_argument("--chunk_seconds", type=float, default=float(get(conf, "evaluation.chunk_seconds", 30)))
-    parser.add_argument("--overlap_seconds", type=float, default=float(get(conf, "evaluation.overlap_seconds", 1)))
-    parser.add_argument("--batch_chunks", type=int, default=int(get(conf, "evaluation.batch_chunks", 4)))
+    parser.add_argument("--chunk_seconds", type=float, default=shipped["chunk_seconds"])
+    parser.add_argument("--overlap_seconds", type=float, default=shipped["overlap_seconds"])
+    parser.add_argument("--batch_chunks", type=int, default=shipped["batch_chunks"])
     parser.add_argument("--check_minutes", type=float, default=1.0,
                         help="songs up to this length also compare chunked output with one pass (SNR)")
     parser.add_argument("--json", default=None, help="also write all results to this JSON file")

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from asteroid_frugal.config import load_config  # noqa: E402
 from asteroid_frugal.data.datasets import Augment, ExcerptDataset  # noqa: E402
 from asteroid_frugal.utils import run_cli, write_json_atomic  # noqa: E402
 
@@ -53,7 +54,8 @@ def main():
     parser.add_argument("--augment", action="store_true", help="gain + channel swap + remix")
     parser.add_argument("--out", default=None, help="write the result as JSON")
     args = parser.parse_args()
-    aug = Augment(gain=True, channel_swap=True, remix=True) if args.augment else None
+    aug = Augment.from_conf(load_config(overrides=["shaping.augment_gain=true", "shaping.augment_channel_swap=true",
+                                                   "shaping.augment_remix=true"])) if args.augment else None
     result = bench(args.manifest, args.target, args.workers, args.batch_size, args.epochs, aug)
     for e in result["epochs"]:
         print(f"epoch {e['epoch']}: {e['audio_seconds']:.0f} s of stereo audio in {e['wall_seconds']:.2f} s = "

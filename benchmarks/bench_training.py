@@ -151,6 +151,7 @@ def child(which: str, batch: int, seconds: float, steps: int, device: str, preci
     import torch
 
     from asteroid.models import LSTMTasNet
+    from asteroid_frugal.config import load_config
     from asteroid_frugal.losses import TargetRestSISNRLoss
     from asteroid_frugal.model import FrugalTasNet
 
@@ -169,7 +170,7 @@ def child(which: str, batch: int, seconds: float, steps: int, device: str, preci
         def forward(x):  # stereo as two mono passes: (B, 2, T) -> (B*2, T) -> (B, n_src, 2, T)
             out = model(x.reshape(-1, x.shape[-1]))
             return out.reshape(x.shape[0], 2, 2, -1)[..., : x.shape[-1]].transpose(1, 2)
-    loss_fn = TargetRestSISNRLoss()
+    loss_fn = TargetRestSISNRLoss(pit=False, silence_db=float(load_config()["training"]["silence_db"]))
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     autocast = torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=precision == "bf16")
 

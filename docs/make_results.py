@@ -17,7 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from asteroid_frugal.config import get, load_yaml  # noqa: E402
-from asteroid_frugal.sweep import REST_NAME, collect, load_experiment, plot_results, results_markdown  # noqa: E402
+from asteroid_frugal.data.types import rest_name  # noqa: E402
+from asteroid_frugal.sweep import collect, load_experiment, plot_results, results_markdown  # noqa: E402
 from asteroid_frugal.utils import FrugalError, cpu_name, read_json, run_cli, write_text_atomic  # noqa: E402
 
 DOCS = Path(__file__).resolve().parent
@@ -67,7 +68,7 @@ def caption(spec, exp_dir: Path, rows, times: dict) -> str:
 def trend(spec, rows) -> str:
     """One generated sentence per column: does the metric rise with the varied quantity, by how much."""
     parts = []
-    for key, name in (("target", spec["target"]), ("rest", REST_NAME[spec["target"]])):
+    for key, name in (("target", spec["target"]), ("rest", rest_name(spec["target"]))):
         vals = [r[key] for r in rows]
         steps = [b - a for a, b in zip(vals, vals[1:])]
         shape = ("rises at every step" if all(d > 0 for d in steps) else

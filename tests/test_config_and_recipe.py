@@ -70,3 +70,24 @@ def test_run_sh_rejects_unknown_option_and_target(tmp_path):
     assert out.returncode != 0 and "unknown option --no_such_option" in out.stderr
     out = _run("--tag", "piano", "--exp_dir", str(tmp_path))
     assert out.returncode != 0 and "--target" in out.stderr
+
+
+def test_every_conf_key_is_read_somewhere():
+    """conf.yml is the single source of defaults: a key no code reads is a dead option.
+
+    A key counts as read when the package indexes it (``["key"]``, ``.get("key"``) or names it
+    dotted (``"section.key"``, as ``config.get`` and overrides do)."""
+    code = "\n".join(p.read_text() for p in sorted((REPO / "asteroid_frugal").rglob("*.py")))
+    unread = [f"{section}.{key}" for section, values in load_config().items() for key in values
+              if not any(form in code for form in (f'["{key}"]', f'.get("{key}"', f'"{section}.{key}"'))]
+    assert unread == []
+
+
+def test_run_sh_target_list_is_types_targets():
+    """run.sh keeps its one shell copy of the target list; it must equal data/types.py's."""
+    from asteroid_frugal.data.types import TARGETS
+
+    lines = [line for line in (REPO / "run.sh").read_text().splitlines() if line.startswith("all_targets=")]
+    assert len(lines) == 1 and lines[0].split('"')[1].split() == list(TARGETS)
+    out = _run("--target", "piano", "--exp_dir", "/nonexistent/x", "--stage", "9")
+    assert out.returncode != 0 and f"unknown target 'piano' ({', '.join(TARGETS)})" in out.stderr

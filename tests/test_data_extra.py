@@ -1,12 +1,12 @@
 """Stage 1: extra stem folders (resampling, mono, subsets of stems, bad songs skipped, index)."""
 import json
-import sys
 import types
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from asteroid_frugal.data import extra
 from asteroid_frugal.data.extra import iter_extra_songs, main, prepare_extra, root_id
 from asteroid_frugal.data.layout import read_track_meta, rest_sources
 from asteroid_frugal.data.types import ExtraSong
@@ -88,7 +88,7 @@ def test_slakh_roots_are_delegated(tmp_path, monkeypatch, extra_root):
     fake.is_slakh_root = lambda root: root.name == "slakh"
     fake.iter_slakh_songs = lambda root, mapping=None: iter(
         [ExtraSong("Track00001", {"bass": [a, b], "vocals": [v]}, str(root), "validation")])
-    monkeypatch.setitem(sys.modules, "asteroid_frugal.data.slakh", fake)
+    monkeypatch.setattr(extra, "slakh", fake)
     assert [s.name for s in iter_extra_songs(tmp_path / "slakh")] == ["Track00001"]
     assert {s.name for s in iter_extra_songs(extra_root)} >= {"karaoke"}   # plain roots unaffected
     conf = base_conf(tmp_path / "data", data={"extra_roots": [str(tmp_path / "slakh")]})

@@ -176,7 +176,7 @@ def test_dataset_items_mixture_is_sum_of_stems(corpus, tmp_path):
     mono = ExcerptDataset(tmp_path / "ds" / "data" / "valid.csv", "vocals", n_channels=1)
     assert mono[0][1].shape == (2, 1, 10 * SR)
     aug = ExcerptDataset(tmp_path / "ds" / "data" / "train.csv", "bass",
-                         augment=Augment(gain=True, channel_swap=True, remix=True))
+                         augment=Augment(gain=True, gain_range=(0.25, 1.25), channel_swap=True, remix=True))
     torch.manual_seed(0)
     mix, targets = aug[3]
     assert torch.equal(mix, targets.sum(0))
@@ -235,3 +235,51 @@ def test_bad_manifest_is_a_clear_error(tmp_path):
         ExcerptDataset(tmp_path / "m.csv", "vocals")
     with pytest.raises(FrugalError, match="manifest not found"):
         ExcerptDataset(tmp_path / "none.csv", "vocals")
+
+
+def test_training_set_applies_the_configured_augmentations(corpus, tmp_path):
+    """shaping.augment_* reach training (train.load_datasets): the training items differ from the
+    manifest's audio exactly as each option says; validation items never change."""
+    from asteroid_frugal.train import load_datasets
+
+    exp = tmp_path / "aug"
+    conf = _conf(corpus, excerpt_seconds=5)
+    shape(conf, exp)
+    plain_train, plain_valid = load_datasets(conf, exp)
+    assert plain_train.augment is None
+
+    def stems(i):
+        return [t.numpy() for t in plain_train[i][1]]
+
+    conf["shaping"].update(augment_gain=True, augment_gain_range=[0.5, 0.5], augment_channel_swap=True)
+    train_set, valid_set = load_datasets(conf, exp)
+    torch.manual_seed(0)
+    swapped = 0
+    for i in range(len(train_set)):
+        mix, targets = train_set[i]
+        assert torch.equal(mix, targets.sum(0))
+        for got, ref in zip(targets.numpy(), stems(i)):
+            if np.allclose(got, 0.5 * ref[::-1]) and not np.allclose(got, 0.5 * ref):
+                swapped += 1
+            else:
+                np.testing.assert_allclose(got, 0.5 * ref, atol=1e-7)
+    assert 0 < swapped < 2 * len(train_set)       # each stem swapped with probability 1/2
+    assert valid_set.augment is None
+    assert torch.equal(valid_set[0][1], plain_valid[0][1])
+
+    conf["shaping"].update(augment_gain=False, augment_channel_swap=False, augment_remix=True)
+    train_set, _ = load_datasets(conf, exp)
+    rests = [stems(i)[1] for i in range(len(plain_train))]
+    torch.manual_seed(0)
+    other_song = 0
+    for i in range(len(train_set)):
+        target, rest = train_set[i][1].numpy()
+        np.testing.assert_array_equal(target, stems(i)[0])     # the target stays the row's own
+        match = [j for j, r in enumerate(rests) if np.array_equal(rest, r)]
+        assert match                                            # the rest is some row's rest...
+        other_song += i not in match                            # ...mostly another song's
+    assert other_song > 0
+
+    conf["shaping"].update(augment_gain=True, augment_gain_range=[1.5, 0.5])
+    with pytest.raises(FrugalError, match="augment_gain_range"):
+        load_datasets(conf, exp)

@@ -13,7 +13,7 @@ from asteroid_frugal.config import load_config
 from asteroid_frugal.data.datasets import write_manifest
 from asteroid_frugal.data.layout import prepared_root, write_track
 from asteroid_frugal.model import FrugalTasNet
-from asteroid_frugal.separate import load_target_models, separate_stems
+from asteroid_frugal.inference import load_target_models, separate_stems
 from asteroid_frugal.utils import FrugalError
 
 museval = pytest.importorskip("museval")

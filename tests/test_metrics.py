@@ -7,9 +7,11 @@ import pytest
 import torch
 
 from asteroid_frugal import metrics
+from asteroid_frugal.config import load_config
 
 museval = pytest.importorskip("museval")
 SR = 8000
+SILENCE_DB = load_config()["training"]["silence_db"]
 
 
 def test_si_snr_known_value_scale_invariance_and_silence():
@@ -17,13 +19,13 @@ def test_si_snr_known_value_scale_invariance_and_silence():
     ref = torch.stack([torch.sin(2 * math.pi * 50 * t), torch.sin(2 * math.pi * 50 * t + 1.0)])
     noise = 0.1 * torch.stack([torch.cos(2 * math.pi * 50 * t), torch.cos(2 * math.pi * 50 * t + 1.0)])
     # zero-mean, orthogonal to the reference over whole periods: SI-SNR = 10 log10(|s|^2 / |n|^2) = 20 dB
-    value = metrics.si_snr(ref + noise, ref)
+    value = metrics.si_snr(ref + noise, ref, SILENCE_DB)
     assert value.shape == ()
     assert float(value) == pytest.approx(20.0, abs=1e-3)
-    assert float(metrics.si_snr(3.0 * (ref + noise), ref)) == pytest.approx(20.0, abs=1e-3)
+    assert float(metrics.si_snr(3.0 * (ref + noise), ref, SILENCE_DB)) == pytest.approx(20.0, abs=1e-3)
     batch = torch.stack([torch.stack([ref + noise, ref]), torch.stack([ref, torch.zeros_like(ref)])])
     refs = torch.stack([torch.stack([ref, ref]), torch.stack([ref, torch.zeros_like(ref)])])
-    out = metrics.si_snr(batch, refs)
+    out = metrics.si_snr(batch, refs, SILENCE_DB)
     assert out.shape == (2, 2)
     assert out[0, 1] > 60 and math.isnan(float(out[1, 1]))
 

@@ -216,20 +216,20 @@ def test_cli_renders_and_fails_cleanly(tmp_path):
 def test_stage1_reads_the_rendered_corpus(tmp_path):
     """midi_render.midi_dirs (stage 1's option) -> extra root that stage 1 lists and decodes."""
     from asteroid_frugal.config import load_config
-    from asteroid_frugal.data.extra import decode_extra_song, iter_extra_songs
+    from asteroid_frugal.data.extra import decode_extra_song, iter_extra_songs, render_configured_midi_dirs
 
     midi = tmp_path / "midi"
     midi.mkdir()
     write_song(midi / "x.mid")
     conf = load_config(overrides=[f"data.root={tmp_path / 'data'}", f"midi_render.midi_dirs=[{midi}]",
                                   f"midi_render.sample_rate={SR}", "midi_render.max_seconds=1"])
-    (root,) = mr.render_configured_midi_dirs(conf, progress=False)
+    (root,) = render_configured_midi_dirs(conf, progress=False)
     assert root.parent == tmp_path / "data" / "midi_rendered"
     (song,) = list(iter_extra_songs(root))                  # .render.json and the report are ignored
     assert song.name == "x" and sorted(song.stems) == sorted(SOURCES)
     decoded = decode_extra_song(song, SR)
     assert {a.shape for a in decoded.values()} == {(2, SR)}
-    assert mr.render_configured_midi_dirs(load_config()) == []   # the option is off by default
+    assert render_configured_midi_dirs(load_config()) == []   # the option is off by default
 
 
 def test_missing_default_soundfont_says_what_to_install(monkeypatch, tmp_path):

@@ -12,7 +12,9 @@ import yaml
 import asteroid_frugal  # noqa: F401
 from asteroid_frugal.audio import read_audio
 from asteroid_frugal.model import FrugalTasNet
-from asteroid_frugal.separate import cli, least_squares_gain, load_target_models, main, stem_names
+from asteroid_frugal.data.types import stem_names
+from asteroid_frugal.inference import least_squares_gain, load_target_models
+from asteroid_frugal.separate import cli, main
 from asteroid_frugal.utils import FrugalError
 
 from conftest import REPO

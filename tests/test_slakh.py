@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from asteroid_frugal.config import load_config
 from asteroid_frugal.data import slakh
 from asteroid_frugal.utils import FrugalError
 
@@ -56,8 +57,8 @@ def test_mapping_table_is_configurable(fixture_root):
                "drum_source": "other", "programs": {33: "vocals"}}
     (song,) = list(slakh.iter_slakh_songs(fixture_root, mapping))
     assert _ids(song) == {"vocals": ["S03"], "bass": ["S05", "S09", "S10"], "other": ["S01", "S02", "S04"]}
-    # conf.yml's slakh section is what None resolves to, and it matches the built-in table
-    assert slakh.resolve_mapping(None) == slakh.resolve_mapping(slakh.DEFAULT_MAPPING)
+    # conf.yml's slakh section is what None resolves to (the only table)
+    assert slakh.resolve_mapping(None) == slakh.resolve_mapping(load_config()["slakh"])
 
 
 @pytest.mark.parametrize("bad, match", [

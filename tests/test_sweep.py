@@ -128,3 +128,23 @@ def test_broken_experiment_folder_is_a_one_line_error(tmp_path):
     (egs / "long.yml").unlink()
     with pytest.raises(FrugalError, match="long.yml"):
         load_experiment(egs)
+
+
+def test_drums_sweep_is_tabulated(tmp_path):
+    """A drums experiment: evaluate writes si_snr_drums / si_snr_no_drums (data/types.py's names)
+    and the sweep's table reads exactly those (it once looked for a missing si_snr_rest)."""
+    egs = make_egs(tmp_path)
+    (egs / "experiment.yml").write_text(EXPERIMENT.replace("target: vocals", "target: drums")
+                                        .replace("variants: [short, long]", "variants: [short]")
+                                        .replace("vocals: -3.0, accompaniment: -9.0", "drums: -3.0, no_drums: -9.0"))
+    out = subprocess.run(sweep_cmd(egs, tmp_path), cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    exp = tmp_path / "exp" / "tiny_sweep"
+    metrics = json.loads((exp / "short" / "results" / "final_metrics.json").read_text())
+    table = (exp / "results.md").read_text()
+    assert "| drums | no_drums | mean | paper drums | paper no_drums |" in table
+    (row,) = [line for line in table.splitlines() if line.startswith("| short")]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert float(cells[6]) == pytest.approx(metrics["si_snr_drums"], abs=0.006)
+    assert float(cells[7]) == pytest.approx(metrics["si_snr_no_drums"], abs=0.006)
+    assert float(cells[9]) == 3.0 and float(cells[10]) == 9.0

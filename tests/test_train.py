@@ -168,3 +168,91 @@ def test_lr_halving_and_early_stopping_at_the_paper_epoch_counts(tmp_path, monke
     # 10 bad epochs (2..11) -> stop after epoch 11
     assert summary["stop_reason"] == "early_stopping"
     assert m["epoch"].max() == 11
+
+
+DDP_SCRIPT = """
+import json, os, sys
+sys.path[:0] = [{repo!r}, {tests!r}]
+import torch; torch.set_num_threads(1)
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+from asteroid_frugal import train as stage
+from asteroid_frugal.config import load_config
+from toy_data import ToyTargetRest
+
+record = {{"val_loss": []}}
+original = stage.FrugalSystem.on_validation_epoch_end
+
+def on_validation_epoch_end(self):
+    if not self.trainer.sanity_checking:
+        record["val_loss"].append(float(self.trainer.callback_metrics["val_loss"]))
+    original(self)
+
+def on_train_end(self):
+    cbs = self.trainer.callbacks
+    record["early_stop_best"] = [float(c.best_score) for c in cbs if isinstance(c, EarlyStopping)]
+    record["best_k"] = sorted(float(v) for c in cbs if isinstance(c, ModelCheckpoint) for v in c.best_k_models.values())
+    record["scheduler_best"] = float(self.lr_schedulers().best)
+    record["lr"] = float(self.optimizers().param_groups[0]["lr"])
+
+stage.FrugalSystem.on_validation_epoch_end = on_validation_epoch_end
+stage.FrugalSystem.on_train_end = on_train_end
+conf = load_config(overrides={overrides!r} + sys.argv[1:])
+# each rank validates on half of these (DistributedSampler): unsynced, their val_loss would differ
+summary = stage.train(conf, {exp!r}, ToyTargetRest(8, length=800), ToyTargetRest(4, length=800, seed=1))
+rank = int(os.environ.get("LOCAL_RANK", 0))
+with open(os.path.join({out!r}, f"rank{{rank}}.json"), "w") as f:
+    json.dump(dict(record, summary=summary), f)
+"""
+
+
+def test_two_process_ddp_on_cpu_syncs_validation_and_resumes(tmp_path):
+    """./run.sh --devices 2 --strategy ddp on CPU (gloo): both ranks finish, one set of checkpoints,
+    the validation metric that drives the LR schedule, early stopping and best-k is the same on
+    both ranks, and a raised epoch budget resumes from the checkpoint."""
+    exp, out = tmp_path / "ddp", tmp_path / "ranks"
+    script = tmp_path / "ddp_train.py"
+    script.write_text(DDP_SCRIPT.format(
+        repo=str(REPO), tests=str(REPO / "tests"), exp=str(exp), out=str(out),
+        overrides=[*TINY, "training.batch_size=2", "training.accelerator=cpu", "training.devices=2",
+                   "training.strategy=ddp", "training.log_every_n_steps=1", "scheduler.patience=1"]))
+
+    def run(epochs):
+        out.mkdir(exist_ok=True)
+        for f in out.glob("*.json"):
+            f.unlink()
+        env = dict(os.environ, OMP_NUM_THREADS="1", PL_TORCH_DISTRIBUTED_BACKEND="gloo")
+        proc = subprocess.run([sys.executable, str(script), f"training.epochs={epochs}"], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+
+    ranks = run(2)
+    for key in ("val_loss", "early_stop_best", "best_k", "scheduler_best", "lr"):
+        assert ranks[0][key] == ranks[1][key], key
+    assert len(ranks[0]["val_loss"]) == 2 and ranks[0]["summary"]["epochs_done"] == 2
+    assert ranks[0]["early_stop_best"] == [min(ranks[0]["val_loss"])] == [ranks[0]["scheduler_best"]]
+    ckpts = sorted(p.name for p in (exp / "checkpoints").iterdir())
+    assert len(ckpts) == 3 and "last.ckpt" in ckpts, ckpts            # last + best 2, written once
+    assert json.loads((exp / "training_done.json").read_text())["epochs_done"] == 2
+    assert (exp / "best_model.pth").is_file()
+
+    ranks = run(3)                                                        # resume: one more epoch
+    assert len(ranks[0]["val_loss"]) == 1 and ranks[0]["val_loss"] == ranks[1]["val_loss"]
+    assert json.loads((exp / "training_done.json").read_text())["epochs_done"] == 3
+    assert sorted(metrics(exp)["epoch"].dropna().unique().astype(int)) == [0, 1, 2]
+
+
+def test_config_check_ignores_keys_a_conf_yml_version_added_or_removed(tmp_path):
+    """An experiment saved by an older conf.yml (a key since removed, one not yet added) still
+    resumes; a changed value of a key both have is still refused."""
+    from asteroid_frugal.config import save_config
+    from asteroid_frugal.train import _check_same_experiment
+
+    conf = tiny_conf()
+    old = tiny_conf()
+    old["training"]["loss"] = "sisnr"
+    del old["training"]["silence_db"]
+    save_config(old, tmp_path / "conf.yml")
+    _check_same_experiment(conf, tmp_path)
+    with pytest.raises(FrugalError, match=r"\(optim.lr\)"):
+        _check_same_experiment(tiny_conf("optim.lr=0.5"), tmp_path)

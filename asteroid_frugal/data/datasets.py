@@ -17,7 +17,6 @@ import soundfile as sf
 import torch
 from torch.utils.data import Dataset
 
-from ..config import get
 from ..utils import FrugalError, read_json
 from .layout import read_track_meta, rest_sources
 
@@ -74,21 +73,27 @@ def load_shaping(exp_dir) -> dict:
 class Augment:
     """Peer recipes' augmentations (all off in the paper): per-stem gain, channel swap, remix.
 
-    ``remix`` takes the rest from another random row of the manifest (another song),
-    so target and accompaniment no longer come from the same song.
+    ``gain`` multiplies each stem by its own factor drawn uniformly in ``gain_range``;
+    ``channel_swap`` swaps left and right of each stem with probability 1/2; ``remix``
+    takes the rest from another random row of the manifest (another song), so target
+    and accompaniment no longer come from the same song. Applied to the training set only.
     """
 
-    gain: bool = False
-    gain_range: Tuple[float, float] = (0.25, 1.25)
-    channel_swap: bool = False
-    remix: bool = False
+    gain: bool
+    gain_range: Tuple[float, float]
+    channel_swap: bool
+    remix: bool
 
     @classmethod
     def from_conf(cls, conf) -> Optional["Augment"]:
         """The ``shaping.augment_*`` choices; None when all are off."""
-        aug = cls(gain=bool(get(conf, "shaping.augment_gain", False)),
-                  channel_swap=bool(get(conf, "shaping.augment_channel_swap", False)),
-                  remix=bool(get(conf, "shaping.augment_remix", False)))
+        s = conf["shaping"]
+        lo, hi = (float(v) for v in s["augment_gain_range"])
+        if not 0 <= lo <= hi:
+            raise FrugalError(f"shaping.augment_gain_range={s['augment_gain_range']}: expected [low, high] "
+                              "with 0 <= low <= high")
+        aug = cls(gain=bool(s["augment_gain"]), gain_range=(lo, hi),
+                  channel_swap=bool(s["augment_channel_swap"]), remix=bool(s["augment_remix"]))
         return aug if (aug.gain or aug.channel_swap or aug.remix) else None
 
 

@@ -2,7 +2,9 @@
 
 An extra root holds ``<song>/<source>.<wav|flac|mp3|...>`` with sources among vocals,
 drums, bass, other, accompaniment (any subset per song); Slakh2100 roots are delegated
-to ``asteroid_frugal.data.slakh`` when that module exists. Each song is decoded once
+to :mod:`asteroid_frugal.data.slakh`; ``midi_render.midi_dirs`` are rendered first by
+:mod:`asteroid_frugal.midi_render` (stage 1 owns that plumbing; the renderer knows nothing
+of stage 1). Each song is decoded once
 (files of one source summed, resampled to ``data.sample_rate``, mono duplicated to
 stereo) into ``<data.root>/prepared/extra/<root-id>/<song>/`` (same layout as stage 0),
 and ``<data.root>/extra_index.json`` lists the songs, their durations and the targets
@@ -12,19 +14,20 @@ reported; it never stops the stage.
 """
 import argparse
 import hashlib
-import importlib
 import logging
 import re
 import shutil
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 from tqdm import tqdm
 
 from ..audio import AUDIO_EXTENSIONS, read_audio, resample, to_channels
-from ..config import add_config_args, config_from_args, get
+from ..config import add_config_args, config_from_args
+from ..midi_render import RenderOptions, render_midi_dir, rendering_group
 from ..utils import FrugalError, write_json_atomic
+from . import slakh
 from .layout import (clean_temporaries, extra_index_path, extra_prepared_root, list_tracks, read_track_meta,
                      rest_sources, source_signature, track_is_valid, write_track)
 from .types import EXTRA_SOURCES, TARGETS, ExtraSong
@@ -39,16 +42,6 @@ def root_id(root) -> str:
     return f"{slug}-{hashlib.sha1(str(root).encode()).hexdigest()[:8]}"
 
 
-def _slakh_module():
-    """``asteroid_frugal.data.slakh`` if it exists in this checkout (imported lazily), else None."""
-    try:
-        return importlib.import_module("asteroid_frugal.data.slakh")
-    except ModuleNotFoundError as err:
-        if err.name in ("asteroid_frugal.data.slakh",):
-            return None
-        raise
-
-
 def iter_extra_songs(root, slakh_mapping: Optional[dict] = None) -> Iterator[ExtraSong]:
     """Songs of an extra root as :class:`ExtraSong` records (files per source, not decoded).
 
@@ -57,8 +50,7 @@ def iter_extra_songs(root, slakh_mapping: Optional[dict] = None) -> Iterator[Ext
     root = Path(root).expanduser()
     if not root.is_dir():
         raise FrugalError(f"{root}: extra data folder not found")
-    slakh = _slakh_module()
-    if slakh is not None and slakh.is_slakh_root(root):
+    if slakh.is_slakh_root(root):
         yield from slakh.iter_slakh_songs(root, slakh_mapping)
         return
     rank = {ext: i for i, ext in enumerate(AUDIO_EXTENSIONS)}
@@ -103,29 +95,44 @@ def song_targets(sources) -> List[str]:
     return [t for t in TARGETS if rest_sources(t, sources) is not None]
 
 
+def configured_midi_outputs(conf) -> List[Tuple[Path, Path]]:
+    """``(midi_dir, rendered_folder)`` for each ``midi_render.midi_dirs`` entry (nothing rendered)."""
+    dirs = [Path(str(d)).expanduser() for d in (conf["midi_render"]["midi_dirs"] or [])]
+    out_root = Path(str(conf["data"]["root"])) / "midi_rendered"
+    return [(d, out_root / root_id(d)) for d in dirs]
+
+
+def render_configured_midi_dirs(conf, progress: bool = True) -> List[Path]:
+    """Stage 1's MIDI option: render each ``midi_render.midi_dirs`` folder (resumably) into
+    ``<data.root>/midi_rendered/<id>/`` and return those folders, to be read as extra roots."""
+    pairs = configured_midi_outputs(conf)
+    if not pairs:
+        return []
+    opts = RenderOptions.from_conf(conf["midi_render"])
+    for midi_dir, out in pairs:
+        render_midi_dir(midi_dir, out, opts, progress=progress)
+    return [out for _, out in pairs]
+
+
 def configured_extra_roots(conf) -> List[Path]:
     """Stage 1's inputs: ``data.extra_roots`` plus the folders ``midi_render.midi_dirs`` render into."""
-    from ..midi_render import configured_midi_outputs
-
-    roots = [Path(str(r)).expanduser() for r in (get(conf, "data.extra_roots") or [])]
+    roots = [Path(str(r)).expanduser() for r in (conf["data"]["extra_roots"] or [])]
     return roots + [out for _, out in configured_midi_outputs(conf)]
 
 
 def prepare_extra(conf, progress: bool = True) -> dict:
     """Stage 1 for every ``data.extra_roots`` (and ``midi_render.midi_dirs``, rendered first);
     writes and returns the extra index."""
-    from ..midi_render import render_configured_midi_dirs, rendering_group
-
     render_configured_midi_dirs(conf, progress)
     roots = configured_extra_roots(conf)
-    sample_rate = int(get(conf, "data.sample_rate", 44100))
+    sample_rate = int(conf["data"]["sample_rate"])
     out_root = extra_prepared_root(conf)
     songs, skipped, roots_info = [], [], []
     for root in roots:
         rid = root_id(root)
         out = out_root / rid
         clean_temporaries(out)
-        listing = list(iter_extra_songs(root, get(conf, "slakh")))
+        listing = list(iter_extra_songs(root, conf["slakh"]))
         reused = 0
         for song in tqdm(listing, desc=f"stage 1: {root.name}", unit="song", disable=not progress):
             dst = out / song.name
@@ -195,6 +202,6 @@ def main(argv: Optional[list] = None) -> dict:
     conf = config_from_args(args)
     if args.extra_roots is not None:
         conf["data"]["extra_roots"] = args.extra_roots.split()
-    if not get(conf, "data.extra_roots"):
+    if not conf["data"]["extra_roots"]:
         log.info("stage 1: no data.extra_roots configured; writing an empty extra index")
     return prepare_extra(conf, progress=not args.no_progress)

@@ -25,7 +25,6 @@ from typing import Dict, Iterable, List, Optional
 import numpy as np
 import soundfile as sf
 
-from ..config import get
 from ..utils import FrugalError, write_json_atomic
 from .types import SOURCES
 
@@ -41,7 +40,7 @@ LAYOUT_VERSION = 1
 
 
 def data_root(conf) -> Path:
-    return Path(get(conf, "data.root", "data"))
+    return Path(conf["data"]["root"])
 
 
 def default_corpus_source(conf) -> Path:
@@ -71,7 +70,7 @@ def detect_musdb_kind(root) -> Optional[str]:
 
 def source_corpus(conf):
     """``(source_root, corpus_name, is_wav)`` of the MUSDB-like corpus the config asks for."""
-    musdb_root = get(conf, "data.musdb_root")
+    musdb_root = conf["data"]["musdb_root"]
     if musdb_root:
         root = Path(str(musdb_root)).expanduser()
         kind = detect_musdb_kind(root)
@@ -83,7 +82,7 @@ def source_corpus(conf):
             raise FrugalError(f"{root}: not a MUSDB18 root (expected train/ and test/ holding "
                               "<track>.stem.mp4 files, or MUSDB18-HQ <track>/mixture.wav folders)")
         return root, kind, kind == CORPUS_MUSDB_HQ
-    if get(conf, "data.musdb_download", False):
+    if conf["data"]["musdb_download"]:
         return musdb_sample_source(conf), CORPUS_MUSDB_SAMPLE, False
     return default_corpus_source(conf), CORPUS_DEFAULT, True
 
@@ -93,7 +92,7 @@ def prepared_root(conf) -> Path:
 
     A sample rate other than 44.1 kHz gets its own corpus folder (``musdb18hq_22050``).
     """
-    sr = int(get(conf, "data.sample_rate", 44100))
+    sr = int(conf["data"]["sample_rate"])
     return data_root(conf) / "prepared" / (source_corpus(conf)[1] + ("" if sr == 44100 else f"_{sr}"))
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..audio import read_audio, require_ffmpeg, resample, to_channels
-from ..config import add_config_args, config_from_args, get
+from ..config import add_config_args, config_from_args
 from ..utils import FrugalError, write_json_atomic
 from .default_corpus import SETUP_FILE, CorpusParams, generate_corpus
 from .layout import (CORPUS_DEFAULT, CORPUS_MUSDB_SAMPLE, SPLITS, clean_temporaries, is_prepared_format, list_tracks,
@@ -107,7 +107,7 @@ def _linkable(track, sample_rate: int, n_samples: int) -> Dict[str, Path]:
 def prepare_musdb(conf, progress: bool = True) -> dict:
     """Stage 0 for the corpus the config names; returns the summary written to ``corpus.json``."""
     root, corpus, is_wav = source_corpus(conf)
-    sample_rate = int(get(conf, "data.sample_rate", 44100))
+    sample_rate = int(conf["data"]["sample_rate"])
     out = prepared_root(conf)
     if corpus == CORPUS_DEFAULT:
         generate_corpus(root, CorpusParams.from_conf(conf), progress=progress)

@@ -9,20 +9,29 @@ from typing import Optional
 
 import numpy as np
 
+from ..config import load_config
 from ..utils import FrugalError, read_json
 from .datasets import read_manifest
 from .layout import read_levels, read_track_meta
 from .types import EXTRA_SOURCES, TARGETS
 
 
-def manifest_report(manifest_csv, target: Optional[str] = None, silence_db: float = -50.0) -> dict:
-    """Counts of a manifest; silence is measured on the prepared level envelopes (100 ms frames)."""
+def manifest_report(manifest_csv, target: Optional[str] = None, silence_db: Optional[float] = None) -> dict:
+    """Counts of a manifest; silence is measured on the prepared level envelopes (100 ms frames).
+
+    ``target`` and ``silence_db`` (None): those the manifest was shaped with (``shaping.json``
+    beside it; for ``silence_db`` without one, conf.yml's ``shaping.silence_db``).
+    """
     manifest_csv = Path(manifest_csv)
     shaping_json = manifest_csv.parent / "shaping.json"
+    shaping = read_json(shaping_json) if shaping_json.is_file() else None
     if target is None:
-        if not shaping_json.is_file():
+        if shaping is None:
             raise FrugalError(f"{manifest_csv}: no shaping.json beside it; pass --target")
-        target = read_json(shaping_json)["target"]
+        target = shaping["target"]
+    if silence_db is None:
+        choices = shaping["choices"] if shaping is not None else load_config()["shaping"]
+        silence_db = float(choices["silence_db"])
     if target not in TARGETS:
         raise FrugalError(f"target {target!r}: expected one of {', '.join(TARGETS)}")
     rows = read_manifest(manifest_csv)
@@ -68,7 +77,8 @@ def main(argv: Optional[list] = None) -> dict:
     parser = argparse.ArgumentParser(description="Report on a stage-2 manifest (songs, hours, silence)")
     parser.add_argument("manifests", nargs="+", help="manifest CSV files (e.g. exp/vocals/data/train.csv)")
     parser.add_argument("--target", default=None, help="default: from shaping.json beside the manifest")
-    parser.add_argument("--silence_db", type=float, default=-50.0)
+    parser.add_argument("--silence_db", type=float, default=None,
+                        help="default: the shaping.silence_db the manifest was shaped with")
     args = parser.parse_args(argv)
     reports = [manifest_report(m, args.target, args.silence_db) for m in args.manifests]
     for rep in reports:

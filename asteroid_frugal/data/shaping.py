@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from ..config import add_config_args, config_from_args, get, save_config
+from ..config import add_config_args, config_from_args, save_config
 from ..utils import FrugalError, read_json, write_json_atomic
 from .datasets import write_manifest
 from .extra import configured_extra_roots
@@ -91,7 +91,7 @@ def collect_songs(conf, target: str) -> Dict[str, List[Song]]:
     if not out["train"]:
         raise FrugalError(f"{root}: no prepared training tracks (run stage 0, local/prepare_data.py)")
     roots = [str(r.resolve()) for r in configured_extra_roots(conf)]
-    if roots and get(conf, "shaping.use_extra", True):
+    if roots and conf["shaping"]["use_extra"]:
         path = extra_index_path(conf)
         if not path.is_file():
             raise FrugalError(f"{path}: missing; run stage 1 (local/prepare_extra.py) for data.extra_roots")
@@ -99,11 +99,11 @@ def collect_songs(conf, target: str) -> Dict[str, List[Song]]:
         missing = set(roots) - {r["root"] for r in index.get("roots", [])}
         if missing:
             raise FrugalError(f"{path}: does not cover {', '.join(sorted(missing))}; re-run stage 1")
-        sr = int(get(conf, "data.sample_rate", 44100))
+        sr = int(conf["data"]["sample_rate"])
         if int(index.get("sample_rate", sr)) != sr:
             raise FrugalError(f"{path}: prepared at {index['sample_rate']} Hz, config says {sr} Hz; re-run stage 1")
-        fractions = (float(get(conf, "data.extra_test_fraction", 0.1)), float(get(conf, "data.extra_valid_fraction", 0.0)))
-        seed = int(get(conf, "data.extra_split_seed", 0))
+        fractions = (float(conf["data"]["extra_test_fraction"]), float(conf["data"]["extra_valid_fraction"]))
+        seed = int(conf["data"]["extra_split_seed"])
         for item in index["songs"]:
             if item["root"] not in roots or target not in item["targets"]:
                 continue
@@ -162,19 +162,19 @@ class ShapingChoices:
 
     @classmethod
     def from_conf(cls, conf) -> "ShapingChoices":
-        s = conf.get("shaping", {})
-        c = cls(database_fraction=float(s.get("database_fraction", 1.0)),
-                excerpt_seconds=float(s.get("excerpt_seconds", 20)),
-                excerpts_per_song=int(s.get("excerpts_per_song", 1)),
-                align_seconds=float(s.get("align_seconds", 30) or 0),
-                min_song_seconds=float(s.get("min_song_seconds", 0) or 0),
-                equal_total_audio=bool(s.get("equal_total_audio", False)),
-                reference_seconds=float(s.get("reference_seconds", 20)),
-                short_songs=str(s.get("short_songs", "skip")),
-                energy_filter=bool(s.get("energy_filter", False)),
-                silence_db=float(s.get("silence_db", -50)),
-                max_silent_fraction=float(s.get("max_silent_fraction", 0.8)),
-                seed=int(s.get("seed", 42)))
+        s = conf["shaping"]
+        c = cls(database_fraction=float(s["database_fraction"]),
+                excerpt_seconds=float(s["excerpt_seconds"]),
+                excerpts_per_song=int(s["excerpts_per_song"]),
+                align_seconds=float(s["align_seconds"] or 0),
+                min_song_seconds=float(s["min_song_seconds"] or 0),
+                equal_total_audio=bool(s["equal_total_audio"]),
+                reference_seconds=float(s["reference_seconds"]),
+                short_songs=str(s["short_songs"]),
+                energy_filter=bool(s["energy_filter"]),
+                silence_db=float(s["silence_db"]),
+                max_silent_fraction=float(s["max_silent_fraction"]),
+                seed=int(s["seed"]))
         if not 0 < c.database_fraction <= 1:
             raise FrugalError(f"shaping.database_fraction={c.database_fraction}: expected a value in (0, 1]")
         if c.excerpt_seconds <= 0 or c.reference_seconds <= 0:
@@ -316,14 +316,14 @@ def _hours(rows: List[dict], sample_rate: int) -> float:
 
 def shape(conf, exp_dir) -> dict:
     """Stage 2: write the manifests, ``shaping.json`` and ``conf.yml`` into ``<exp_dir>/data``."""
-    target = str(get(conf, "data.target", "vocals"))
+    target = str(conf["data"]["target"])
     if target not in TARGETS:
         raise FrugalError(f"data.target={target!r}: expected one of {', '.join(TARGETS)}")
     choices = ShapingChoices.from_conf(conf)
-    sr = int(get(conf, "data.sample_rate", 44100))
+    sr = int(conf["data"]["sample_rate"])
     songs = collect_songs(conf, target)
-    train_rows, info = shape_train(songs["train"], choices, target, sr, int(get(conf, "training.batch_size", 4)))
-    chunk = int(round(float(get(conf, "data.valid_chunk_seconds", 10)) * sr))
+    train_rows, info = shape_train(songs["train"], choices, target, sr, int(conf["training"]["batch_size"]))
+    chunk = int(round(float(conf["data"]["valid_chunk_seconds"]) * sr))
     eval_rows = {split: chunk_rows(songs[split], target, chunk, choices.silence_db) for split in ("valid", "test")}
     if not eval_rows["valid"]:
         raise FrugalError(f"{prepared_root(conf)}: no validation tracks for {target} (musdb's valid split is empty)")
@@ -367,6 +367,6 @@ def main(argv: Optional[list] = None) -> dict:
     summary = shape(conf, args.exp_dir)
     if not args.no_report:
         print(format_report(manifest_report(Path(args.exp_dir) / "data" / "train.csv", summary["target"],
-                                            float(get(conf, "shaping.silence_db", -50)))))
+                                            float(conf["shaping"]["silence_db"]))))
     return summary
 

@@ -39,13 +39,6 @@ log = logging.getLogger("asteroid_frugal.slakh")
 SKIP = "skip"
 SPLIT_DIRS = ("train", "validation", "test", "omitted")
 TRACK_RE = re.compile(r"^Track\d+$")
-DEFAULT_MAPPING: Dict[str, Any] = {
-    "classes": {"Drums": "drums", "Bass": "bass"},
-    "default": "other",
-    "drum_source": "drums",
-    "programs": {"Choir Aahs": SKIP, "Voice Oohs": SKIP, "Synth Voice": SKIP},
-    "splits": ["train", "validation", "test"],
-}
 
 
 def is_slakh_root(root) -> bool:
@@ -62,7 +55,7 @@ def is_slakh_root(root) -> bool:
 def iter_slakh_songs(root, mapping: Optional[Dict[str, Any]] = None) -> Iterator[ExtraSong]:
     """Yield one :class:`ExtraSong` per usable Slakh2100 track under ``root``, in name order.
 
-    ``mapping`` is a ``slakh`` config section (None: conf.yml's, else the built-in table);
+    ``mapping`` is a ``slakh`` config section (None, or keys it lacks: conf.yml's);
     ``split`` is the Slakh split folder the track lives in ("" for tracks directly under root).
     """
     root = Path(root)
@@ -125,16 +118,16 @@ def stem_source(meta: Dict[str, Any], mapping: Dict[str, Any]) -> str:
 
 
 def resolve_mapping(mapping: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    """Built-in table <- ``mapping`` (or conf.yml's ``slakh`` section), validated."""
-    if mapping is None:
-        from ..config import load_config
+    """conf.yml's ``slakh`` section <- ``mapping`` (a config's ``slakh`` section, or None), validated."""
+    from ..config import load_config
 
-        mapping = load_config().get("slakh") or {}
-    unknown = set(mapping) - set(DEFAULT_MAPPING)
+    defaults = load_config()["slakh"]
+    mapping = mapping or {}
+    unknown = set(mapping) - set(defaults)
     if unknown:
         raise FrugalError(f"slakh config: unknown key(s) {sorted(unknown)} "
-                          f"(known: {', '.join(DEFAULT_MAPPING)})")
-    table = {**DEFAULT_MAPPING, **{k: v for k, v in mapping.items() if v is not None}}
+                          f"(known: {', '.join(defaults)})")
+    table = {**defaults, **{k: v for k, v in mapping.items() if v is not None}}
     allowed = set(SOURCES) | {SKIP}
     targets = [("default", table["default"]), ("drum_source", table["drum_source"])]
     targets += [(f"classes[{k}]", v) for k, v in (table["classes"] or {}).items()]
