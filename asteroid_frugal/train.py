@@ -54,11 +54,14 @@ RESUMABLE_KEYS = {"training": {"epochs", "devices", "num_nodes", "strategy", "ac
 def build_model(conf: Dict[str, Any]) -> FrugalTasNet:
     """FrugalTasNet from the ``filterbank``/``masker``/``data`` sections."""
     fb, mk, data = conf["filterbank"], conf["masker"], conf["data"]
-    return FrugalTasNet(
-        n_src=2, n_filters=fb["n_filters"], kernel_size=fb["kernel_size"], stride=fb.get("stride"),
-        n_channels=data["n_channels"], hidden_size=mk["hidden_size"], n_layers=mk["n_layers"],
-        bidirectional=mk["bidirectional"], skip_every=mk["skip_every"], dropout=mk["dropout"],
-        mask_act=mk["mask_act"], sample_rate=data["sample_rate"])
+    try:
+        return FrugalTasNet(
+            n_src=2, n_filters=fb["n_filters"], kernel_size=fb["kernel_size"], stride=fb.get("stride"),
+            n_channels=data["n_channels"], hidden_size=mk["hidden_size"], n_layers=mk["n_layers"],
+            bidirectional=mk["bidirectional"], skip_every=mk["skip_every"], dropout=mk["dropout"],
+            mask_act=mk["mask_act"], causal=mk["causal"], sample_rate=data["sample_rate"])
+    except ValueError as err:  # an inconsistent filterbank/masker section
+        raise FrugalError(f"model configuration (filterbank/masker sections): {err}") from None
 
 
 class FrugalSystem(System):

@@ -1,0 +1,174 @@
+"""Causal FrugalTasNet and StreamingSeparator: block-by-block output equals the offline model."""
+import numpy as np
+import pytest
+import torch
+
+from asteroid_frugal.model import FrugalTasNet
+from asteroid_frugal.streaming import StreamingSeparator, stream_file
+from asteroid_frugal.utils import FrugalError
+
+
+@pytest.fixture
+def causal_args(tiny_model_args):
+    return {**tiny_model_args, "bidirectional": False, "causal": True}
+
+
+def causal_model(causal_args, seed=0, **kw):
+    torch.manual_seed(seed)
+    return FrugalTasNet(**{**causal_args, **kw}).eval()
+
+
+def rel_err(a, b):
+    return float((torch.as_tensor(a) - b).norm() / b.norm())
+
+
+def test_causal_output_does_not_depend_on_the_future(causal_args):
+    model = causal_model(causal_args)
+    x = torch.randn(1, 2, 1000)
+    future = x.clone()
+    future[..., 600:] = torch.randn(1, 2, 400)
+    with torch.no_grad():
+        a, b = model(x), model(future)
+    # samples before the segment holding sample 600 (segments of 20) are unchanged
+    torch.testing.assert_close(a[..., :600], b[..., :600], rtol=0, atol=0)
+    assert not torch.allclose(a[..., 600:], b[..., 600:])
+
+
+@pytest.mark.parametrize("bad,match", [
+    (dict(bidirectional=True), "unidirectional"),
+    (dict(stride=10), "stride"),
+])
+def test_causal_model_rejects_look_ahead(causal_args, bad, match):
+    with pytest.raises(ValueError, match=match):
+        FrugalTasNet(**{**causal_args, **bad})
+
+
+def test_causal_flag_round_trips_through_serialization(causal_args):
+    from asteroid.models import BaseModel
+
+    model = causal_model(causal_args)
+    again = BaseModel.from_pretrained(model.serialize()).eval()
+    assert again.causal is True and again.masker.bidirectional is False
+    x = torch.randn(2, 300)
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), model(x))
+    assert FrugalTasNet(**{k: v for k, v in causal_args.items() if k != "causal"}).causal is False
+
+
+def _stream(sep, x, sizes):
+    outs, pos = [], 0
+    for n in sizes:
+        if pos >= x.shape[-1]:
+            break
+        out = sep.process(x[:, pos:pos + n])
+        assert out.shape == (2, x.shape[0], min(n, x.shape[-1] - pos))
+        outs.append(out)
+        pos += n
+    outs.append(sep.flush())
+    return torch.cat(outs, dim=-1)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_random_block_sequences_equal_the_offline_model(causal_args, seed):
+    """Blocks of random sizes (1 sample, sizes that do not divide the segment, larger than
+    many segments, changing every call): the stream is the offline output, delayed."""
+    model = causal_model(causal_args, seed=seed)
+    rng = np.random.default_rng(seed)
+    x = torch.randn(2, 2417)  # not a multiple of the 20-sample segment
+    with torch.no_grad():
+        ref = model(x)
+    sep = StreamingSeparator(model)
+    lat = sep.latency_samples
+    assert lat == causal_args["kernel_size"]
+    sizes = [1, 1, 7, 19, 20, 21, 1] + list(rng.integers(1, 90, size=400))
+    out = _stream(sep, x, sizes)
+    assert out.shape == (2, 2, x.shape[-1] + lat)
+    assert out[..., :lat].abs().max() == 0
+    assert rel_err(out[..., lat:], ref) < 1e-5
+
+
+def test_one_sample_blocks_and_long_blocks_with_onednn(causal_args):
+    model = causal_model(causal_args)
+    x = torch.randn(2, 333)
+    with torch.no_grad():
+        ref = model(x)
+    lat = causal_args["kernel_size"]
+    ones = _stream(StreamingSeparator(model), x, [1] * 333)
+    assert rel_err(ones[..., lat:], ref) < 1e-5
+    # blocks of many segments go through oneDNN's LSTM (mkldnn_min_frames): same numbers
+    long = _stream(StreamingSeparator(model, mkldnn_min_frames=2), x, [150, 3, 180])
+    assert rel_err(long[..., lat:], ref) < 1e-5
+
+
+def test_reset_leaks_no_state(causal_args):
+    model = causal_model(causal_args)
+    sep = StreamingSeparator(model)
+    x, other = torch.randn(2, 500), torch.randn(2, 777)
+    first = _stream(sep, x, [64] * 10)
+    sep.process(other[:, :391])  # a stream abandoned midway (partial segment, LSTM state)
+    sep.reset()
+    again = _stream(sep, x, [64] * 10)
+    torch.testing.assert_close(again, first, rtol=0, atol=0)
+    # flush() also resets: a second stream after a flushed one starts fresh
+    _stream(sep, other, [100] * 8)
+    torch.testing.assert_close(_stream(sep, x, [64] * 10), first, rtol=0, atol=0)
+
+
+def test_mono_stream_numpy_in_numpy_out(causal_args):
+    model = causal_model(causal_args)
+    x = np.random.default_rng(0).standard_normal((1, 401)).astype(np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x))
+    sep = StreamingSeparator(model)
+    outs = [sep.process(x[:, i:i + 37]) for i in range(0, 401, 37)]
+    assert all(isinstance(o, np.ndarray) and o.shape[:2] == (2, 1) for o in outs)
+    out = np.concatenate(outs + [sep.flush()], axis=-1)
+    assert rel_err(out[..., 20:], ref) < 1e-5
+
+
+def test_bad_blocks_and_models_are_clear_errors(causal_args, tiny_model_args):
+    sep = StreamingSeparator(causal_model(causal_args))
+    with pytest.raises(ValueError, match="at least one sample"):
+        sep.process(torch.zeros(2, 0))
+    with pytest.raises(ValueError, match="channel"):
+        sep.process(torch.zeros(3, 10))
+    with pytest.raises(ValueError, match=r"\(channels, n\)"):
+        sep.process(torch.zeros(10))
+    sep.process(torch.zeros(2, 10))
+    with pytest.raises(ValueError, match="reset"):
+        sep.process(torch.zeros(1, 10))
+    with pytest.raises(FrugalError, match="not a causal model"):
+        StreamingSeparator(FrugalTasNet(**tiny_model_args))
+
+
+def test_int8_stream_stays_close_to_the_float_model(causal_args):
+    """The int8 path (int8 LSTM and linear weights) runs the same stream; dynamic quantisation
+    sets activation ranges per call, so it is close to, not equal to, the float model."""
+    from asteroid_frugal.streaming import quantize_int8
+
+    model = causal_model(causal_args, hidden_size=32, n_filters=64)
+    q = quantize_int8(model)
+    assert type(q.masker.blocks[0]).__module__.startswith("torch.ao.nn.quantized")
+    assert model.masker.blocks[0].weight_hh_l0.dtype == torch.float32  # the given model is untouched
+    x = torch.randn(2, 1200)
+    with torch.no_grad():
+        ref = model(x)
+    sep = StreamingSeparator(model, precision="int8")
+    out = _stream(sep, x, [256] * 5)
+    assert out.shape == (2, 2, 1220)
+    assert 0 < rel_err(out[..., 20:], ref) < 0.1
+
+
+def test_stream_file_aligns_output_and_reports_timing(causal_args):
+    model = causal_model(causal_args)
+    audio = np.random.default_rng(1).standard_normal((2, 1000)).astype(np.float32)
+    res = stream_file(model, audio, 8000, block=64)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(audio))
+    assert res["estimates"].shape == (2, 2, 1000)
+    assert rel_err(res["estimates"], ref) < 1e-5
+    stats = res["stats"]
+    assert stats["blocks"] == 16 and stats["latency_samples"] == 20
+    assert stats["block_ms"] == pytest.approx(8.0)
+    assert 0 < stats["median_ms"] <= stats["p99_ms"] <= stats["max_ms"]
+    assert stats["rtf"] > 0
