@@ -68,49 +68,22 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
     return quantized.eval()
 
 
-class StreamingSeparator:
-    """Block-by-block separation with a causal :class:`~asteroid_frugal.model.FrugalTasNet`.
-
-    Args:
-        model: a causal FrugalTasNet (``model.causal``), in eval mode on any device.
-        mkldnn_min_frames: calls with at least this many complete segments use oneDNN
-            (faster on long blocks); shorter ones use the native kernel (see module doc).
-        precision: ``float32`` (the model as given), ``bfloat16`` (a bf16 copy) or ``int8``
-            (a dynamically quantised copy, CPU: :func:`quantize_int8`).
-
-    Attributes:
-        latency_samples: algorithmic latency in samples (one segment, ``model.kernel_size``).
-        latency_seconds: the same in seconds at ``model.sample_rate``.
+class BlockStreamer:
+    """Blocks of any size in, the same sizes out, delayed by one segment: the buffering of a
+    stream around a step that separates whole segments (``_separate_frames``), shared by
+    :class:`StreamingSeparator` and the drivers of exported models (``asteroid_frugal.export``).
     """
 
-    def __init__(self, model: torch.nn.Module, mkldnn_min_frames: int = 16, precision: str = "float32"):
-        check_causal(model, getattr(model, "frugal_path", type(model).__name__))
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-        self.precision = precision
-        if precision == "int8":
-            model = quantize_int8(model)
-        elif precision == "bfloat16":
-            import copy
-
-            model = copy.deepcopy(model).to(torch.bfloat16)
-        self.model = model.eval()
-        self.segment = int(model.kernel_size)
-        self.n_src, self.n_channels = int(model.n_src), int(model.n_channels)
-        self.sample_rate = float(model.sample_rate)
+    def __init__(self, n_src: int, n_channels: int, segment: int, sample_rate: float):
+        self.n_src, self.n_channels, self.segment = int(n_src), int(n_channels), int(segment)
+        self.sample_rate = float(sample_rate)
         self.latency_samples = self.segment
         self.latency_seconds = self.latency_samples / self.sample_rate
-        self.mkldnn_min_frames = int(mkldnn_min_frames)
-        try:
-            param = next(model.parameters())
-            self.device, self.dtype = param.device, param.dtype
-        except StopIteration:
-            self.device, self.dtype = torch.device("cpu"), torch.float32
+        self._last_numpy = False
         self.reset()
 
     def reset(self) -> None:
         """Forget the stream: LSTM state, buffered input and pending output."""
-        self._state = None
         self._in_chan: Optional[int] = None
         self._pending = torch.zeros(0, 0)  # input samples of the incomplete segment
         self._queue: Optional[torch.Tensor] = None  # computed output not yet returned
@@ -137,13 +110,11 @@ class StreamingSeparator:
         """End of the stream: the last :attr:`latency_samples` of output, then :meth:`reset`.
 
         The incomplete last segment is zero-padded, as the offline model pads the end of
-        a signal. Returns ``(n_src, channels, latency_samples)`` (channels of the stream;
-        mono-model channels before any block).
+        a signal. Returns ``(n_src, channels, latency_samples)`` (the stream's channels;
+        the model's before any block).
         """
-        as_numpy = getattr(self, "_last_numpy", False)
         if self._queue is None:
-            chan = self.n_channels
-            out = torch.zeros(self.n_src, chan, self.latency_samples)
+            out = torch.zeros(self.n_src, self.n_channels, self.latency_samples)
         else:
             n_pending = self._pending.shape[1]
             if n_pending:
@@ -151,9 +122,8 @@ class StreamingSeparator:
                 self._queue = torch.cat([self._queue, self._separate(pad)], dim=-1)
             out = self._queue[..., :self.latency_samples]
         self.reset()
-        return out.numpy() if as_numpy else out
+        return out.numpy() if self._last_numpy else out
 
-    # ------------------------------------------------------------------ internals
     def _check_block(self, block: Array):
         as_numpy = not torch.is_tensor(block)
         x = torch.as_tensor(np.asarray(block) if as_numpy else block).detach()
@@ -174,18 +144,65 @@ class StreamingSeparator:
         return x.to("cpu", torch.float32), as_numpy
 
     def _separate(self, frames: torch.Tensor) -> torch.Tensor:
-        """Complete segments ``(C_in, k * L)`` -> ``(n_src, C_in, k * L)``, carrying the LSTM state."""
+        """Complete segments ``(C_in, k * L)`` -> ``(n_src, C_in, k * L)`` (mono in: duplicated, averaged)."""
+        x = frames if frames.shape[0] == self.n_channels else frames.expand(self.n_channels, -1)
+        est = self._separate_frames(x.contiguous())
+        return est if frames.shape[0] == self.n_channels else est.mean(dim=1, keepdim=True)
+
+    def _separate_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """``(n_channels, k * L)`` -> ``(n_src, n_channels, k * L)`` float32 CPU, carrying the state."""
+        raise NotImplementedError
+
+
+class StreamingSeparator(BlockStreamer):
+    """Block-by-block separation with a causal :class:`~asteroid_frugal.model.FrugalTasNet`.
+
+    Args:
+        model: a causal FrugalTasNet (``model.causal``), in eval mode on any device.
+        mkldnn_min_frames: calls with at least this many complete segments use oneDNN
+            (faster on long blocks); shorter ones use the native kernel (see module doc).
+        precision: ``float32`` (the model as given), ``bfloat16`` (a bf16 copy) or ``int8``
+            (a dynamically quantised copy, CPU: :func:`quantize_int8`).
+
+    Methods ``process(block)``, ``flush()``, ``reset()``: see :class:`BlockStreamer`.
+
+    Attributes:
+        latency_samples: algorithmic latency in samples (one segment, ``model.kernel_size``).
+        latency_seconds: the same in seconds at ``model.sample_rate``.
+    """
+
+    def __init__(self, model: torch.nn.Module, mkldnn_min_frames: int = 16, precision: str = "float32"):
+        check_causal(model, getattr(model, "frugal_path", type(model).__name__))
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self.precision = precision
+        if precision == "int8":
+            model = quantize_int8(model)
+        elif precision == "bfloat16":
+            import copy
+
+            model = copy.deepcopy(model).to(torch.bfloat16)
+        self.model = model.eval()
+        self.mkldnn_min_frames = int(mkldnn_min_frames)
+        try:
+            param = next(model.parameters())
+            self.device, self.dtype = param.device, param.dtype
+        except StopIteration:  # an int8 model keeps its weights in packed parameters
+            self.device, self.dtype = torch.device("cpu"), torch.float32
+        super().__init__(model.n_src, model.n_channels, model.kernel_size, model.sample_rate)
+
+    def reset(self) -> None:
+        super().reset()
+        self._state = None
+
+    def _separate_frames(self, frames: torch.Tensor) -> torch.Tensor:
         model = self.model
         x = frames[None].to(self.device, self.dtype)
-        if x.shape[1] != self.n_channels:  # mono stream into a multichannel model
-            x = x.expand(-1, self.n_channels, -1)
         use_mkldnn = frames.shape[1] // self.segment >= self.mkldnn_min_frames
         with torch.no_grad(), _mkldnn(use_mkldnn):
             tf_rep, norms = model.encoder(x)
             masks, self._state = model.masker.forward_stateful(tf_rep, self._state)
             est = model.decoder(model.apply_masks(tf_rep, masks), norms, x.shape[-1])[0]
-        if frames.shape[0] != self.n_channels:
-            est = est.mean(dim=1, keepdim=True)
         return est.to("cpu", torch.float32)
 
 
@@ -253,3 +270,59 @@ def log_stats(name: str, stats: Dict[str, float]) -> None:
              "%d of %d blocks took longer than their duration", name, stats["block"], stats["block_ms"],
              stats["latency_samples"], stats["latency_ms"], stats["rtf"], stats["median_ms"],
              stats["p99_ms"], stats["max_ms"], stats["late_blocks"], stats["blocks"])
+
+
+def stream_songs(models, songs, out_dir: Path, names: Sequence[str], args, conf) -> int:
+    """``asteroid-frugal-separate --stream``: each song through :func:`stream_file`, as if live.
+
+    One causal target-vs-rest model; stems ``<target>`` and its rest, rescaled by the
+    offline path's least-squares gain (a live host would measure that gain once) and
+    written like the offline path's. Logs latency and real-time factor per song. Returns 0,
+    exits 1 if any file failed (as the offline path does).
+    """
+    import sys
+
+    from .audio import resample
+    from .config import get
+    from .separate import _back_to_input, least_squares_gain, load_song, write_stems
+
+    if len(models) != 1:
+        raise FrugalError("--stream takes one causal model (a live stream runs one target-vs-rest model)")
+    tm = models[0]
+    check_causal(tm.model, tm.path)
+    block = int(args.block if args.block is not None else get(conf, "streaming.block"))
+    precision = args.stream_precision or get(conf, "streaming.precision")
+    if precision not in PRECISIONS:
+        raise FrugalError(f"streaming precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    failed, done, skipped = [], 0, 0
+    for index, (path, rel) in enumerate(songs, 1):
+        song_dir = out_dir / rel
+        desc = f"[{index}/{len(songs)}] {path}"
+        try:
+            existing = [song_dir / f"{n}.{args.format}" for n in names if (song_dir / f"{n}.{args.format}").exists()]
+            if existing and not args.overwrite:
+                log.info("%s: %s exists, skipped (use --overwrite)", desc, existing[0])
+                skipped += 1
+                continue
+            audio, sr = load_song(path)
+            model_sr = int(round(float(tm.model.sample_rate)))
+            res = stream_file(tm.model, resample(audio, sr, model_sr), model_sr, block, precision, progress=desc)
+            log_stats(desc, res["stats"])
+            est = res["estimates"]
+            target, rest = (_back_to_input(est[i], model_sr, sr, audio.shape[-1]) for i in range(2))
+            gain = least_squares_gain(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)), target, rest)
+            write_stems({names[0]: (target * gain).numpy(), names[1]: (rest * gain).numpy()},
+                        song_dir, sr, args.format, args.subtype)
+            done += 1
+        except FrugalError as err:
+            print(f"error: {err}", file=sys.stderr)
+            failed.append(path)
+        except (RuntimeError, ValueError, OSError, MemoryError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            print(f"error: {path}: {first[:300]}", file=sys.stderr)
+            failed.append(path)
+    log.info("streamed %d file(s) into %s, %d skipped (outputs exist), %d failed", done, out_dir, skipped, len(failed))
+    if failed:
+        print(f"error: {len(failed)} of {len(songs)} file(s) failed: {', '.join(map(str, failed))}", file=sys.stderr)
+        sys.exit(1)
+    return 0

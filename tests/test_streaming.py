@@ -126,21 +126,6 @@ def test_mono_stream_numpy_in_numpy_out(causal_args):
     assert rel_err(out[..., 20:], ref) < 1e-5
 
 
-def test_bad_blocks_and_models_are_clear_errors(causal_args, tiny_model_args):
-    sep = StreamingSeparator(causal_model(causal_args))
-    with pytest.raises(ValueError, match="at least one sample"):
-        sep.process(torch.zeros(2, 0))
-    with pytest.raises(ValueError, match="channel"):
-        sep.process(torch.zeros(3, 10))
-    with pytest.raises(ValueError, match=r"\(channels, n\)"):
-        sep.process(torch.zeros(10))
-    sep.process(torch.zeros(2, 10))
-    with pytest.raises(ValueError, match="reset"):
-        sep.process(torch.zeros(1, 10))
-    with pytest.raises(FrugalError, match="not a causal model"):
-        StreamingSeparator(FrugalTasNet(**tiny_model_args))
-
-
 def test_int8_stream_stays_close_to_the_float_model(causal_args):
     """The int8 path (int8 LSTM and linear weights) runs the same stream; dynamic quantisation
     sets activation ranges per call, so it is close to, not equal to, the float model."""
@@ -172,3 +157,34 @@ def test_stream_file_aligns_output_and_reports_timing(causal_args):
     assert stats["block_ms"] == pytest.approx(8.0)
     assert 0 < stats["median_ms"] <= stats["p99_ms"] <= stats["max_ms"]
     assert stats["rtf"] > 0
+
+
+def test_separate_cli_stream_writes_the_offline_stems_and_logs_latency(tmp_path, causal_args, caplog):
+    """``asteroid-frugal-separate --stream --block 256`` on a real file: the same stems as the
+    offline path (a short song is one offline pass), exact length, latency and RTF logged."""
+    import logging
+
+    import soundfile as sf
+    import yaml
+
+    from asteroid_frugal.separate import main
+
+    torch.manual_seed(0)
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    torch.save(FrugalTasNet(**causal_args).serialize(), exp / "best_model.pth")
+    (exp / "conf.yml").write_text(yaml.safe_dump({"data": {"target": "vocals"}}))
+    rng = np.random.default_rng(0)
+    song = tmp_path / "song.wav"
+    sf.write(song, (0.2 * rng.standard_normal((3001, 2))).astype(np.float32), 8000, subtype="FLOAT")
+    common = [str(song), "--models", str(exp), "--subtype", "FLOAT", "--device", "cpu"]
+    with caplog.at_level(logging.INFO):
+        main(common + ["--out", str(tmp_path / "live"), "--stream", "--block", "256"])
+    assert "algorithmic latency 20 samples (2.5 ms)" in caplog.text
+    assert "real-time factor" in caplog.text
+    main(common + ["--out", str(tmp_path / "offline")])
+    for stem in ("vocals", "accompaniment"):
+        live, sr = sf.read(tmp_path / "live" / "song" / f"{stem}.wav", dtype="float32")
+        offline, _ = sf.read(tmp_path / "offline" / "song" / f"{stem}.wav", dtype="float32")
+        assert sr == 8000 and live.shape == offline.shape == (3001, 2)
+        assert np.linalg.norm(live - offline) <= 1e-5 * np.linalg.norm(offline)
