@@ -1,7 +1,4 @@
 """Fault cases: bad values and wrong models give one-line errors, never tracebacks or partial files."""
-import subprocess
-import sys
-
 import pytest
 import torch
 import yaml
@@ -39,29 +36,36 @@ def test_streaming_a_bidirectional_model_is_a_clear_error(tiny_model_args):
         StreamingSeparator(FrugalTasNet(**tiny_model_args))
 
 
-def _cli(*args, cwd=REPO):
-    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+def _cli(main, argv, capsys):
+    """Run a CLI ``main`` as its console script does (``run_cli``); returns (exit code, stderr)."""
+    from asteroid_frugal.utils import run_cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lambda: main(argv))
+    return exit_info.value.code, capsys.readouterr().err
 
 
-def test_cli_stream_and_export_refuse_a_bidirectional_model(tmp_path, tiny_model_args):
+def test_cli_stream_and_export_refuse_a_bidirectional_model(tmp_path, tiny_model_args, capsys):
     import numpy as np
     import soundfile as sf
+
+    from asteroid_frugal import export, separate
 
     exp = tmp_path / "exp"
     exp.mkdir()
     torch.save(FrugalTasNet(**tiny_model_args).serialize(), exp / "best_model.pth")
     (exp / "conf.yml").write_text(yaml.safe_dump({"data": {"target": "vocals"}}))
     sf.write(tmp_path / "a.wav", np.full((800, 2), 0.1, np.float32), 8000)
-    out = _cli("-m", "asteroid_frugal.separate", str(tmp_path / "a.wav"), "--models", str(exp),
-               "--out", str(tmp_path / "stems"), "--stream")
-    assert out.returncode == 2 and "not a causal model" in out.stderr and "Traceback" not in out.stderr
-    out = _cli("-m", "asteroid_frugal.export", "--model", str(exp), "--format", "onnx", "--streaming",
-               "--out", str(tmp_path / "x.onnx"))
-    assert out.returncode == 2 and "not a causal model" in out.stderr and "Traceback" not in out.stderr
+    code, err = _cli(separate.main, [str(tmp_path / "a.wav"), "--models", str(exp), "--out",
+                                     str(tmp_path / "stems"), "--stream", "--device", "cpu"], capsys)
+    assert code == 2 and "not a causal model" in err and "Traceback" not in err
+    code, err = _cli(export.main, ["--model", str(exp), "--format", "onnx", "--streaming",
+                                   "--out", str(tmp_path / "x.onnx")], capsys)
+    assert code == 2 and "not a causal model" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x.onnx").exists() and not (tmp_path / "stems").exists()
-    out = _cli("-m", "asteroid_frugal.export", "--model", str(tmp_path / "missing"), "--format", "onnx",
-               "--out", str(tmp_path / "x.onnx"))
-    assert out.returncode == 2 and "missing: model file not found" in out.stderr
+    code, err = _cli(export.main, ["--model", str(tmp_path / "missing"), "--format", "onnx",
+                                   "--out", str(tmp_path / "x.onnx")], capsys)
+    assert code == 2 and "missing: model file not found" in err
 
 
 def test_inconsistent_causal_config_is_a_one_line_error():
