@@ -188,3 +188,51 @@ def test_separate_cli_stream_writes_the_offline_stems_and_logs_latency(tmp_path,
         offline, _ = sf.read(tmp_path / "offline" / "song" / f"{stem}.wav", dtype="float32")
         assert sr == 8000 and live.shape == offline.shape == (3001, 2)
         assert np.linalg.norm(live - offline) <= 1e-5 * np.linalg.norm(offline)
+
+
+def _fake_run(root, name, causal, sisnri, sdr, train="a,b\n1,2\n"):
+    """An experiment folder with the files stages 2-4 write (only the parts docs/make_realtime.py reads)."""
+    import json
+
+    import pandas as pd
+    import yaml
+
+    from asteroid_frugal.config import load_config
+
+    exp = root / name
+    (exp / "results").mkdir(parents=True)
+    (exp / "data").mkdir()
+    over = ["masker.causal=true", "masker.bidirectional=false"] if causal else []
+    conf = load_config(overlays=["egs/demo/conf.yml"], overrides=over)
+    (exp / "conf.yml").write_text(yaml.safe_dump(conf))
+    (exp / "training_done.json").write_text(json.dumps(dict(epochs_done=20, stop_reason="max_epochs",
+                                                            n_parameters=1234)))
+    (exp / "results" / "final_metrics.json").write_text(json.dumps(dict(sdr_vocals=sdr, sdr_accompaniment=sdr + 5)))
+    pd.DataFrame(dict(song=["s1", "s1", "s2"], start=[0, 10, 0], si_snr_vocals=sisnri,
+                      input_si_snr_vocals=[0.0, 1.0, -1.0])).to_csv(exp / "results" / "si_snr.csv", index=False)
+    (exp / "data" / "train.csv").write_text(train)
+    (exp / "data" / "test.csv").write_text("song\ns1\ns2\n")
+    return exp
+
+
+def test_realtime_comparison_page_from_the_runs_files(tmp_path, monkeypatch):
+    import sys
+
+    from conftest import REPO
+
+    monkeypatch.chdir(REPO)
+    sys.path.insert(0, str(REPO / "docs"))
+    from make_realtime import make
+
+    ref = _fake_run(tmp_path, "blstm", False, [5.0, 7.0, 4.0], 4.5)
+    causal = _fake_run(tmp_path, "causal", True, [4.0, 5.5, 3.0], 3.25)
+    text = make([ref, causal], tmp_path / "realtime.md")
+    assert (tmp_path / "realtime.md").read_text() == text
+    rows = [ln for ln in text.splitlines() if ln.startswith("| `")]
+    assert "BLSTM" in rows[0] and "offline" in rows[0] and "5.33 +- 0.33 (n=3)" in rows[0]
+    # SI-SNRi (minus the input's 0, 1, -1): reference 5, 6, 5; causal 4, 4.5, 4; paired -1, -1.5, -1
+    assert "LSTM, causal" in rows[1] and "5.0 ms" in rows[1] and "-1.17 +- 0.17" in rows[1]
+    assert "| 3.25 | 8.25 |" in rows[1]
+    other = _fake_run(tmp_path, "other", True, [1.0, 1.0, 1.0], 1.0, train="a,b\n3,4\n")
+    with pytest.raises(FrugalError, match="same data"):
+        make([ref, other], tmp_path / "x.md")
