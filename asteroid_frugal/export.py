@@ -3,6 +3,7 @@
     python -m asteroid_frugal.export --model exp/vocals --format onnx --out vocals.onnx
     python -m asteroid_frugal.export --model exp/vocals_causal --format onnx --streaming --out step.onnx
     python -m asteroid_frugal.export --model exp/vocals_causal --format torchscript --streaming --out step.pt
+    python -m asteroid_frugal.export --model exp/vocals_causal --format onnx --streaming --int8 --out step8.onnx
 
 Offline graph: input ``mixture`` ``(batch, channels, time)`` float32, any batch and time;
 output ``estimates`` ``(batch, n_src, channels, time)`` (target, rest), as ``model(mixture)``.
@@ -18,7 +19,11 @@ and :class:`TorchScriptStreamingSeparator` are such drivers (the same buffering 
 ONNX uses torch's TorchScript-based exporter (``dynamo=False``): the dynamo exporter, the
 default of torch 2.11, needs the ``onnxscript`` package, and the TorchScript-based one
 exports ``nn.LSTM`` with explicit initial states to ONNX's own ``LSTM`` operator.
-Both formats are checked against PyTorch when written (max deviation printed).
+Both formats are checked against PyTorch when written (max deviation printed; a file that
+deviates by more than 1e-4 of the output's peak is removed). ``--int8`` (ONNX only) adds
+onnxruntime's dynamic quantisation (int8 LSTM and matrix weights): the fastest streaming path
+measured here (``benchmarks/bench_streaming.py``), not equal to PyTorch, so its deviation is
+only reported: measure its quality before shipping it.
 """
 import argparse
 import logging
@@ -107,10 +112,15 @@ def example_inputs(model, streaming: bool, seconds: float = 0.5, seed: int = 0):
     return (torch.randn(2, C, int(seconds * model.sample_rate) + 7, generator=gen),)
 
 
-def export(model, fmt: str, out, streaming: bool = False) -> Path:
-    """Write ``model`` as ``fmt`` (onnx | torchscript) to ``out`` (atomically); returns the path."""
+def export(model, fmt: str, out, streaming: bool = False, int8: bool = False) -> Path:
+    """Write ``model`` as ``fmt`` (onnx | torchscript) to ``out`` (atomically); returns the path.
+
+    ``int8`` (ONNX only): onnxruntime's dynamic quantisation of the written graph.
+    """
     if fmt not in FORMATS:
         raise FrugalError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")
+    if int8 and fmt != "onnx":
+        raise FrugalError("--int8 is for --format onnx (onnxruntime's quantisation)")
     model = model.cpu().float().eval()
     graph = StreamingStep(model) if streaming else OfflineGraph(model)
     graph.eval()
@@ -132,6 +142,15 @@ def export(model, fmt: str, out, streaming: bool = False) -> Path:
                 warnings.simplefilter("ignore")  # tracer and LSTM-batch-size notices
                 torch.onnx.export(graph, inputs, str(tmp), input_names=names_in, output_names=names_out,
                                   dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+            if int8:
+                import tempfile
+
+                from onnxruntime.quantization import QuantType, quantize_dynamic
+
+                with tempfile.TemporaryDirectory(dir=out.parent) as scratch:
+                    float_graph = Path(scratch) / "float.onnx"
+                    tmp.replace(float_graph)
+                    quantize_dynamic(str(float_graph), str(tmp), weight_type=QuantType.QInt8)
     return out
 
 
@@ -221,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="file to write (.onnx, .pt)")
     parser.add_argument("--streaming", action="store_true",
                         help="export the streaming step (causal models): LSTM states as inputs/outputs")
+    parser.add_argument("--int8", action="store_true",
+                        help="ONNX: int8 weights (onnxruntime dynamic quantisation; faster, not equal to PyTorch)")
     return parser
 
 
@@ -231,10 +252,10 @@ def main(argv: Optional[Sequence[str]] = None) -> Path:
     model = load_model(args.model)
     if args.streaming:
         check_causal(model, model.frugal_path)
-    out = export(model, args.format, args.out, args.streaming)
+    out = export(model, args.format, args.out, args.streaming, args.int8)
     dev = max_deviation(model, out, args.format, args.streaming)
-    kind = "streaming step" if args.streaming else "offline model"
-    if not dev < 1e-4:
+    kind = ("int8 " if args.int8 else "") + ("streaming step" if args.streaming else "offline model")
+    if not dev < 1e-4 and not args.int8:
         out.unlink()
         raise FrugalError(f"{out}: the exported {kind} deviates from PyTorch by {dev:.2e} "
                           f"(relative to the peak, limit 1e-4): file removed")

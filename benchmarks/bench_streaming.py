@@ -18,9 +18,10 @@ the 99th percentile below the block duration (5.8 ms).
 Variants, measured side by side in one run, the shipped one first:
 ``float32`` (shipped: oneDNN off for calls of < 16 segments), ``float32-onednn`` (oneDNN for
 every call: PyTorch's default), ``bfloat16`` and ``int8`` weights (``StreamingSeparator``'s
-``precision``), ``onnxruntime`` (the exported streaming step, ``asteroid_frugal.export``,
-one onnxruntime thread). ``--sizes`` adds smaller models (LSTM width and filters ``N``, 4
-layers) in float32 and int8 at the first block size. Random weights (speed does not depend
+``precision``), ``onnxruntime`` and ``onnxruntime-int8`` (the exported streaming step,
+``asteroid_frugal.export``, float or ``--int8``, one onnxruntime thread). ``--sizes`` adds
+smaller models (LSTM width and filters ``N``, 4 layers) in float32, int8 and
+onnxruntime-int8 at the first block size. Random weights (speed does not depend
 on them). The first ``--warmup`` blocks are not counted.
 """
 import argparse
@@ -35,7 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-VARIANTS = ("float32", "float32-onednn", "bfloat16", "int8", "onnxruntime")
+VARIANTS = ("float32", "float32-onednn", "bfloat16", "int8", "onnxruntime", "onnxruntime-int8")
 
 
 def causal_model(size: int):
@@ -52,10 +53,12 @@ def make_streamer(model, variant: str, tmpdir: str):
 
     if variant == "float32-onednn":
         return StreamingSeparator(model, mkldnn_min_frames=1)
-    if variant == "onnxruntime":
+    if variant.startswith("onnxruntime"):
         from asteroid_frugal.export import OnnxStreamingSeparator, export
 
-        path = export(model, "onnx", Path(tmpdir) / f"step{model.n_filters}.onnx", streaming=True)
+        int8 = variant.endswith("int8")
+        path = export(model, "onnx", Path(tmpdir) / f"step{model.n_filters}{'-int8' if int8 else ''}.onnx",
+                      streaming=True, int8=int8)
         return OnnxStreamingSeparator.for_model(path, model)
     return StreamingSeparator(model, precision=variant)
 
@@ -141,7 +144,7 @@ def main(argv=None):
                 print(_row(r), flush=True)
         for size in args.sizes:
             model = causal_model(size)
-            for variant in ("float32", "int8"):
+            for variant in ("float32", "int8", "onnxruntime-int8"):
                 r = dict(size=size, variant=variant,
                          **measure(make_streamer(model, variant, tmp), song, args.blocks[0], args.warmup))
                 rows.append(r)

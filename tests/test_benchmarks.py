@@ -45,7 +45,7 @@ def test_streaming_benchmark_table():
     assert [(r[1].strip(), r[2].strip(), r[3].split()[0]) for r in rows] == [
         ("N=32", "float32", "256"), ("N=32", "float32", "1024"), ("N=32", "int8", "256"), ("N=32", "int8", "1024"),
         ("N=32", "onnxruntime", "256"), ("N=32", "onnxruntime", "1024"), ("N=16", "float32", "256"),
-        ("N=16", "int8", "256")]
+        ("N=16", "int8", "256"), ("N=16", "onnxruntime-int8", "256")]
     for r in rows:
         wall, cpu = (float(v) for v in r[4].split("/"))
         assert wall > 0 and cpu > 0

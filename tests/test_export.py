@@ -58,3 +58,27 @@ def test_streaming_export_block_by_block_reproduces_streaming_separator(tmp_path
     got, ref = torch.cat(got + [exported.flush()], -1), torch.cat(ref + [reference.flush()], -1)
     assert got.shape == ref.shape == (2, 2, 3001 + reference.latency_samples)
     assert float((got - ref).abs().max()) <= 1e-4 * float(ref.abs().max())
+
+
+def test_int8_onnx_streaming_export_runs_close_to_the_float_step(tmp_path, tiny_model_args, caplog):
+    """``--int8``: onnxruntime's int8 weights (quantised operators in the graph), the same
+    driver, close to but not equal to PyTorch (so the deviation is logged, not enforced)."""
+    import logging
+
+    import onnx
+
+    model_file = saved_model(tmp_path, {**tiny_model_args, "hidden_size": 32, "n_filters": 64}, causal=True)
+    with caplog.at_level(logging.INFO):
+        out = main(["--model", str(model_file), "--format", "onnx", "--streaming", "--int8",
+                    "--out", str(tmp_path / "s8.onnx")])
+    assert "int8 streaming step" in caplog.text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["causal", "s8.onnx"]  # no scratch files left
+    ops = {n.op_type for n in onnx.load(str(out)).graph.node}
+    assert ops & {"DynamicQuantizeLSTM", "MatMulInteger", "DynamicQuantizeMatMul"}, ops
+    model = load_model(model_file)
+    exported, reference = OnnxStreamingSeparator.for_model(out, model), StreamingSeparator(model)
+    x = torch.randn(2, 2000)
+    got = torch.cat([exported.process(x[:, i:i + 256]) for i in range(0, 2000, 256)] + [exported.flush()], -1)
+    ref = torch.cat([reference.process(x[:, i:i + 256]) for i in range(0, 2000, 256)] + [reference.flush()], -1)
+    err = float((got - ref).norm() / ref.norm())
+    assert 0 < err < 0.2
