@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from asteroid.engine import System
 
-from .config import add_config_args, config_from_args, load_yaml, save_config
+from .config import DEFAULT_CONF, add_config_args, config_from_args, load_yaml, merge, save_config
 from .losses import TargetRestSISNRLoss
 from .model import FrugalTasNet, count_parameters
 from .utils import FrugalError, torch_save_atomic, write_json_atomic
@@ -253,7 +253,9 @@ def _check_same_experiment(conf: Dict[str, Any], exp_dir: Path) -> None:
     saved = exp_dir / "conf.yml"
     if not saved.exists():
         return
-    old, new = _comparable(load_yaml(saved)), _comparable(conf)
+    # keys added to conf.yml after the experiment was saved (e.g. masker.causal) count as their
+    # default, which is what that experiment ran with
+    old, new = _comparable(merge(load_yaml(DEFAULT_CONF), load_yaml(saved), strict=False)), _comparable(conf)
     if old != new:
         diff = sorted(f"{s}.{k}" for s in set(old) | set(new)
                       for k in set(old.get(s, {}) or {}) | set(new.get(s, {}) or {})

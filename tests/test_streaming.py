@@ -236,3 +236,46 @@ def test_realtime_comparison_page_from_the_runs_files(tmp_path, monkeypatch):
     other = _fake_run(tmp_path, "other", True, [1.0, 1.0, 1.0], 1.0, train="a,b\n3,4\n")
     with pytest.raises(FrugalError, match="same data"):
         make([ref, other], tmp_path / "x.md")
+
+
+def test_causal_model_trains_through_stage_3_and_streams_its_export(tmp_path):
+    """``egs/realtime`` overlay through the training stage: the loss falls, ``best_model.pth``
+    loads as a causal model (as stage 4 and the CLIs load it) and streams its offline output."""
+    import pandas as pd
+
+    from asteroid_frugal.config import load_config
+    from asteroid_frugal.inference import load_model
+    from asteroid_frugal.train import train
+    from conftest import REPO
+    from toy_data import ToyTargetRest
+
+    conf = load_config(overlays=[REPO / "egs/realtime/conf.yml"], overrides=[
+        "filterbank.n_filters=16", "filterbank.kernel_size=20", "masker.hidden_size=16", "masker.n_layers=2",
+        "data.sample_rate=8000", "training.batch_size=4", "training.num_workers=0", "training.epochs=4",
+        "optim.lr=0.01"])
+    exp = tmp_path / "vocals_causal"
+    train(conf, exp, ToyTargetRest(8, seed=0), ToyTargetRest(4, seed=1))
+    losses = pd.read_csv(exp / "logs" / "csv" / "metrics.csv")["loss_epoch"].dropna().to_numpy()
+    assert losses[-1] < losses[0]
+    model = load_model(exp)
+    assert model.causal and not model.masker.bidirectional
+    x = ToyTargetRest(1, seed=7)[0][0]
+    with torch.no_grad():
+        ref = model(x)
+    out = _stream(StreamingSeparator(model), x, [160] * (x.shape[-1] // 160 + 1))
+    assert rel_err(out[..., 20:], ref) < 1e-5
+
+
+def test_experiments_saved_before_the_causal_key_still_resume(tmp_path):
+    """A conf.yml written before ``masker.causal`` existed is the same (non-causal) experiment."""
+    from asteroid_frugal.config import load_config, save_config
+    from asteroid_frugal.train import _check_same_experiment
+    from conftest import REPO
+
+    conf = load_config()
+    old = load_config()
+    del old["masker"]["causal"]
+    save_config(old, tmp_path / "conf.yml")
+    _check_same_experiment(conf, tmp_path)
+    with pytest.raises(FrugalError, match="masker.causal"):
+        _check_same_experiment(load_config(overlays=[REPO / "egs/realtime/conf.yml"]), tmp_path)
