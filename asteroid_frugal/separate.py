@@ -257,8 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "logs latency and real-time factor")
     parser.add_argument("--block", type=int, default=None,
                         help="--stream block size in samples (default: conf.yml streaming.block)")
-    parser.add_argument("--stream_precision", default=None, choices=("float32", "bfloat16", "int8"),
-                        help="--stream weights (default: conf.yml streaming.precision)")
+    parser.add_argument("--stream_precision", default=None,
+                        help="--stream weights: float32, bfloat16 or int8 (default: conf.yml streaming.precision)")
     add_config_args(parser)
     return parser
 

@@ -18,8 +18,10 @@ costs more than the step itself; :class:`StreamingSeparator` therefore runs call
 than ``mkldnn_min_frames`` segments with ``torch.backends.mkldnn`` disabled (same numbers,
 PyTorch's native LSTM kernel). One step reads every LSTM weight once (32 MB in fp32 for
 the paper model), so it is memory-bound: ``precision="int8"`` (dynamically quantised LSTM
-and linear layers, 4x fewer bytes) is the fast path; ``bfloat16`` is available too.
-``benchmarks/bench_streaming.py`` measures them.
+and linear layers, 4x fewer bytes) is the fast PyTorch path; ``bfloat16`` is available too.
+The fastest path measured is onnxruntime on the int8 export (``asteroid_frugal.export
+--streaming --int8``, driven by ``OnnxStreamingSeparator`` with this class's buffering);
+``benchmarks/bench_streaming.py`` measures them all.
 
 ``stream_file`` runs a file through this path as if it were live (the CLI's ``--stream``).
 """
