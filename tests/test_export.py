@@ -10,8 +10,6 @@ from asteroid_frugal.model import FrugalTasNet
 from asteroid_frugal.streaming import StreamingSeparator
 from asteroid_frugal.utils import torch_save_atomic
 
-pytest.importorskip("onnxruntime")
-
 
 def saved_model(tmp_path, args, causal, seed=0):
     torch.manual_seed(seed)
