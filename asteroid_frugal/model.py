@@ -12,11 +12,17 @@ softmax over time, mono only). Here:
   ``skip_every`` layers, one mask per source normalised over sources;
 * a linear decoder back to stereo segments, overlap-added when ``stride < kernel_size``.
 
+``causal=True`` (conf.yml ``masker.causal``) is the real-time variant: a unidirectional
+LSTM, non-overlapping segments (``stride == kernel_size``) and only per-segment
+normalisation, so output segment ``k`` depends on input segments ``0..k`` alone and the
+algorithmic latency is one segment (220 samples = 5 ms at 44.1 kHz). Such a model runs
+block by block with :class:`asteroid_frugal.streaming.StreamingSeparator`.
+
 Input shapes: ``(time,)`` mono example, ``(channels, time)`` one example,
 ``(batch, channels, time)``. Output: ``(n_src, time)``, ``(n_src, channels, time)``,
 ``(batch, n_src, channels, time)``.
 """
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -112,16 +118,32 @@ class TasNetLSTMMasker(nn.Module):
 
     def forward(self, tf_rep: torch.Tensor) -> torch.Tensor:
         """``(B, N, K)`` -> masks ``(B, n_src, N, K)``."""
+        return self.forward_stateful(tf_rep)[0]
+
+    def forward_stateful(self, tf_rep: torch.Tensor, state: Optional[Tuple[torch.Tensor, torch.Tensor]] = None):
+        """Masks for ``(B, N, K)`` frames that continue a sequence: ``(masks, (h, c))``.
+
+        ``state`` is the ``(h, c)`` returned by the previous call (``None``: start of a
+        sequence), each ``(n_layers, B, hidden_size)``, layers in order. Running a
+        sequence in pieces with the state carried over gives the masks of one call on
+        the whole sequence; only a unidirectional LSTM has such a state.
+        """
+        if state is not None and self.bidirectional:
+            raise ValueError("a bidirectional LSTM cannot continue a sequence from a state")
         batch, n_feat, n_frames = tf_rep.shape
         x = self.norm(tf_rep.transpose(1, 2))
+        h_out, c_out = [], []
+        k = self.skip_every
         for b, block in enumerate(self.blocks):
-            y, _ = block(x)
+            block_state = None if state is None else (state[0][b * k:(b + 1) * k], state[1][b * k:(b + 1) * k])
+            y, (h, c) = block(x, block_state)
+            h_out.append(h)
+            c_out.append(c)
             x = y + x if b > 0 else y
         masks = self.mask_net(x).view(batch, n_frames, self.n_src, n_feat)
         masks = masks.permute(0, 2, 3, 1)
-        if self.mask_act == "softmax":
-            return torch.softmax(masks, dim=1)
-        return torch.sigmoid(masks)
+        masks = torch.softmax(masks, dim=1) if self.mask_act == "softmax" else torch.sigmoid(masks)
+        return masks, (torch.cat(h_out), torch.cat(c_out))
 
     def get_config(self):
         return dict(hidden_size=self.hidden_size, n_layers=self.n_layers,
@@ -153,6 +175,7 @@ class FrugalTasNet(BaseEncoderMaskerDecoder):
         stride: hop between segments (default L, as the original; L // 2 overlaps).
         n_channels: audio channels modelled jointly (2 for stereo music).
         hidden_size, n_layers, bidirectional, skip_every, dropout, mask_act: separator.
+        causal: real-time variant (needs ``bidirectional=False`` and ``stride == kernel_size``).
         sample_rate: sampling rate the model was trained at.
         eps: guard of the segment normalisation.
     """
@@ -160,11 +183,16 @@ class FrugalTasNet(BaseEncoderMaskerDecoder):
     def __init__(self, n_src: int = 2, n_filters: int = 500, kernel_size: int = 220,
                  stride: Optional[int] = None, n_channels: int = 2, hidden_size: int = 500,
                  n_layers: int = 4, bidirectional: bool = True, skip_every: int = 2,
-                 dropout: float = 0.0, mask_act: str = "softmax", sample_rate: float = 44100.0,
-                 eps: float = 1e-8):
+                 dropout: float = 0.0, mask_act: str = "softmax", causal: bool = False,
+                 sample_rate: float = 44100.0, eps: float = 1e-8):
         stride = int(stride or kernel_size)
         if not 0 < stride <= kernel_size:
             raise ValueError(f"stride must be in (0, kernel_size], got {stride}")
+        if causal and bidirectional:
+            raise ValueError("causal=True needs a unidirectional LSTM (masker.bidirectional: false)")
+        if causal and stride != kernel_size:
+            raise ValueError(f"causal=True needs non-overlapping segments (stride == kernel_size "
+                             f"= {kernel_size}, filterbank.stride: null), got stride {stride}")
         encoder = GatedSegmentEncoder(n_filters, kernel_size, stride, n_channels, eps)
         masker = TasNetLSTMMasker(n_filters, n_src, hidden_size, n_layers, bidirectional,
                                   skip_every, dropout, mask_act)
@@ -173,7 +201,7 @@ class FrugalTasNet(BaseEncoderMaskerDecoder):
         super().__init__(encoder, masker, decoder)
         self.in_channels = n_channels
         self.n_src, self.n_filters, self.kernel_size, self.stride = n_src, n_filters, kernel_size, stride
-        self.n_channels, self.eps = n_channels, eps
+        self.n_channels, self.eps, self.causal = n_channels, eps, bool(causal)
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         """Separate ``wav``; see the module docstring for shapes."""
@@ -211,7 +239,7 @@ class FrugalTasNet(BaseEncoderMaskerDecoder):
         return dict(n_src=int(self.n_src), n_filters=int(self.n_filters),
                     kernel_size=int(self.kernel_size), stride=int(self.stride),
                     n_channels=int(self.n_channels), sample_rate=float(self.sample_rate),
-                    eps=float(self.eps), **self.masker.get_config())
+                    eps=float(self.eps), causal=bool(self.causal), **self.masker.get_config())
 
     def serialize(self):
         """Like Asteroid's, but with plain types only.

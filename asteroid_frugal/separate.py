@@ -118,6 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch_chunks", type=int, default=None, help="chunks per forward pass (default: conf.yml)")
     parser.add_argument("--precision", default="float32", choices=sorted(PRECISIONS),
                         help="float32 (default) or bfloat16/float16 autocast (faster on recent CPUs/GPUs)")
+    parser.add_argument("--stream", action="store_true",
+                        help="run one causal model block by block as if live (asteroid_frugal/streaming.py); "
+                             "logs latency and real-time factor")
+    parser.add_argument("--block", type=int, default=None,
+                        help="--stream block size in samples (default: conf.yml streaming.block)")
+    parser.add_argument("--stream_precision", default=None,
+                        help="--stream weights: float32, bfloat16 or int8 (default: conf.yml streaming.precision)")
     add_config_args(parser)
     return parser
 
@@ -138,6 +145,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     names = stem_names([m.target for m in models])
     log.info("%d file(s); models: %s; stems: %s; device %s", len(songs),
              ", ".join(f"{m.target}={m.path}" for m in models), ", ".join(names), device)
+    if args.stream:  # the live path lives in asteroid_frugal/streaming.py
+        from .streaming import stream_songs
+
+        return stream_songs(models, songs, out_dir, names, args, conf)
 
     failed, done, skipped = [], 0, 0
     claimed: Dict[Path, Path] = {}

@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from asteroid.engine import System
 
-from .config import add_config_args, config_from_args, load_yaml, save_config
+from .config import DEFAULT_CONF, add_config_args, config_from_args, load_yaml, merge, save_config
 from .data.types import TARGETS, stem_names
 from .losses import TargetRestSISNRLoss
 from .model import FrugalTasNet, count_parameters
@@ -55,11 +55,14 @@ RESUMABLE_KEYS = {"training": {"epochs", "devices", "num_nodes", "strategy", "ac
 def build_model(conf: Dict[str, Any]) -> FrugalTasNet:
     """FrugalTasNet from the ``filterbank``/``masker``/``data`` sections."""
     fb, mk, data = conf["filterbank"], conf["masker"], conf["data"]
-    return FrugalTasNet(
-        n_src=2, n_filters=fb["n_filters"], kernel_size=fb["kernel_size"], stride=fb["stride"],
-        n_channels=data["n_channels"], hidden_size=mk["hidden_size"], n_layers=mk["n_layers"],
-        bidirectional=mk["bidirectional"], skip_every=mk["skip_every"], dropout=mk["dropout"],
-        mask_act=mk["mask_act"], sample_rate=data["sample_rate"])
+    try:
+        return FrugalTasNet(
+            n_src=2, n_filters=fb["n_filters"], kernel_size=fb["kernel_size"], stride=fb["stride"],
+            n_channels=data["n_channels"], hidden_size=mk["hidden_size"], n_layers=mk["n_layers"],
+            bidirectional=mk["bidirectional"], skip_every=mk["skip_every"], dropout=mk["dropout"],
+            mask_act=mk["mask_act"], causal=mk["causal"], sample_rate=data["sample_rate"])
+    except ValueError as err:  # an inconsistent filterbank/masker section
+        raise FrugalError(f"model configuration (filterbank/masker sections): {err}") from None
 
 
 class FrugalSystem(System):
@@ -251,12 +254,13 @@ def _check_same_experiment(conf: Dict[str, Any], exp_dir: Path) -> None:
     saved = exp_dir / "conf.yml"
     if not saved.exists():
         return
-    old, new = _comparable(load_yaml(saved)), _comparable(conf)
-    # Only keys both configs have are compared: overlays and --set cannot add or drop keys
-    # (unknown keys are errors), so a key on one side only comes from a version of conf.yml
-    # that added or removed it, not from a change to this experiment.
-    diff = sorted(f"{s}.{k}" for s in set(old) & set(new)
-                  for k in set(old[s] or {}) & set(new[s] or {}) if old[s][k] != new[s][k])
+    # A key added to conf.yml after the experiment was saved (e.g. masker.causal) counts as its
+    # default, which is what that experiment ran with; a key conf.yml no longer has (e.g.
+    # training.loss) is ignored. Overlays and --set cannot add or drop keys (unknown keys are
+    # errors), so only a changed value is a different experiment.
+    old, new = _comparable(merge(load_yaml(DEFAULT_CONF), load_yaml(saved), strict=False)), _comparable(conf)
+    diff = sorted(f"{s}.{k}" for s, section in new.items() if isinstance(section, dict)
+                  for k, v in section.items() if (old.get(s) or {}).get(k) != v)
     if diff:
         raise FrugalError(f"{exp_dir}: already holds an experiment with a different config "
                           f"({', '.join(diff)}); use another --tag, or --retrain to start over")

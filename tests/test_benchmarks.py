@@ -36,3 +36,19 @@ def test_inference_benchmark_table():
     assert [r.split("|")[2].strip() for r in rows] == ["onepass", "chunked"]
     snr = float(rows[1].split("|")[-2])
     assert snr > 60  # chunked fp32 separation is the one-pass separation
+
+
+def test_streaming_benchmark_table():
+    text = run("benchmarks/bench_streaming.py", "--size", "32", "--seconds", "0.3", "--blocks", "256", "1024",
+               "--sizes", "16", "--warmup", "1", "--variants", "float32", "int8", "onnxruntime")
+    rows = [ln.split("|") for ln in text.splitlines() if ln.startswith("| ") and "N=" in ln]
+    assert [(r[1].strip(), r[2].strip(), r[3].split()[0]) for r in rows] == [
+        ("N=32", "float32", "256"), ("N=32", "float32", "1024"), ("N=32", "int8", "256"), ("N=32", "int8", "1024"),
+        ("N=32", "onnxruntime", "256"), ("N=32", "onnxruntime", "1024"), ("N=16", "float32", "256"),
+        ("N=16", "int8", "256"), ("N=16", "onnxruntime-int8", "256")]
+    for r in rows:
+        wall, cpu = (float(v) for v in r[4].split("/"))
+        assert wall > 0 and cpu > 0
+        median, p99 = (float(v) for v in r[6].split("/"))
+        assert 0 < median <= p99
+    assert rows[0][5].strip() == "1.00x" and rows[0][9].strip() in ("yes / yes", "yes / no", "no / yes", "no / no")

@@ -1,0 +1,268 @@
+"""Export a trained FrugalTasNet for deployment: ONNX or TorchScript, offline or streaming.
+
+    python -m asteroid_frugal.export --model exp/vocals --format onnx --out vocals.onnx
+    python -m asteroid_frugal.export --model exp/vocals_causal --format onnx --streaming --out step.onnx
+    python -m asteroid_frugal.export --model exp/vocals_causal --format torchscript --streaming --out step.pt
+    python -m asteroid_frugal.export --model exp/vocals_causal --format onnx --streaming --int8 --out step8.onnx
+
+Offline graph: input ``mixture`` ``(batch, channels, time)`` float32, any batch and time;
+output ``estimates`` ``(batch, n_src, channels, time)`` (target, rest), as ``model(mixture)``.
+
+Streaming step (causal models only): inputs ``frames`` ``(channels, k * L)`` (``k >= 1``
+complete segments of ``L = kernel_size`` samples), ``h`` and ``c`` ``(n_layers, 1,
+hidden_size)`` (zeros at the start of a stream); outputs ``estimates`` ``(n_src, channels,
+k * L)``, ``h_out``, ``c_out`` (feed them back on the next call). The caller buffers
+incomplete segments and delays the output by one segment, as
+:class:`asteroid_frugal.streaming.StreamingSeparator` does; :class:`OnnxStreamingSeparator`
+and :class:`TorchScriptStreamingSeparator` are such drivers (the same buffering code).
+
+ONNX uses torch's TorchScript-based exporter (``dynamo=False``): the dynamo exporter, the
+default of torch 2.11, needs the ``onnxscript`` package, and the TorchScript-based one
+exports ``nn.LSTM`` with explicit initial states to ONNX's own ``LSTM`` operator.
+Both formats are checked against PyTorch when written (max deviation printed; a file that
+deviates by more than 1e-4 of the output's peak is removed). ``--int8`` (ONNX only) adds
+onnxruntime's dynamic quantisation (int8 LSTM and matrix weights): the fastest streaming path
+measured here (``benchmarks/bench_streaming.py``), not equal to PyTorch, so its deviation is
+only reported: measure its quality before shipping it.
+"""
+import argparse
+import logging
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .streaming import BlockStreamer, check_causal
+from .utils import FrugalError, atomic_path, run_cli
+
+log = logging.getLogger("asteroid_frugal.export")
+
+FORMATS = ("onnx", "torchscript")
+OPSET = 17
+
+
+class OfflineGraph(nn.Module):
+    """``model(mixture)`` for ``(batch, channels, time)`` with every shape computed in the graph.
+
+    The model's own framing works out the padding with Python integers, which a trace
+    would freeze at the example length; here the end is padded with tensor arithmetic
+    (so any length works) and the frames are cut by reshaping (non-overlapping segments).
+    """
+
+    def __init__(self, model):
+        super().__init__()
+        if int(model.stride) != int(model.kernel_size):
+            raise FrugalError(f"export needs non-overlapping segments (stride == kernel_size = "
+                              f"{model.kernel_size}); this model has stride {model.stride}")
+        self.model = model
+        self.L, self.C = int(model.kernel_size), int(model.n_channels)
+
+    def forward(self, mixture: torch.Tensor) -> torch.Tensor:
+        batch, length = mixture.shape[0], mixture.shape[-1]
+        pad = (self.L - length % self.L) % self.L
+        x = F.pad(mixture, [0, pad])
+        return _separate_frames(self.model, x, self.L, self.C)[..., :length]
+
+
+class StreamingStep(nn.Module):
+    """One streaming call: complete segments and LSTM state in, estimates and state out."""
+
+    def __init__(self, model):
+        super().__init__()
+        check_causal(model, getattr(model, "frugal_path", "model"))
+        self.model = model
+        self.L, self.C = int(model.kernel_size), int(model.n_channels)
+
+    def forward(self, frames: torch.Tensor, h: torch.Tensor, c: torch.Tensor):
+        est, (h_out, c_out) = _separate_frames(self.model, frames.unsqueeze(0), self.L, self.C, (h, c))
+        return est[0], h_out, c_out
+
+
+def _separate_frames(model, x: torch.Tensor, L: int, C: int, state=None):
+    """The model on ``(B, C, K*L)`` with framing by reshape (export-friendly, same arithmetic)."""
+    batch = x.shape[0]
+    frames = x.reshape(batch, C, -1, L).permute(0, 2, 1, 3).reshape(batch, -1, C * L)
+    norms = frames.norm(dim=-1, keepdim=True)
+    unit = frames / (norms + model.encoder.eps)
+    feats = F.relu(model.encoder.U(unit)) * torch.sigmoid(model.encoder.V(unit))
+    tf_rep = feats.transpose(1, 2)
+    masks, new_state = model.masker.forward_stateful(tf_rep, state)
+    masked = model.apply_masks(tf_rep, masks)
+    seg = model.decoder.B(masked.transpose(-1, -2)) * norms.unsqueeze(1)  # (B, n_src, K, C*L)
+    n_src = seg.shape[1]
+    est = seg.reshape(batch, n_src, -1, C, L).permute(0, 1, 3, 2, 4).reshape(batch, n_src, C, -1)
+    return est if state is None else (est, new_state)
+
+
+def initial_state(model, dtype=np.float32):
+    """Zero ``(h, c)``, each ``(n_layers, 1, hidden_size)``, for the start of a stream."""
+    shape = (int(model.masker.n_layers), 1, int(model.masker.hidden_size))
+    return np.zeros(shape, dtype), np.zeros(shape, dtype)
+
+
+def example_inputs(model, streaming: bool, seconds: float = 0.5, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    L, C = int(model.kernel_size), int(model.n_channels)
+    if streaming:
+        h, c = (torch.from_numpy(a) for a in initial_state(model))
+        return (torch.randn(C, 3 * L, generator=gen), h + 0.1, c - 0.1)
+    return (torch.randn(2, C, int(seconds * model.sample_rate) + 7, generator=gen),)
+
+
+def export(model, fmt: str, out, streaming: bool = False, int8: bool = False) -> Path:
+    """Write ``model`` as ``fmt`` (onnx | torchscript) to ``out`` (atomically); returns the path.
+
+    ``int8`` (ONNX only): onnxruntime's dynamic quantisation of the written graph.
+    """
+    if fmt not in FORMATS:
+        raise FrugalError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")
+    if int8 and fmt != "onnx":
+        raise FrugalError("--int8 is for --format onnx (onnxruntime's quantisation)")
+    model = model.cpu().float().eval()
+    graph = StreamingStep(model) if streaming else OfflineGraph(model)
+    graph.eval()
+    inputs = example_inputs(model, streaming)
+    out = Path(out)
+    with atomic_path(out) as tmp, torch.no_grad():
+        if fmt == "torchscript":
+            torch.jit.save(torch.jit.trace(graph, inputs, check_trace=False), str(tmp))
+        else:
+            import warnings
+
+            if streaming:
+                names_in, names_out = ["frames", "h", "c"], ["estimates", "h_out", "c_out"]
+                axes = {"frames": {1: "samples"}, "estimates": {2: "samples"}}
+            else:
+                names_in, names_out = ["mixture"], ["estimates"]
+                axes = {"mixture": {0: "batch", 2: "time"}, "estimates": {0: "batch", 3: "time"}}
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # tracer and LSTM-batch-size notices
+                torch.onnx.export(graph, inputs, str(tmp), input_names=names_in, output_names=names_out,
+                                  dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+            if int8:
+                import tempfile
+
+                from onnxruntime.quantization import QuantType, quantize_dynamic
+
+                with tempfile.TemporaryDirectory(dir=out.parent) as scratch:
+                    float_graph = Path(scratch) / "float.onnx"
+                    tmp.replace(float_graph)
+                    quantize_dynamic(str(float_graph), str(tmp), weight_type=QuantType.QInt8)
+    return out
+
+
+def max_deviation(model, path, fmt: str, streaming: bool) -> float:
+    """Largest |exported - PyTorch| relative to the output's peak, on fresh random inputs."""
+    model = model.cpu().float().eval()
+    graph = StreamingStep(model) if streaming else OfflineGraph(model)
+    inputs = example_inputs(model, streaming, seconds=0.37, seed=1)
+    with torch.no_grad():
+        ref = [t.numpy() for t in _as_tuple(graph(*inputs))]
+    got = run_exported(path, fmt, [t.numpy() for t in inputs], streaming)
+    return max(float(np.abs(g - r).max() / max(np.abs(r).max(), 1e-12)) for g, r in zip(got, ref))
+
+
+def _as_tuple(x):
+    return tuple(x) if isinstance(x, (tuple, list)) else (x,)
+
+
+def load_exported(path, fmt: str):
+    """An onnxruntime session (one thread) or a TorchScript module."""
+    if fmt == "onnx":
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise FrugalError("onnxruntime is not installed (pip install onnxruntime)") from None
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return torch.jit.load(str(path)).eval()
+
+
+def run_exported(path_or_runner, fmt: str, arrays, streaming: bool):
+    """Run an exported file (or a runner from :func:`load_exported`) on numpy ``arrays``."""
+    runner = load_exported(path_or_runner, fmt) if isinstance(path_or_runner, (str, Path)) else path_or_runner
+    if fmt == "onnx":
+        names = [i.name for i in runner.get_inputs()]
+        return runner.run(None, dict(zip(names, arrays)))
+    with torch.no_grad():
+        return [t.numpy() for t in _as_tuple(runner(*(torch.from_numpy(a) for a in arrays)))]
+
+
+class _ExportedStreamer(BlockStreamer):
+    """Block-by-block separation with an exported streaming step (see module docstring)."""
+
+    fmt = ""
+
+    def __init__(self, path, n_src: int, n_channels: int, kernel_size: int, n_layers: int,
+                 hidden_size: int, sample_rate: float):
+        self.runner = load_exported(path, self.fmt)
+        self._zero = np.zeros((n_layers, 1, hidden_size), np.float32)
+        super().__init__(n_src, n_channels, kernel_size, sample_rate)
+
+    @classmethod
+    def for_model(cls, path, model):
+        """The driver for ``path``, exported from ``model`` (its shapes)."""
+        return cls(path, int(model.n_src), int(model.n_channels), int(model.kernel_size),
+                   int(model.masker.n_layers), int(model.masker.hidden_size), float(model.sample_rate))
+
+    def reset(self) -> None:
+        super().reset()
+        self._state = (self._zero, self._zero)
+
+    def _separate_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        est, h, c = run_exported(self.runner, self.fmt, [frames.numpy(), *self._state], streaming=True)
+        self._state = (h, c)
+        return torch.from_numpy(np.asarray(est))
+
+
+class OnnxStreamingSeparator(_ExportedStreamer):
+    """:class:`~asteroid_frugal.streaming.StreamingSeparator`'s API on an ONNX streaming step (onnxruntime)."""
+
+    fmt = "onnx"
+
+
+class TorchScriptStreamingSeparator(_ExportedStreamer):
+    """The same on a TorchScript streaming step."""
+
+    fmt = "torchscript"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m asteroid_frugal.export", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, metavar="EXP_OR_FILE",
+                        help="best_model.pth, or an experiment or publish folder holding one")
+    parser.add_argument("--format", required=True, choices=FORMATS)
+    parser.add_argument("--out", required=True, help="file to write (.onnx, .pt)")
+    parser.add_argument("--streaming", action="store_true",
+                        help="export the streaming step (causal models): LSTM states as inputs/outputs")
+    parser.add_argument("--int8", action="store_true",
+                        help="ONNX: int8 weights (onnxruntime dynamic quantisation; faster, not equal to PyTorch)")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> Path:
+    args = build_parser().parse_args(argv)
+    from .inference import load_model
+
+    model = load_model(args.model)
+    if args.streaming:
+        check_causal(model, model.frugal_path)
+    out = export(model, args.format, args.out, args.streaming, args.int8)
+    dev = max_deviation(model, out, args.format, args.streaming)
+    kind = ("int8 " if args.int8 else "") + ("streaming step" if args.streaming else "offline model")
+    if not dev < 1e-4 and not args.int8:
+        out.unlink()
+        raise FrugalError(f"{out}: the exported {kind} deviates from PyTorch by {dev:.2e} "
+                          f"(relative to the peak, limit 1e-4): file removed")
+    log.info("wrote %s (%s, %s, %.1f MB); max deviation from PyTorch on random audio %.1e of the peak",
+             out, args.format, kind, out.stat().st_size / 2 ** 20, dev)
+    return out
+
+
+if __name__ == "__main__":
+    run_cli(main)

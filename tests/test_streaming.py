@@ -1,0 +1,281 @@
+"""Causal FrugalTasNet and StreamingSeparator: block-by-block output equals the offline model."""
+import numpy as np
+import pytest
+import torch
+
+from asteroid_frugal.model import FrugalTasNet
+from asteroid_frugal.streaming import StreamingSeparator, stream_file
+from asteroid_frugal.utils import FrugalError
+
+
+@pytest.fixture
+def causal_args(tiny_model_args):
+    return {**tiny_model_args, "bidirectional": False, "causal": True}
+
+
+def causal_model(causal_args, seed=0, **kw):
+    torch.manual_seed(seed)
+    return FrugalTasNet(**{**causal_args, **kw}).eval()
+
+
+def rel_err(a, b):
+    return float((torch.as_tensor(a) - b).norm() / b.norm())
+
+
+def test_causal_output_does_not_depend_on_the_future(causal_args):
+    model = causal_model(causal_args)
+    x = torch.randn(1, 2, 1000)
+    future = x.clone()
+    future[..., 600:] = torch.randn(1, 2, 400)
+    with torch.no_grad():
+        a, b = model(x), model(future)
+    # samples before the segment holding sample 600 (segments of 20) are unchanged
+    torch.testing.assert_close(a[..., :600], b[..., :600], rtol=0, atol=0)
+    assert not torch.allclose(a[..., 600:], b[..., 600:])
+
+
+@pytest.mark.parametrize("bad,match", [
+    (dict(bidirectional=True), "unidirectional"),
+    (dict(stride=10), "stride"),
+])
+def test_causal_model_rejects_look_ahead(causal_args, bad, match):
+    with pytest.raises(ValueError, match=match):
+        FrugalTasNet(**{**causal_args, **bad})
+
+
+def test_causal_flag_round_trips_through_serialization(causal_args):
+    from asteroid.models import BaseModel
+
+    model = causal_model(causal_args)
+    again = BaseModel.from_pretrained(model.serialize()).eval()
+    assert again.causal is True and again.masker.bidirectional is False
+    x = torch.randn(2, 300)
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), model(x))
+    assert FrugalTasNet(**{k: v for k, v in causal_args.items() if k != "causal"}).causal is False
+
+
+def _stream(sep, x, sizes):
+    outs, pos = [], 0
+    for n in sizes:
+        if pos >= x.shape[-1]:
+            break
+        out = sep.process(x[:, pos:pos + n])
+        assert out.shape == (2, x.shape[0], min(n, x.shape[-1] - pos))
+        outs.append(out)
+        pos += n
+    outs.append(sep.flush())
+    return torch.cat(outs, dim=-1)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_random_block_sequences_equal_the_offline_model(causal_args, seed):
+    """Blocks of random sizes (1 sample, sizes that do not divide the segment, larger than
+    many segments, changing every call): the stream is the offline output, delayed."""
+    model = causal_model(causal_args, seed=seed)
+    rng = np.random.default_rng(seed)
+    x = torch.randn(2, 2417)  # not a multiple of the 20-sample segment
+    with torch.no_grad():
+        ref = model(x)
+    sep = StreamingSeparator(model)
+    lat = sep.latency_samples
+    assert lat == causal_args["kernel_size"]
+    sizes = [1, 1, 7, 19, 20, 21, 1] + list(rng.integers(1, 90, size=400))
+    out = _stream(sep, x, sizes)
+    assert out.shape == (2, 2, x.shape[-1] + lat)
+    assert out[..., :lat].abs().max() == 0
+    assert rel_err(out[..., lat:], ref) < 1e-5
+
+
+def test_one_sample_blocks_and_long_blocks_with_onednn(causal_args):
+    model = causal_model(causal_args)
+    x = torch.randn(2, 333)
+    with torch.no_grad():
+        ref = model(x)
+    lat = causal_args["kernel_size"]
+    ones = _stream(StreamingSeparator(model), x, [1] * 333)
+    assert rel_err(ones[..., lat:], ref) < 1e-5
+    # blocks of many segments go through oneDNN's LSTM (mkldnn_min_frames): same numbers
+    long = _stream(StreamingSeparator(model, mkldnn_min_frames=2), x, [150, 3, 180])
+    assert rel_err(long[..., lat:], ref) < 1e-5
+
+
+def test_reset_leaks_no_state(causal_args):
+    model = causal_model(causal_args)
+    sep = StreamingSeparator(model)
+    x, other = torch.randn(2, 500), torch.randn(2, 777)
+    first = _stream(sep, x, [64] * 10)
+    sep.process(other[:, :391])  # a stream abandoned midway (partial segment, LSTM state)
+    sep.reset()
+    again = _stream(sep, x, [64] * 10)
+    torch.testing.assert_close(again, first, rtol=0, atol=0)
+    # flush() also resets: a second stream after a flushed one starts fresh
+    _stream(sep, other, [100] * 8)
+    torch.testing.assert_close(_stream(sep, x, [64] * 10), first, rtol=0, atol=0)
+
+
+def test_mono_stream_numpy_in_numpy_out(causal_args):
+    model = causal_model(causal_args)
+    x = np.random.default_rng(0).standard_normal((1, 401)).astype(np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x))
+    sep = StreamingSeparator(model)
+    outs = [sep.process(x[:, i:i + 37]) for i in range(0, 401, 37)]
+    assert all(isinstance(o, np.ndarray) and o.shape[:2] == (2, 1) for o in outs)
+    out = np.concatenate(outs + [sep.flush()], axis=-1)
+    assert rel_err(out[..., 20:], ref) < 1e-5
+
+
+def test_int8_stream_stays_close_to_the_float_model(causal_args):
+    """The int8 path (int8 LSTM and linear weights) runs the same stream; dynamic quantisation
+    sets activation ranges per call, so it is close to, not equal to, the float model."""
+    from asteroid_frugal.streaming import quantize_int8
+
+    model = causal_model(causal_args, hidden_size=32, n_filters=64)
+    q = quantize_int8(model)
+    assert type(q.masker.blocks[0]).__module__.startswith("torch.ao.nn.quantized")
+    assert model.masker.blocks[0].weight_hh_l0.dtype == torch.float32  # the given model is untouched
+    x = torch.randn(2, 1200)
+    with torch.no_grad():
+        ref = model(x)
+    sep = StreamingSeparator(model, precision="int8")
+    out = _stream(sep, x, [256] * 5)
+    assert out.shape == (2, 2, 1220)
+    assert 0 < rel_err(out[..., 20:], ref) < 0.1
+
+
+def test_stream_file_aligns_output_and_reports_timing(causal_args):
+    model = causal_model(causal_args)
+    audio = np.random.default_rng(1).standard_normal((2, 1000)).astype(np.float32)
+    res = stream_file(model, audio, 8000, block=64)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(audio))
+    assert res["estimates"].shape == (2, 2, 1000)
+    assert rel_err(res["estimates"], ref) < 1e-5
+    stats = res["stats"]
+    assert stats["blocks"] == 16 and stats["latency_samples"] == 20
+    assert stats["block_ms"] == pytest.approx(8.0)
+    assert 0 < stats["median_ms"] <= stats["p99_ms"] <= stats["max_ms"]
+    assert stats["rtf"] > 0
+
+
+def test_separate_cli_stream_writes_the_offline_stems_and_logs_latency(tmp_path, causal_args, caplog):
+    """``asteroid-frugal-separate --stream --block 256`` on a real file: the same stems as the
+    offline path (a short song is one offline pass), exact length, latency and RTF logged."""
+    import logging
+
+    import soundfile as sf
+    import yaml
+
+    from asteroid_frugal.separate import main
+
+    torch.manual_seed(0)
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    torch.save(FrugalTasNet(**causal_args).serialize(), exp / "best_model.pth")
+    (exp / "conf.yml").write_text(yaml.safe_dump({"data": {"target": "vocals"}}))
+    rng = np.random.default_rng(0)
+    song = tmp_path / "song.wav"
+    sf.write(song, (0.2 * rng.standard_normal((3001, 2))).astype(np.float32), 8000, subtype="FLOAT")
+    common = [str(song), "--models", str(exp), "--subtype", "FLOAT", "--device", "cpu"]
+    with caplog.at_level(logging.INFO):
+        main(common + ["--out", str(tmp_path / "live"), "--stream", "--block", "256"])
+    assert "algorithmic latency 20 samples (2.5 ms)" in caplog.text
+    assert "real-time factor" in caplog.text
+    main(common + ["--out", str(tmp_path / "offline")])
+    for stem in ("vocals", "accompaniment"):
+        live, sr = sf.read(tmp_path / "live" / "song" / f"{stem}.wav", dtype="float32")
+        offline, _ = sf.read(tmp_path / "offline" / "song" / f"{stem}.wav", dtype="float32")
+        assert sr == 8000 and live.shape == offline.shape == (3001, 2)
+        assert np.linalg.norm(live - offline) <= 1e-5 * np.linalg.norm(offline)
+
+
+def _fake_run(root, name, causal, sisnri, sdr, train="a,b\n1,2\n"):
+    """An experiment folder with the files stages 2-4 write (only the parts docs/make_realtime.py reads)."""
+    import json
+
+    import pandas as pd
+    import yaml
+
+    from asteroid_frugal.config import load_config
+
+    exp = root / name
+    (exp / "results").mkdir(parents=True)
+    (exp / "data").mkdir()
+    over = ["masker.causal=true", "masker.bidirectional=false"] if causal else []
+    conf = load_config(overlays=["egs/demo/conf.yml"], overrides=over)
+    (exp / "conf.yml").write_text(yaml.safe_dump(conf))
+    (exp / "training_done.json").write_text(json.dumps(dict(epochs_done=20, stop_reason="max_epochs",
+                                                            n_parameters=1234)))
+    (exp / "results" / "final_metrics.json").write_text(json.dumps(dict(sdr_vocals=sdr, sdr_accompaniment=sdr + 5)))
+    pd.DataFrame(dict(song=["s1", "s1", "s2"], start=[0, 10, 0], si_snr_vocals=sisnri,
+                      input_si_snr_vocals=[0.0, 1.0, -1.0])).to_csv(exp / "results" / "si_snr.csv", index=False)
+    (exp / "data" / "train.csv").write_text(train)
+    (exp / "data" / "test.csv").write_text("song\ns1\ns2\n")
+    return exp
+
+
+def test_realtime_comparison_page_from_the_runs_files(tmp_path, monkeypatch):
+    import sys
+
+    from conftest import REPO
+
+    monkeypatch.chdir(REPO)
+    sys.path.insert(0, str(REPO / "docs"))
+    from make_realtime import make
+
+    ref = _fake_run(tmp_path, "blstm", False, [5.0, 7.0, 4.0], 4.5)
+    causal = _fake_run(tmp_path, "causal", True, [4.0, 5.5, 3.0], 3.25)
+    text = make([ref, causal], tmp_path / "realtime.md")
+    assert (tmp_path / "realtime.md").read_text() == text
+    rows = [ln for ln in text.splitlines() if ln.startswith("| `")]
+    assert "BLSTM" in rows[0] and "offline" in rows[0] and "5.33 +- 0.33 (n=3)" in rows[0]
+    # SI-SNRi (minus the input's 0, 1, -1): reference 5, 6, 5; causal 4, 4.5, 4; paired -1, -1.5, -1
+    assert "LSTM, causal" in rows[1] and "5.0 ms" in rows[1] and "-1.17 +- 0.17" in rows[1]
+    assert "| 3.25 | 8.25 |" in rows[1]
+    other = _fake_run(tmp_path, "other", True, [1.0, 1.0, 1.0], 1.0, train="a,b\n3,4\n")
+    with pytest.raises(FrugalError, match="same data"):
+        make([ref, other], tmp_path / "x.md")
+
+
+def test_causal_model_trains_through_stage_3_and_streams_its_export(tmp_path):
+    """``egs/realtime`` overlay through the training stage: the loss falls, ``best_model.pth``
+    loads as a causal model (as stage 4 and the CLIs load it) and streams its offline output."""
+    import pandas as pd
+
+    from asteroid_frugal.config import load_config
+    from asteroid_frugal.inference import load_model
+    from asteroid_frugal.train import train
+    from conftest import REPO
+    from toy_data import ToyTargetRest
+
+    conf = load_config(overlays=[REPO / "egs/realtime/conf.yml"], overrides=[
+        "filterbank.n_filters=16", "filterbank.kernel_size=20", "masker.hidden_size=16", "masker.n_layers=2",
+        "data.sample_rate=8000", "training.batch_size=4", "training.num_workers=0", "training.epochs=4",
+        "optim.lr=0.01"])
+    exp = tmp_path / "vocals_causal"
+    train(conf, exp, ToyTargetRest(8, seed=0), ToyTargetRest(4, seed=1))
+    losses = pd.read_csv(exp / "logs" / "csv" / "metrics.csv")["loss_epoch"].dropna().to_numpy()
+    assert losses[-1] < losses[0]
+    model = load_model(exp)
+    assert model.causal and not model.masker.bidirectional
+    x = ToyTargetRest(1, seed=7)[0][0]
+    with torch.no_grad():
+        ref = model(x)
+    out = _stream(StreamingSeparator(model), x, [160] * (x.shape[-1] // 160 + 1))
+    assert rel_err(out[..., 20:], ref) < 1e-5
+
+
+def test_experiments_saved_before_the_causal_key_still_resume(tmp_path):
+    """A conf.yml written before ``masker.causal`` existed is the same (non-causal) experiment."""
+    from asteroid_frugal.config import load_config, save_config
+    from asteroid_frugal.train import _check_same_experiment
+    from conftest import REPO
+
+    conf = load_config()
+    old = load_config()
+    del old["masker"]["causal"]
+    save_config(old, tmp_path / "conf.yml")
+    _check_same_experiment(conf, tmp_path)
+    with pytest.raises(FrugalError, match="masker.causal"):
+        _check_same_experiment(load_config(overlays=[REPO / "egs/realtime/conf.yml"]), tmp_path)
