@@ -11,6 +11,7 @@ import math
 from typing import Dict, Iterable, Optional
 
 RISES, FALLS, NOISE, ONE_SEED = "rises", "falls", "within noise", "not resolved (one seed)"
+IDENTICAL = "identical"  # every paired difference exactly zero: both rows score the same estimates
 FLAT = "flat"  # a paper direction: "no real change"
 
 
@@ -30,11 +31,15 @@ def paired_step(before: Dict[int, float], after: Dict[int, float]) -> dict:
     seeds = sorted(set(before) & set(after))
     diffs = [float(after[s]) - float(before[s]) for s in seeds]
     m, sd = mean_std(diffs)
-    return dict(mean=m, se=sd / math.sqrt(len(diffs)) if len(diffs) >= 2 else math.nan, n=len(diffs), seeds=seeds)
+    return dict(mean=m, se=sd / math.sqrt(len(diffs)) if len(diffs) >= 2 else math.nan, n=len(diffs), seeds=seeds,
+                identical=bool(diffs) and all(d == 0 for d in diffs))
 
 
 def direction(step: dict, k: float = 2.0) -> str:
-    """"rises" / "falls" where ``|mean| > k * se``, else "within noise"; one seed cannot tell."""
+    """"rises" / "falls" where ``|mean| > k * se``, else "within noise"; one seed cannot tell; "identical"
+    where every paired difference is exactly zero (not noise: the two rows score the same thing)."""
+    if step.get("identical"):
+        return IDENTICAL
     if step["n"] < 2:
         return ONE_SEED
     if abs(step["mean"]) > k * step["se"]:
@@ -59,6 +64,8 @@ def verdict(measured: str, paper: Optional[str]) -> str:
         return "no paper value"
     if measured in (RISES, FALLS):
         return "agree" if measured == paper else "disagree"
+    if measured == IDENTICAL:
+        return "not comparable (same estimates)" if paper != FLAT else "agree (identical)"
     if measured == NOISE and paper == FLAT:
         return "agree (no change resolved)"
     return "not resolved"

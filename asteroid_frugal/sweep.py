@@ -283,7 +283,8 @@ def steps_markdown(spec, rows) -> List[str]:
     lines = [f"Steps between neighbouring rows, paired by seed (same seed, both rows; {n_seeds} seed(s)): "
              "\"rises\"/\"falls\" only where the mean step exceeds twice its standard error, else "
              "\"within noise\". The paper's direction is that of its printed values, or of its text where the "
-             "experiment states one (paper.directions: flat = no real change).", "",
+             "experiment states one (paper.directions: flat = no real change). \"identical\": every paired "
+             "difference is exactly zero, the two rows score the same estimates.", "",
              "| step | column | mean step ± s.e. | measured | paper step | paper | verdict |",
              "|---|---|---:|---|---:|---|---|"]
     for s in judged:

@@ -46,6 +46,15 @@ def test_only_seeds_present_on_both_sides_are_paired():
         "+1.50 +- 0.50 dB (s.e., 2 paired seeds)"
 
 
+def test_exactly_equal_rows_are_identical_not_noise():
+    st = stats.paired_step({0: 7.1, 1: 6.9}, {0: 7.1, 1: 6.9})
+    assert st["identical"] and stats.direction(st) == stats.IDENTICAL
+    assert stats.verdict(stats.IDENTICAL, "falls") == "not comparable (same estimates)"
+    assert stats.verdict(stats.IDENTICAL, "flat") == "agree (identical)"
+    assert stats.direction(stats.paired_step({0: 7.0}, {0: 7.0})) == stats.IDENTICAL
+    assert not stats.paired_step({0: 1.0, 1: 1.0}, {0: 1.0, 1: 1.5})["identical"]
+
+
 def test_paper_direction_and_verdict():
     assert stats.paper_direction(1.42) == "rises" and stats.paper_direction(-0.08) == "falls"
     assert stats.paper_direction(0.0) == "flat" and stats.paper_direction(None) is None
