@@ -305,7 +305,8 @@ def steps_markdown(spec, rows) -> List[str]:
 def results_markdown(spec: Dict[str, Any], rows: List[Dict], caption: str = "") -> str:
     """The paper's table layout, mean ± std over seeds, measured next to the paper's; then the steps."""
     cols = columns(spec)
-    unit = "SI-SNR (dB, test split)" if spec["metric"] == "si_snr" else "SDR (dB, BSS Eval v4, median over frames and tracks)"
+    unit = ("SI-SNR (dB, test split)" if spec["metric"] == "si_snr" else
+            "SDR (dB, BSS Eval v4, median over frames and tracks)")
     lines = [f"# {spec['title']}", "", f"Metric: {unit}; higher is better. Cells: mean ± standard deviation "
              f"over seeds (training.seed; same data)."
              + (" {1}: each model's own two-source score (vocals against accompaniment); {4}: the three models "
@@ -385,8 +386,8 @@ def plot_results(spec: Dict[str, Any], rows: List[Dict], path: Path) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    p = argparse.ArgumentParser(description="Run every variant of an egs/<experiment> folder for several "
-                                "seeds, then tabulate it (./run.sh --egs passes its options as --conf/--overlay/--set).")
+    p = argparse.ArgumentParser(description="Run every variant of an egs/<experiment> folder for several seeds, "
+                                "then tabulate it (./run.sh --egs passes its options as --conf/--overlay/--set).")
     p.add_argument("--egs", required=True, help="experiment folder, e.g. egs/table2_excerpt_length")
     p.add_argument("--exp_dir", default="exp", help="experiments root (the sweep goes to <exp_dir>/<name>)")
     p.add_argument("--seeds", type=int, default=None, help="seeds per variant (default: experiment.yml's seeds)")

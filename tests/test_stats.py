@@ -90,7 +90,8 @@ def test_steps_table_from_hand_made_rows():
                 varied={"key": "shaping.excerpt_seconds", "label": "len"}, trend_columns=["vocals", "accompaniment"])
 
     def seeds(vocals, accomp):
-        return {k: {"vocals": v, "accompaniment": a, "mean": (v + a) / 2} for k, (v, a) in enumerate(zip(vocals, accomp))}
+        return {k: {"vocals": v, "accompaniment": a, "mean": (v + a) / 2}
+                for k, (v, a) in enumerate(zip(vocals, accomp))}
 
     rows = [_row("a", 5, seeds([1.0, 2.0, 3.0], [4.0, 4.0, 4.0]), {"vocals": 3.0, "accompaniment": 13.5}),
             _row("b", 10, seeds([1.5, 2.7, 3.4], [4.1, 3.8, 4.2]), {"vocals": 5.0, "accompaniment": 12.7}),

@@ -141,7 +141,8 @@ def test_every_run_sh_option_reaches_every_variant(tmp_path):
     overlay.write_text("optim: {lr: 0.0005}\n")
     out = subprocess.run(sweep_cmd(egs, tmp_path, "--seeds", "1", "--stop_stage", "2", "--conf", str(conf),
                                    "--overlay", str(overlay), "--devices", "4", "--num_nodes", "2",
-                                   "--strategy", "ddp", "--precision", "bf16-mixed", "--set", "optim.weight_decay=0.01"),
+                                   "--strategy", "ddp", "--precision", "bf16-mixed",
+                                   "--set", "optim.weight_decay=0.01"),
                          cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     exp = tmp_path / "exp" / "tiny_sweep"
