@@ -5,7 +5,7 @@
 #   ./run.sh                                   # whole recipe on the built-in corpus (demo scale)
 #   ./run.sh --musdb_root /data/musdb18        # MUSDB18 (.stem.mp4) or MUSDB18-HQ (wav), paper scale
 #   ./run.sh --stage 3 --tag vocals            # train (then evaluate, publish) the vocals model
-#   ./run.sh --egs egs/table2_excerpt_length   # a whole experiment of the paper (all variants)
+#   ./run.sh --egs egs/table2_excerpt_length --seeds 3   # a whole experiment of the paper (all variants x seeds)
 #
 # Stages: 0 data preparation, 1 extra data, 2 training-set shaping, 3 training,
 #         4 evaluation (with listenable example stems), 5 publishing.
@@ -29,6 +29,7 @@ midi_dirs=""          # space-separated folders of multitrack MIDI files, render
 data_dir=data         # prepared data
 exp_dir=exp           # experiments
 egs=""                # run every variant of an egs/<experiment> folder, then collect its results
+seeds=""              # with --egs: seeds per variant (default: the experiment.yml's, else 3)
 devices=""            # training devices (Lightning): e.g. 1, 4, auto
 num_nodes=""          # training nodes (DDP)
 strategy=""           # Lightning strategy: auto, ddp, ...
@@ -37,7 +38,7 @@ setup=yes             # create/refresh .venv and system tools before running
 python=.venv/bin/python
 
 __option_names="stage stop_stage tag target targets conf overlay set musdb_root musdb_download
- extra_roots midi_dirs data_dir exp_dir egs devices num_nodes strategy precision setup python"
+ extra_roots midi_dirs data_dir exp_dir egs seeds devices num_nodes strategy precision setup python"
 cmdline="./run.sh $*"
 . utils/parse_options.sh
 
@@ -47,12 +48,6 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 FRUGAL_RU
 if [ -z "$overlay" ] && [ -z "$musdb_root" ] && [ "$musdb_download" != yes ]; then
   overlay=egs/demo/conf.yml
   echo "run.sh: no --musdb_root: built-in corpus with the demo configuration ($overlay)"
-fi
-
-if [ -n "$egs" ]; then  # a whole experiment: every variant, resumable, then its results table
-  exec "$python" local/run_egs.py --egs "$egs" --exp_dir "$exp_dir" --data_dir "$data_dir" \
-    --overlay "$overlay" --musdb_root "$musdb_root" --extra_roots "$extra_roots" --midi_dirs "$midi_dirs" --set "$set" \
-    --stage "$stage" --stop_stage "$stop_stage"
 fi
 
 if [ -z "$target" ] && [ -n "$tag" ]; then
@@ -79,6 +74,12 @@ fi
 [ -n "$strategy" ] && common+=(--set "training.strategy=$strategy")
 [ -n "$precision" ] && common+=(--set "training.precision=$precision")
 for s in $set; do common+=(--set "$s"); done
+
+if [ -n "$egs" ]; then  # a whole experiment: every variant and seed, resumable, then its results table.
+  # The config arguments above (every option of this script) reach each variant's run.sh unchanged.
+  exec "$python" local/run_egs.py --egs "$egs" --exp_dir "$exp_dir" --stage "$stage" --stop_stage "$stop_stage" \
+    ${seeds:+--seeds "$seeds"} "${common[@]}"
+fi
 
 log_dir=$exp_dir/${tag:-recipe}
 mkdir -p "$log_dir"

@@ -61,7 +61,7 @@ def _run(*args):
 def test_run_sh_help_lists_options():
     out = _run("--help")
     assert out.returncode == 0
-    for name in ("--stage", "--stop_stage", "--tag", "--musdb_root", "--extra_roots", "--devices"):
+    for name in ("--stage", "--stop_stage", "--tag", "--musdb_root", "--extra_roots", "--devices", "--seeds"):
         assert name in out.stdout
 
 

@@ -1,14 +1,19 @@
-"""egs sweeps: two tiny variants end to end through run.sh, interrupted and resumed; the table
-comes from each variant's own metric files."""
+"""egs sweeps: two tiny variants x two seeds end to end through run.sh, interrupted and resumed; the table
+(mean ± std over seeds, paired steps) comes from each run's own metric files; run.sh options reach every variant."""
 import json
+import math
+import os
 import signal
 import subprocess
 import sys
 import time
 
 import pytest
+import torch
+import yaml
 
-from asteroid_frugal.sweep import collect, load_experiment, results_markdown
+from asteroid_frugal.stats import mean_std
+from asteroid_frugal.sweep import collect, load_experiment, plot_results, results_markdown, steps
 from asteroid_frugal.utils import FrugalError
 
 from conftest import REPO
@@ -29,6 +34,7 @@ metric: si_snr
 varied: {key: shaping.excerpt_seconds, label: "excerpt length (s)"}
 common: common.yml
 variants: [short, long]
+seeds: 2
 paper:
   sign: -1
   rows: {short: {vocals: -3.0, accompaniment: -9.0, mean: -6.0}}
@@ -45,43 +51,58 @@ def make_egs(tmp_path):
     return egs
 
 
-def sweep_cmd(egs, tmp_path):
+def sweep_cmd(egs, tmp_path, *options):
     return ["./run.sh", "--setup", "no", "--python", sys.executable, "--egs", str(egs),
-            "--exp_dir", str(tmp_path / "exp"), "--data_dir", str(tmp_path / "data")]
+            "--exp_dir", str(tmp_path / "exp"), "--data_dir", str(tmp_path / "data"), *options]
 
 
-def test_sweep_runs_resumes_and_tabulates(tmp_path):
+def cells(line):
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+def test_sweep_runs_seeds_resumes_and_tabulates(tmp_path):
     egs = make_egs(tmp_path)
     exp = tmp_path / "exp" / "tiny_sweep"
-    first_done = exp / "short" / "results" / "final_metrics.json"
+    first_done = exp / "seed0" / "short" / "results" / "final_metrics.json"
     proc = subprocess.Popen(sweep_cmd(egs, tmp_path), cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 400
     while time.time() < deadline and not first_done.exists() and proc.poll() is None:
         time.sleep(0.5)
     assert first_done.exists(), "first variant never finished"
-    import os
     os.killpg(proc.pid, signal.SIGKILL)  # interrupt the sweep during the second variant
     proc.wait()
     assert not (exp / "results.md").exists()
-    trained_at = (exp / "short" / "training_done.json").stat().st_mtime_ns
+    trained_at = (exp / "seed0" / "short" / "training_done.json").stat().st_mtime_ns
 
-    out = subprocess.run(sweep_cmd(egs, tmp_path), cwd=REPO, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(sweep_cmd(egs, tmp_path), cwd=REPO, capture_output=True, text=True, timeout=1800)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert (exp / "short" / "training_done.json").stat().st_mtime_ns == trained_at  # not retrained
+    assert (exp / "seed0" / "short" / "training_done.json").stat().st_mtime_ns == trained_at  # not retrained
+    # experiment.yml's seeds: 2 -> two runs per variant: same data, another initialisation and order
+    for v in ("short", "long"):
+        runs = [exp / f"seed{k}" / v for k in (0, 1)]
+        assert [yaml.safe_load((r / "conf.yml").read_text())["training"]["seed"] for r in runs] == [0, 1]
+        assert (runs[0] / "data" / "train.csv").read_text() == (runs[1] / "data" / "train.csv").read_text()
+        w0, w1 = (torch.load(r / "best_model.pth", weights_only=True)["state_dict"] for r in runs)
+        assert any(not torch.equal(w0[k], w1[k]) for k in w0)
+    assert not (exp / "seed2").exists()
     assert (exp / "results.png").stat().st_size > 0
     table = (exp / "results.md").read_text()
-    rows = [line for line in table.splitlines() if line.startswith("| short") or line.startswith("| long")]
+    rows = [line for line in table.splitlines() if line.startswith(("| short |", "| long |"))]
     assert len(rows) == 2
     for line, variant, length in zip(rows, ("short", "long"), (1, 2)):
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        metrics = json.loads((exp / variant / "results" / "final_metrics.json").read_text())
-        assert cells[1] == str(length)
-        assert float(cells[6]) == pytest.approx(metrics["si_snr_vocals"], abs=0.006)
-        assert float(cells[7]) == pytest.approx(metrics["si_snr_accompaniment"], abs=0.006)
-    short = [c.strip() for c in rows[0].strip("|").split("|")]
-    assert float(short[9]) == 3.0 and float(short[10]) == 9.0  # paper row, sign applied
-    assert not (exp / "short" / "results" / "all_metrics.csv").exists()  # SI-SNR only: no museval run
+        c = cells(line)
+        per_seed = [json.loads((exp / f"seed{k}" / variant / "results" / "final_metrics.json").read_text())
+                    for k in (0, 1)]
+        assert c[1] == str(length) and c[6] == "2"
+        for cell, key in ((c[7], "si_snr_vocals"), (c[8], "si_snr_accompaniment")):
+            mean, std = (float(x) for x in cell.split(" ± "))
+            m, sd = mean_std(m[key] for m in per_seed)
+            assert mean == pytest.approx(m, abs=0.006) and std == pytest.approx(sd, abs=0.006)
+    short = cells(rows[0])
+    assert float(short[10]) == 3.0 and float(short[11]) == 9.0  # paper row, sign applied
+    assert "| short → long | vocals |" in table and "(n=2)" in table  # the paired step, judged
+    assert not (exp / "seed0" / "short" / "results" / "all_metrics.csv").exists()  # SI-SNR only: no museval run
 
     # docs/make_results.py: the published page is the same table with a caption read from the run
     log = tmp_path / "sweep.log"
@@ -91,36 +112,103 @@ def test_sweep_runs_resumes_and_tabulates(tmp_path):
                             "--out_dir", str(pages), f"{egs}:{log}"], cwd=REPO, capture_output=True, text=True)
     assert built.returncode == 0, built.stderr[-3000:]
     page = (pages / "tiny_sweep.md").read_text()
-    assert rows == [line for line in page.splitlines() if line.startswith(("| short", "| long"))]
-    n_params = json.loads((exp / "short" / "training_done.json").read_text())["n_parameters"]
+    assert rows == [line for line in page.splitlines() if line.startswith(("| short |", "| long |"))]
+    n_params = json.loads((exp / "seed0" / "short" / "training_done.json").read_text())["n_parameters"]
     assert "3 train / 1 validation / 1 test songs of 4 s, 8000 Hz" in page
     assert f"{n_params:,}-parameter TasNet (16 filters of 20 samples, 2 x 16 BLSTM)" in page
-    assert "long " in page.split("per variant")[1]  # the re-run variant's time, from the log
+    assert "2 seed(s) per variant" in page
+    assert "long " in page.split("per variant and seed")[1]  # the re-run variant's time, from the log
     assert (pages / "tiny_sweep.png").stat().st_size > 0
-    assert "## tiny excerpt-length sweep" in (pages / "results.md").read_text()
+    summary = (pages / "results.md").read_text()
+    assert "## tiny excerpt-length sweep" in summary and "| tiny_sweep | vocals | short → long |" in summary
     missing = subprocess.run([sys.executable, "docs/make_results.py", "--exp_dir", str(tmp_path / "exp"),
                               "--out_dir", str(tmp_path / "none"), f"{egs}:{log}", f"{egs}:{tmp_path / 'no.log'}"],
                              cwd=REPO, capture_output=True, text=True)
     assert missing.returncode == 2 and missing.stderr.strip().splitlines() == [
         f"error: {tmp_path / 'no.log'}: sweep log not found (the tee'd output of ./run.sh --egs ...)"]
     assert not (tmp_path / "none").exists()  # the good first sweep's page is not written either
+    neither = subprocess.run([sys.executable, "docs/make_results.py"], cwd=REPO, capture_output=True, text=True)
+    assert neither.returncode == 2 and neither.stderr.strip() == "error: give either --all or EGS_DIR:SWEEP_LOG pairs"
+
+
+def test_every_run_sh_option_reaches_every_variant(tmp_path):
+    """run.sh's options become --conf/--overlay/--set once; the sweep passes them on unchanged."""
+    egs = make_egs(tmp_path)
+    conf = tmp_path / "my_conf.yml"
+    conf.write_text((REPO / "conf.yml").read_text().replace("  seed: 42", "  seed: 7"))
+    assert "seed: 7" in conf.read_text()
+    overlay = tmp_path / "user.yml"
+    overlay.write_text("optim: {lr: 0.0005}\n")
+    out = subprocess.run(sweep_cmd(egs, tmp_path, "--seeds", "1", "--stop_stage", "2", "--conf", str(conf),
+                                   "--overlay", str(overlay), "--devices", "4", "--num_nodes", "2",
+                                   "--strategy", "ddp", "--precision", "bf16-mixed",
+                                   "--set", "optim.weight_decay=0.01"),
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    exp = tmp_path / "exp" / "tiny_sweep"
+    assert sorted(p.name for p in exp.iterdir()) == ["seed0"]   # --seeds 1 wins over experiment.yml's 2
+    for v, length in (("short", 1), ("long", 2)):
+        resolved = yaml.safe_load((exp / "seed0" / v / "data" / "conf.yml").read_text())
+        training = {k: resolved["training"][k] for k in ("devices", "num_nodes", "strategy", "precision", "seed")}
+        assert training == {"devices": 4, "num_nodes": 2, "strategy": "ddp", "precision": "bf16-mixed", "seed": 0}
+        assert resolved["shaping"]["seed"] == 7 and resolved["shaping"]["excerpt_seconds"] == length
+        assert resolved["optim"]["lr"] == 0.0005 and resolved["optim"]["weight_decay"] == 0.01
+        assert resolved["data"]["root"] == str(tmp_path / "data") and resolved["evaluation"]["bss"] is False
+    assert not (exp / "results.md").exists()   # stopped before evaluation: no table
 
 
 def test_table_changes_when_a_metric_file_changes(tmp_path):
     egs = make_egs(tmp_path)
     spec = load_experiment(egs)
     exp = tmp_path / "exp"
-    for v, value in (("short", 1.5), ("long", 2.5)):
-        (exp / v / "results").mkdir(parents=True)
-        (exp / v / "results" / "final_metrics.json").write_text(
-            json.dumps({"si_snr_vocals": value, "si_snr_accompaniment": 2 * value}))
+    for k, offset in ((0, 0.0), (1, 1.0)):
+        for v, length, value in (("short", 1, 1.5), ("long", 2, 2.5)):
+            run = exp / f"seed{k}" / v
+            (run / "results").mkdir(parents=True)
+            (run / "conf.yml").write_text(f"shaping: {{excerpt_seconds: {length}}}\n")
+            (run / "results" / "final_metrics.json").write_text(
+                json.dumps({"si_snr_vocals": value + offset, "si_snr_accompaniment": 2 * value}))
     rows = collect(spec, exp)
-    assert [(r["variant"], r["target"], r["rest"], r["mean"]) for r in rows] == [
-        ("short", 1.5, 3.0, 2.25), ("long", 2.5, 5.0, 3.75)]
+    assert [(r["variant"], r["value"], r["stats"]["vocals"], r["stats"]["accompaniment"][0]) for r in rows] == [
+        ("short", 1, (2.0, math.sqrt(0.5)), 3.0), ("long", 2, (3.0, math.sqrt(0.5)), 5.0)]
+    assert rows[0]["per_seed"][1] == {"vocals": 2.5, "accompaniment": 3.0, "mean": 2.75}
     assert "| short | 1 |" in results_markdown(spec, rows)
-    (exp / "long" / "results" / "final_metrics.json").write_text(json.dumps({"si_snr_vocals": 1.0}))
-    with pytest.raises(FrugalError, match="si_snr_accompaniment"):
+    assert [r["variant"] for r in collect(spec, exp, n_seeds=1)] == ["short", "long"]
+    assert len(collect(spec, exp, n_seeds=1)[0]["per_seed"]) == 1
+    (exp / "seed1" / "long" / "results" / "final_metrics.json").write_text(json.dumps({"si_snr_vocals": 1.0}))
+    with pytest.raises(FrugalError, match="seed1/long/results/final_metrics.json: no 'si_snr_accompaniment'"):
         collect(spec, exp)
+
+
+def test_table3_rows_from_the_three_models_and_the_combination(tmp_path):
+    spec = load_experiment(REPO / "egs" / "table3_musdb")
+    exp = tmp_path / "exp"
+    for k in (0, 1):
+        run = exp / f"seed{k}" / "tasnet"
+        for d, metrics in (("vocals", {"sdr_vocals": 3.0 + k, "sdr_accompaniment": 9.0}),
+                           ("drums", {"sdr_drums": 4.0, "sdr_no_drums": 8.0}), ("bass", {"sdr_bass": 2.0}),
+                           ("combined", {"sdr_vocals": 3.5 + 2 * k, "sdr_drums": 3.0, "sdr_bass": 2.5,
+                                         "sdr_other": 1.0, "sdr_mean": 2.5 + k / 2})):
+            (run / d / "results").mkdir(parents=True)
+            (run / d / "results" / "final_metrics.json").write_text(json.dumps(metrics))
+        (run / "vocals" / "conf.yml").write_text("shaping: {excerpt_seconds: 20}\n")
+    rows = collect(spec, exp)
+    assert [r["variant"] for r in rows] == ["tasnet {1}", "tasnet {4}"]
+    one, four = rows
+    assert one["per_seed"][1] == {"vocals": 4.0, "accompaniment": 9.0, "drums": 4.0, "bass": 2.0, "other": 1.0,
+                                  "mean": (4.0 + 4.0 + 2.0 + 1.0) / 4}
+    assert four["per_seed"][0] == {"vocals": 3.5, "drums": 3.0, "bass": 2.5, "other": 1.0, "mean": 2.5}
+    assert one["paper"]["drums"] == 7.68 and four["paper"]["drums"] == 6.90
+    judged = {s["column"]: s for s in steps(spec, rows)}
+    assert set(judged) == {"vocals", "drums", "bass", "mean"}      # other of {1} is the {4} value: no step
+    assert judged["drums"]["step"]["mean"] == -1.0 and judged["drums"]["measured"] == "falls"
+    assert judged["drums"]["paper"] == "falls" and judged["drums"]["verdict"] == "agree"
+    md = results_markdown(spec, rows)
+    assert "| tasnet {1} | – | – | – | – | 2 | 3.50 ± 0.71 | 9.00 ± 0.00 | 4.00 ± 0.00 |" in md
+    plot_results(spec, rows, tmp_path / "t3.png")
+    assert (tmp_path / "t3.png").stat().st_size > 0
+    (exp / "seed1" / "tasnet" / "combined" / "results" / "final_metrics.json").unlink()
+    assert [len(r["per_seed"]) for r in collect(spec, exp)] == [1, 1]   # seed 1 incomplete: left out
 
 
 def test_broken_experiment_folder_is_a_one_line_error(tmp_path):
