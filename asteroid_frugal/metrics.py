@@ -19,6 +19,12 @@ import torch
 
 METRICS = ("SDR", "SIR", "ISR", "SAR")
 BACKENDS = ("museval", "fast")
+BACKEND_NAMES = {"museval": "museval", "fast": "the fast evaluator (asteroid_frugal.bsseval_fast)"}
+
+
+def backend_name(backend) -> str:
+    """How results pages name the BSS Eval implementation of ``eval_info.json``'s ``backend``."""
+    return BACKEND_NAMES.get(backend, f"unknown implementation ({backend})")
 SILENCE_DB = -80.0      # the training loss' threshold: quieter references have no SI-SNR
 
 

@@ -106,6 +106,9 @@ def collect(spec: Dict[str, Any], exp_dir: Path, overlays: List[str] = (), overr
         done = exp_dir / v / "training_done.json"
         if done.exists():
             row["epochs"] = read_json(done).get("epochs_done")
+        info = exp_dir / v / "results" / "eval_info.json"
+        if info.exists():
+            row["bss_backend"] = read_json(info).get("backend")
         shaping = exp_dir / v / "data" / "shaping.json"
         if shaping.exists():
             sh = read_json(shaping)
@@ -121,7 +124,13 @@ def collect(spec: Dict[str, Any], exp_dir: Path, overlays: List[str] = (), overr
 def results_markdown(spec: Dict[str, Any], rows: List[Dict], caption: str = "") -> str:
     """The paper's table layout: variant, target, rest, mean; measured next to the paper's."""
     target, rest = spec["target"], REST_NAME[spec["target"]]
-    unit = "SI-SNR (dB, test split)" if spec["metric"] == "si_snr" else "SDR (dB, museval, median)"
+    if spec["metric"] == "si_snr":
+        unit = "SI-SNR (dB, test split)"
+    else:
+        from .metrics import backend_name
+
+        names = sorted({backend_name(r.get("bss_backend")) for r in rows})
+        unit = f"SDR (dB, BSS Eval v4 by {' and '.join(names)}, median)"
     lines = [f"# {spec['title']}", "", f"Metric: {unit}; higher is better.", ""]
     if caption:
         lines += [caption, ""]

@@ -128,3 +128,11 @@ def test_broken_experiment_folder_is_a_one_line_error(tmp_path):
     (egs / "long.yml").unlink()
     with pytest.raises(FrugalError, match="long.yml"):
         load_experiment(egs)
+
+
+def test_sdr_table_names_the_bss_eval_backend():
+    spec = {"title": "t", "target": "vocals", "metric": "sdr", "varied": {"key": "k", "label": "x"}}
+    rows = [dict(variant="a", value=1, target=1.0, rest=2.0, mean=1.5, bss_backend="fast"),
+            dict(variant="b", value=2, target=1.0, rest=2.0, mean=1.5, bss_backend="museval")]
+    assert "SDR (dB, BSS Eval v4 by museval and the fast evaluator" in results_markdown(spec, rows)
+    assert "BSS Eval v4 by museval, median" in results_markdown(spec, rows[1:])
