@@ -33,6 +33,7 @@ import argparse
 import logging
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
@@ -177,3 +178,19 @@ def describe() -> str:
     where = (f" (threads from {CHOSEN['threads_from']}, wait policy from {CHOSEN['wait_policy_from']})"
              if CHOSEN else " (set before this package was imported)")
     return f"torch threads {torch.get_num_threads()}, OMP wait policy {policy}{where}"
+
+
+@contextmanager
+def torch_threads(n: Optional[int]):
+    """Run a block with ``n`` torch intra-op threads (``None``: unchanged), then restore them."""
+    if n is None:
+        yield
+        return
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(check_threads(n, "threads"))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)

@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from asteroid_frugal.model import FrugalTasNet
-from asteroid_frugal.runtime import decide, describe
+from asteroid_frugal.runtime import decide, describe, torch_threads
 from asteroid_frugal.utils import FrugalError
 
 from conftest import REPO
@@ -86,3 +86,12 @@ def test_spawned_worker_inherits_the_policy(monkeypatch):
     with get_context("spawn").Pool(1) as pool:
         line = pool.apply(describe)
     assert line == "torch threads 1, OMP wait policy passive (threads from OMP_NUM_THREADS, wait policy from OMP_WAIT_POLICY)"
+
+
+def test_torch_threads_block_restores():
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with torch_threads(None):
+        assert torch.get_num_threads() == before
