@@ -17,8 +17,9 @@ What makes it fast (same numbers, different arithmetic):
 * the Gram matrix and the cross-correlations need only lags ``< filters_len``:
   they are accumulated from short block FFTs (overlap-save) instead of one FFT
   per pair over the whole zero-padded track;
-* one LU factorisation of the ``(nsrc*nchan*filters_len)`` system serves every
-  estimate (museval factorises it once per estimate);
+* one Cholesky factorisation of the ``(nsrc*nchan*filters_len)`` system serves every
+  estimate (museval factorises it with LU once per estimate); on CPU it is LAPACK's
+  ``dpotrf`` through SciPy, in place (see :func:`_solve`);
 * frames are batched: one FFT per frame and channel, projections are products in
   the frequency domain and energies use Parseval, so no inverse FFT is needed.
 
