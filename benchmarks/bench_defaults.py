@@ -108,7 +108,8 @@ def child(args) -> None:
             threads = None
         with torch_threads(threads):
             evaluate(refs, ests, win=44100, hop=44100)
-        seconds = time.perf_counter() - start
+            seconds = time.perf_counter() - start
+            line = describe() + (" (evaluation.bss_threads)" if threads else "")
     else:
         from asteroid_frugal.config import load_config
         from asteroid_frugal.losses import TargetRestSISNRLoss
@@ -136,7 +137,8 @@ def child(args) -> None:
             if step:
                 times.append(time.perf_counter() - t)
         seconds = sum(times) / len(times)
-    print(json.dumps(dict(seconds=seconds, runtime=describe())), flush=True)
+        line = describe()
+    print(json.dumps(dict(seconds=seconds, runtime=line)), flush=True)
 
 
 # ------------------------------------------------------------------- parent
