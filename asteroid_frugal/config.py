@@ -91,11 +91,20 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
                         help="config overlay merged on top of --conf (repeatable)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override one config value (repeatable), e.g. --set training.epochs=5")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch/OpenMP threads of this command (default: runtime.threads; see runtime.py)")
 
 
 def config_from_args(args: argparse.Namespace) -> Dict[str, Any]:
     overlays = [o for item in args.overlay for o in str(item).split()]
-    return load_config(args.conf, overlays, args.overrides)
+    threads = getattr(args, "threads", None)
+    conf = load_config(args.conf, overlays, [*args.overrides, *([f"runtime.threads={threads}"] if threads else [])])
+    from .runtime import apply, check_threads, check_wait_policy
+
+    check_threads(get(conf, "runtime.threads"), "runtime.threads")   # bad values: one line, not a traceback
+    check_wait_policy(get(conf, "runtime.omp_wait_policy"), "runtime.omp_wait_policy")
+    apply(threads)   # the rest of the policy was set before torch loaded (runtime.early_setup)
+    return conf
 
 
 def get(conf: Dict[str, Any], dotted: str, default: Optional[Any] = None) -> Any:

@@ -42,6 +42,7 @@ from .data.types import SOURCES, TARGETS, rest_name
 from .inference import chunking, load_target_models, resolve_device, separate_long, separate_stems
 from .metrics import (BACKENDS, METRICS, aggregate, bss_eval, frames_dataframe, per_track, si_snr)
 from .results_table import evaluation_facts, plot_sdr_distribution, sisnr_only_facts, table3_runs, write_results_md
+from .runtime import torch_threads
 from .utils import FrugalError, atomic_path, read_json, run_cli, write_json_atomic, write_text_atomic
 
 log = logging.getLogger("asteroid_frugal.evaluate")
@@ -146,7 +147,8 @@ def evaluate(conf: dict, exp_dir, combined: Optional[Sequence[str]] = None, spli
         log.info("%d track(s) already scored with these models and settings: skipped", len(tracks) - len(pending))
     started = time.time()
     _score_tracks(pending, len(tracks), models, names, ref_names, opts, backend, device, jobs,
-                  signature, scores_dir, museval_dir, results / "examples", example_tracks)
+                  signature, scores_dir, museval_dir, results / "examples", example_tracks,
+                  bss_threads=get(conf, "evaluation.bss_threads"))
 
     records = [read_json(scores_dir / f"{_safe_name(t.name)}.json") for t in tracks]
     final = _write_summaries(conf, results, records, names, mode, exp_dir, exp_dirs, models, backend, device,
@@ -204,7 +206,7 @@ def load_track(track_dir: Path, ref_names: Sequence[str], combined: bool):
 
 
 def _score_tracks(pending, n_total, models, names, ref_names, opts, backend, device, jobs, signature,
-                  scores_dir, museval_dir, examples_dir, example_tracks) -> None:
+                  scores_dir, museval_dir, examples_dir, example_tracks, bss_threads=None) -> None:
     """Separate each pending track here; score it here (``jobs == 1``) or in a worker process."""
     from tqdm import tqdm
 
@@ -232,6 +234,7 @@ def _score_tracks(pending, n_total, models, names, ref_names, opts, backend, dev
                                 example_tracks[track_dir.name])
             task = dict(track=track_dir.name, names=list(names), sample_rate=sr, backend=backend,
                         device=device if backend == "fast" else None, signature=signature,
+                        threads=bss_threads if backend == "fast" and pool is None else None,
                         references=np.stack([refs[n] for n in ref_names]),
                         estimates=np.stack([stems[n] for n in names]),
                         score_path=str(scores_dir / f"{_safe_name(track_dir.name)}.json"),
@@ -289,8 +292,9 @@ def score_track(task: dict) -> dict:
 
     start = time.time()
     try:
-        values, notes = bss_eval(task["references"], task["estimates"], task["sample_rate"],
-                                 task["backend"], task["device"], names=task["names"])
+        with torch_threads(task.get("threads")):   # evaluation.bss_threads (workers have one thread each)
+            values, notes = bss_eval(task["references"], task["estimates"], task["sample_rate"],
+                                     task["backend"], task["device"], names=task["names"])
     except (ValueError, RuntimeError, MemoryError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise FrugalError(f"{task['track']}: BSS Eval failed ({first[:300]})") from None

@@ -4,8 +4,8 @@ evaluator), SiSEC aggregation.
 * SI-SNR: Asteroid's ``singlesrc_neg_sisdr`` with stereo channels concatenated (one scale
   for the whole stereo image), the exact definition of the training loss
   (:mod:`asteroid_frugal.losses`); NaN where the reference is silent (undefined).
-* BSS Eval v4: museval's ``evaluate`` (reference, default) or
-  :mod:`asteroid_frugal.bsseval_fast` (same numbers, >10x faster), 1 s frames, with
+* BSS Eval v4: museval's ``evaluate`` (the reference) or :mod:`asteroid_frugal.bsseval_fast`
+  (same numbers per frame, >10x faster; stage 4's default), 1 s frames, with
   whole-track silence handled instead of crashing (:func:`bss_eval`).
 * Aggregation: museval's ``EvalStore`` (median over frames, then median over tracks:
   SiSEC; and mean over frames, then over tracks).
@@ -19,6 +19,13 @@ import torch
 
 METRICS = ("SDR", "SIR", "ISR", "SAR")
 BACKENDS = ("museval", "fast")
+BACKEND_NAMES = {"museval": "museval", "fast": "the fast evaluator (asteroid_frugal.bsseval_fast)"}
+
+
+def backend_name(backend) -> str:
+    """How results pages name the BSS Eval implementation of ``eval_info.json``'s ``backend``."""
+    return BACKEND_NAMES.get(backend, f"unknown implementation ({backend})")
+
 
 
 # ---------------------------------------------------------------------------- SI-SNR

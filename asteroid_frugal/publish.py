@@ -31,6 +31,7 @@ import yaml
 from .config import add_config_args, config_from_args, get, load_yaml, save_config
 from .data.types import rest_name, stem_names
 from .inference import load_model, load_model_package
+from .metrics import backend_name
 from .utils import FrugalError, read_json, run_cli, write_text_atomic
 
 log = logging.getLogger("asteroid_frugal.publish")
@@ -85,10 +86,12 @@ def experiment_info(exp_dir: Path, fallback_conf: Dict[str, Any]) -> Dict[str, A
         dropped = sorted(set(raw) - set(metrics))
         if dropped:
             log.warning("%s: non-numeric entries left out of the card: %s", metrics_path, ", ".join(dropped))
+    eval_info = exp_dir / "results" / "eval_info.json"
+    bss_backend = read_json(eval_info).get("backend") if eval_info.is_file() else None
     cmd_path = exp_dir / "train_command.txt"
     command = cmd_path.read_text().strip() if cmd_path.is_file() else None
     return dict(conf=plain(conf) if conf is not None else plain(fallback_conf), conf_from_experiment=conf is not None,
-                metrics=metrics, metrics_path=str(metrics_path), command=command)
+                metrics=metrics, metrics_path=str(metrics_path), command=command, bss_backend=bss_backend)
 
 
 def dataset_description(conf: Dict[str, Any]) -> Dict[str, Any]:
@@ -141,9 +144,11 @@ def model_card(name: str, target: str, info: Dict[str, Any], model_args: Dict[st
              "## Training data", "", f"Trained on {data['text']}.", "",
              "## Results", ""]
     if metrics:
-        lines += ["Test-set metrics from `results/final_metrics.json` (dB; see the evaluation stage for "
-                  "the aggregation and, for vocals, which scenario — 4 sources or vocals/accompaniment — is "
-                  "reported):", "", "| metric | value |", "| --- | ---: |"]
+        lines += [f"Test-set metrics from `results/final_metrics.json` (dB; see the evaluation stage for "
+                  f"the aggregation and, for vocals, which scenario — 4 sources or vocals/accompaniment — is "
+                  f"reported)" + (f"; BSS Eval v4 computed by {backend_name(info['bss_backend'])}"
+                                  if info.get("bss_backend") else "") + ":",
+                  "", "| metric | value |", "| --- | ---: |"]
         lines += [f"| {k} | {_round(v)} |" for k, v in metrics.items()]
     else:
         lines += ["**Not evaluated yet**: the experiment has no `results/final_metrics.json` "

@@ -41,6 +41,7 @@ from typing import Any, Dict, List, Optional
 
 from .config import REPO_ROOT, add_config_args, get, load_yaml
 from .data.types import SOURCES, TARGETS, rest_name
+from .metrics import backend_name
 from .results_table import TABLE3_COLUMNS
 from .stats import FLAT, format_step, mean_std, paired_step, paper_direction, direction, verdict
 from .utils import FrugalError, atomic_path, read_json, write_text_atomic
@@ -218,6 +219,11 @@ def collect(spec: Dict[str, Any], exp_dir: Path, n_seeds: Optional[int] = None) 
                                                      if spec["target"] == ALL else [seed_dir(exp_dir, k) / variant])
                          if (d / "training_done.json").exists()})
         row["epochs"] = epochs
+        backends = {read_json(d / "results" / "eval_info.json").get("backend") for d in model_dirs
+                    if (d / "results" / "eval_info.json").exists()}
+        if spec["target"] == ALL and (first / "combined" / "results" / "eval_info.json").exists():
+            backends.add(read_json(first / "combined" / "results" / "eval_info.json").get("backend"))
+        row["bss_backends"] = sorted(b for b in backends if b)
         shaping = model_dirs[0] / "data" / "shaping.json"
         if shaping.exists():
             sh = read_json(shaping)
@@ -304,8 +310,11 @@ def steps_markdown(spec, rows) -> List[str]:
 def results_markdown(spec: Dict[str, Any], rows: List[Dict], caption: str = "") -> str:
     """The paper's table layout, mean ± std over seeds, measured next to the paper's; then the steps."""
     cols = columns(spec)
-    unit = ("SI-SNR (dB, test split)" if spec["metric"] == "si_snr" else
-            "SDR (dB, BSS Eval v4, median over frames and tracks)")
+    if spec["metric"] == "si_snr":
+        unit = "SI-SNR (dB, test split)"
+    else:
+        names = sorted({backend_name(b) for r in rows for b in (r.get("bss_backends") or [None])})
+        unit = f"SDR (dB, BSS Eval v4 by {' and '.join(names)}, median over frames and tracks)"
     lines = [f"# {spec['title']}", "", f"Metric: {unit}; higher is better. Cells: mean ± standard deviation "
              f"over seeds (training.seed; same data)."
              + (" {1}: each model's own two-source score (vocals against accompaniment); {4}: the three models "

@@ -13,7 +13,8 @@ Accuracy (``--accuracy``): the largest per-frame difference to museval per metri
 synthetic and real signals, next to museval's own spread when the references are
 perturbed by a relative 2^-40 (its round-off sensitivity).
 
-``--threads N`` sets OMP/MKL/OpenBLAS/torch threads for both implementations.
+``--threads N`` sets OMP/MKL/OpenBLAS/torch threads for both implementations; without it, the
+shipped policy (conf.yml ``runtime``: all cores, passive OpenMP waiting) applies to both.
 ``--stems DIR`` reads ``DIR/{vocals,drums,bass,other}.wav`` (or an ``.npz`` with ``stems``
 (4, T, C) and ``rate``) instead of stempeg's track (for machines without ffmpeg); ``--museval_metrics FILE`` loads museval's ``metrics.py``
 directly when the museval package cannot be imported (its ``__init__`` needs ffmpeg).
@@ -47,10 +48,13 @@ if ARGS.threads:  # before numpy/torch load their thread pools
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(ARGS.threads)
 
+sys.path.insert(0, str(REPO))
+try:  # the package's threading policy (asteroid_frugal/runtime.py) before torch loads, as its commands get it
+    import asteroid_frugal  # noqa: E402,F401
+except ImportError:   # a machine without asteroid: the evaluator files alone (see repo_module)
+    pass
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-
-sys.path.insert(0, str(REPO))
 
 
 def repo_module(name):

@@ -52,3 +52,15 @@ def test_streaming_benchmark_table():
         median, p99 = (float(v) for v in r[6].split("/"))
         assert 0 < median <= p99
     assert rows[0][5].strip() == "1.00x" and rows[0][9].strip() in ("yes / yes", "yes / no", "no / yes", "no / no")
+
+
+def test_defaults_benchmark_table():
+    text = run("benchmarks/bench_defaults.py", "--commands", "train", "--states", "idle", "--settings", "shipped",
+               "threads1", "--song_minutes", "0.02", "--train_steps", "1", "--excerpt_seconds", "0.25")
+    lines = text.splitlines()
+    assert "torch threads 1, OMP wait policy passive (threads from --threads" in text
+    times = {s: float(re.search(rf"train\s+{s}\s+([\d.]+) s", text).group(1)) for s in ("shipped", "threads1")}
+    row = next(ln for ln in lines if ln.startswith("| idle | train |")).strip("|").split("|")
+    assert float(row[2]) == pytest.approx(times["shipped"], abs=0.006)
+    assert row[3].strip() == min(times, key=times.get)
+    assert float(row[5].rstrip("x ")) == pytest.approx(times["shipped"] / min(times.values()), abs=0.01)

@@ -99,3 +99,19 @@ def test_cuda_matches_cpu():
     refs, ests = _signals(2, 2, 3.0)
     _assert_close(bsseval_fast.evaluate(refs, ests, win=SR, hop=SR),
                   bsseval_fast.evaluate(refs, ests, win=SR, hop=SR, device="cuda"), atol=1e-6)
+
+
+def test_solve_fallbacks_match_torch():
+    """Not positive definite: LU (as museval); exactly singular: least squares; the factorised
+    matrix may be overwritten in place, so the fallbacks get it again from ``rebuild``."""
+    from asteroid_frugal.bsseval_fast import _solve
+
+    indefinite = torch.tensor([[1.0, 2.0], [2.0, 1.0]], dtype=torch.float64)
+    rhs = torch.tensor([[1.0], [0.5]], dtype=torch.float64)
+    got = _solve(indefinite.clone(), rhs, lambda: indefinite.clone())
+    assert torch.allclose(got, torch.linalg.solve(indefinite, rhs))
+    singular = torch.tensor([[1.0, 1.0], [1.0, 1.0]], dtype=torch.float64)
+    got = _solve(singular.clone(), rhs, lambda: singular.clone())
+    assert torch.allclose(got, torch.linalg.lstsq(singular, rhs, driver="gelsd").solution)
+    spd = torch.tensor([[4.0, 1.0], [1.0, 3.0]], dtype=torch.float64)
+    assert torch.allclose(_solve(spd.clone(), rhs, lambda: spd.clone()), torch.linalg.solve(spd, rhs))

@@ -159,6 +159,7 @@ def test_interrupted_evaluation_resumes(corpus, monkeypatch):
     real = stage.score_track
 
     def flaky(task):
+        assert task["threads"] == 1   # evaluation.bss_threads: the fast evaluator scores with one thread
         calls.append(task["track"])
         if len(calls) == 2:
             raise RuntimeError("killed")   # the process dies while scoring the second track

@@ -1,4 +1,8 @@
-"""Fault cases: bad values and wrong models give one-line errors, never tracebacks or partial files."""
+"""Fault cases: bad values, wrong models, corrupt or hostile files give one-line errors or logged skips,
+never tracebacks, code execution or partial files. The next fault case found goes here."""
+import subprocess
+import sys
+
 import pytest
 import torch
 import yaml
@@ -80,3 +84,14 @@ def test_inconsistent_causal_config_is_a_one_line_error():
         build_model(conf)
     assert build_model(load_config(overlays=[REPO / "egs/realtime/conf.yml"],
                                    overrides=["masker.hidden_size=8", "filterbank.n_filters=8"])).causal
+
+
+def test_bad_runtime_values_are_one_line_errors(tmp_path):
+    for args, message in ((["--threads", "0"], "error: --threads: threads must be an integer >= 1"),
+                          (["--set", "runtime.omp_wait_policy=spin"],
+                           "error: runtime.omp_wait_policy: omp_wait_policy must be passive, active or null")):
+        proc = subprocess.run([sys.executable, "local/evaluate.py", "--exp_dir", str(tmp_path), *args],
+                              cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert proc.stderr.strip().splitlines()[-1].startswith(message), proc.stderr[-2000:]
+        assert "Traceback" not in proc.stderr

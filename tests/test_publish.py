@@ -35,6 +35,7 @@ def make_experiment(tmp_path, args, metrics=True, musdb=True):
     package.update(target="vocals", sources=["vocals", "rest"])
     torch.save(package, exp / "best_model.pth")
     if metrics:
+        (exp / "results" / "eval_info.json").write_text(json.dumps({"mode": "{1}", "backend": "fast"}))
         (exp / "results" / "final_metrics.json").write_text(json.dumps(
             {"sdr_vocals": 7.3412, "sir_vocals": 15.02, "sdr_accompaniment": 13.7, "n_tracks": 50}))
     return exp, model, conf
@@ -74,6 +75,7 @@ def test_publish_folder_loads_and_card_has_metrics_and_command(tmp_path, tiny_mo
     results = meta["model-index"][0]["results"][0]["metrics"]
     assert {"type": "sdr_vocals", "value": 7.341, "name": "sdr_vocals"} in results
     assert "| sdr_vocals | 7.341 |" in body and "| sir_vocals | 15.02 |" in body
+    assert "BSS Eval v4 computed by the fast evaluator" in body   # results/eval_info.json names the backend
     assert f"```bash\n{COMMAND}\n```" in body
     assert "from_pretrained" in body and "MUSDB18" in body
 

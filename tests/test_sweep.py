@@ -236,3 +236,12 @@ def test_drums_sweep_is_tabulated(tmp_path):
     table = (exp / "results.md").read_text()
     (line,) = [ln for ln in table.splitlines() if ln.startswith("| short |")]
     assert float(cells(line)[7].split(" ± ")[0]) == pytest.approx(metrics["si_snr_drums"], abs=0.006)
+
+
+def test_sdr_table_names_the_bss_eval_backend():
+    spec = {"title": "t", "target": "vocals", "metric": "sdr", "varied": {"key": "k", "label": "x"},
+            "variants": ["a", "b"]}
+    rows = [dict(variant="a", value=1, per_seed={}, stats={}, epochs=[1], bss_backends=["fast"]),
+            dict(variant="b", value=2, per_seed={}, stats={}, epochs=[1], bss_backends=["museval"])]
+    assert "SDR (dB, BSS Eval v4 by museval and the fast evaluator" in results_markdown(spec, rows)
+    assert "BSS Eval v4 by museval, median" in results_markdown(spec, rows[1:])
