@@ -1,15 +1,27 @@
 """Fault cases: bad values, crafted or corrupt files, kills and interruptions. Each must end in
 one line naming what to fix (or a logged skip), run no code from a file, and lose no work.
 The next fault found belongs here."""
+import json
+import pathlib
+import signal
 import subprocess
 import sys
+import time
 
+import numpy as np
+import pandas as pd
 import pytest
+import soundfile as sf
+import torch
 
 from asteroid_frugal.config import load_config
-from asteroid_frugal.utils import FrugalError, run_cli
+from asteroid_frugal.inference import load_model_package
+from asteroid_frugal.train import load_checkpoint, train
+from asteroid_frugal.utils import FrugalError, UnsafeFileError, run_cli
 
 from conftest import REPO
+from test_train import TINY, tiny_conf
+from toy_data import ToyTargetRest
 
 
 # ------------------------------------------------------------------ config values
@@ -54,3 +66,153 @@ def test_bad_value_stops_training_before_any_work(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: config: training.early_stop_patience='abc': expected an integer"]
     assert not exp.exists()
+
+
+# --------------------------------------------------------- files that would run code
+class _RunsCode:
+    """Pickles as a call to ``Path.touch(marker)``: unpickling it (weights_only=False) creates the marker."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (self.marker,))
+
+
+def plant(path, marker, **extra):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": {}, "epoch": 0, "payload": _RunsCode(marker), **extra}, path)
+    return path
+
+
+def test_crafted_checkpoint_is_refused_and_nothing_runs(tmp_path, caplog):
+    marker = tmp_path / "marker"
+    exp = tmp_path / "exp" / "vocals"
+    evil = plant(exp / "checkpoints" / "last.ckpt", marker)
+    with pytest.raises(UnsafeFileError) as err:
+        train(tiny_conf("training.epochs=1"), exp, ToyTargetRest(4, length=400), ToyTargetRest(1, length=400))
+    assert str(evil) in str(err.value) and "refused" in str(err.value) and "\n" not in str(err.value)
+    assert not marker.exists()
+    with pytest.raises(UnsafeFileError):  # the best checkpoint, read to export best_model.pth
+        load_checkpoint(evil)
+    assert not marker.exists()
+
+
+def test_lightning_resume_cannot_unpickle_code_either(tmp_path, monkeypatch):
+    """Defence in depth: even a file that got past our check is loaded by Lightning with weights_only=True."""
+    import asteroid_frugal.train as train_module
+
+    marker = tmp_path / "marker"
+    evil = plant(tmp_path / "exp" / "checkpoints" / "last.ckpt", marker)
+    monkeypatch.setattr(train_module, "_last_checkpoint", lambda ckpt_dir: evil)
+    with pytest.raises(Exception, match="Weights only load failed"):
+        train(tiny_conf("training.epochs=1"), tmp_path / "exp", ToyTargetRest(4, length=400),
+              ToyTargetRest(1, length=400))
+    assert not marker.exists()
+
+
+def test_truncated_checkpoint_is_skipped_with_a_warning(tmp_path, caplog):
+    exp = tmp_path / "exp"
+    conf = tiny_conf("training.epochs=1")
+    train(conf, exp, ToyTargetRest(4, length=400), ToyTargetRest(1, length=400))
+    (exp / "training_done.json").unlink()
+    last = exp / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:1000])
+    summary = train(tiny_conf("training.epochs=2"), exp, ToyTargetRest(4, length=400), ToyTargetRest(1, length=400))
+    assert summary["epochs_done"] == 2
+    assert any("unreadable checkpoint skipped" in r.getMessage() and "last.ckpt" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_audio_file_given_as_a_model_says_what_it_is(tmp_path):
+    wav = tmp_path / "song.wav"
+    sf.write(wav, np.zeros((800, 2), np.float32), 8000)
+    with pytest.raises(FrugalError) as err:
+        load_model_package(wav)
+    assert str(err.value) == (f"{wav}: not a loadable model file (best_model.pth, or an experiment or publish "
+                              f"folder holding one): it is a WAV audio file")
+    marker = tmp_path / "marker"
+    with pytest.raises(UnsafeFileError, match="nothing in it was run .*only for a file you trust"):
+        load_model_package(plant(tmp_path / "model.pth", marker, model_name="FrugalTasNet", model_args={}))
+    assert not marker.exists()
+
+
+# ------------------------------------------------------------- kill and resume
+RESUME_RUNNER = """
+import sys, time
+sys.path[:0] = [{repo!r}, {tests!r}]
+import torch; torch.set_num_threads(1)
+from asteroid_frugal.config import load_config
+from asteroid_frugal.train import FrugalSystem, train
+from asteroid_frugal.utils import setup_logging
+from toy_data import ToyTargetRest
+
+setup_logging()
+CURVE = [10.0, 9.0] + [9.5] * 30  # best at epoch 1, then no improvement: the LR halves after every epoch
+
+def scripted_validation(self, batch, batch_nb):
+    self.log("val_loss", torch.tensor(CURVE[self.current_epoch]), on_epoch=True, batch_size=1)
+
+FrugalSystem.validation_step = scripted_validation
+
+class Slow(ToyTargetRest):
+    def __getitem__(self, i):
+        time.sleep({delay})
+        return super().__getitem__(i)
+
+conf = load_config(overrides={overrides!r})
+train(conf, {exp!r}, Slow(8, length=400), ToyTargetRest(1, length=400, seed=1))
+"""
+RESUME_CONF = [*TINY, "training.epochs=30", "scheduler.patience=1", "training.early_stop_patience=3"]
+
+
+def _resume_runner(exp, delay):
+    code = RESUME_RUNNER.format(repo=str(REPO), tests=str(REPO / "tests"), delay=delay, exp=str(exp),
+                                overrides=RESUME_CONF)
+    return [sys.executable, "-c", code]
+
+
+def _last_epoch(last):
+    try:
+        return torch.load(last, map_location="cpu", weights_only=True)["epoch"]
+    except Exception:  # not written yet, or being written
+        return -1
+
+
+def test_killed_training_resumes_to_the_uninterrupted_result(tmp_path):
+    """Killed after the checkpoint of epoch 2 (the first epoch that changes the LR), resumed: same LR
+    history, scheduler and early-stopping state, and weights as a run never interrupted."""
+    ref_exp, exp = tmp_path / "reference", tmp_path / "killed"
+    reference = subprocess.Popen(_resume_runner(ref_exp, 0.0), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(_resume_runner(exp, 0.1), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 180
+    try:
+        while time.time() < deadline and proc.poll() is None and _last_epoch(exp / "checkpoints" / "last.ckpt") < 2:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+        _, ref_err = reference.communicate(timeout=300)
+    assert proc.returncode == -signal.SIGKILL and not (exp / "training_done.json").exists()
+    assert reference.returncode == 0, ref_err[-2000:]
+    resumed = subprocess.run(_resume_runner(exp, 0.0), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming from" in resumed.stderr
+
+    done = [json.loads((e / "training_done.json").read_text()) for e in (ref_exp, exp)]
+    assert done[0]["stop_reason"] == done[1]["stop_reason"] == "early_stopping"
+    assert done[0]["epochs_done"] == done[1]["epochs_done"]
+    lr = [pd.read_csv(e / "logs" / "csv" / "metrics.csv")[["epoch", "lr"]].dropna().groupby("epoch")["lr"].last()
+          for e in (ref_exp, exp)]
+    assert list(lr[0].index) == list(range(5)) and lr[0].tolist() == pytest.approx([1e-3] * 3 + [5e-4, 2.5e-4])
+    assert lr[1].tolist() == pytest.approx(lr[0].tolist())
+    ckpts = [load_checkpoint(e / "checkpoints" / "last.ckpt") for e in (ref_exp, exp)]
+    sched = [c["lr_schedulers"][0] for c in ckpts]
+    for key in ("_last_lr", "num_bad_epochs", "last_epoch", "best"):
+        assert sched[1][key] == pytest.approx(sched[0][key]), key
+    stops = [next(v for k, v in c["callbacks"].items() if k.startswith("EarlyStopping")) for c in ckpts]
+    assert stops[1]["wait_count"] == stops[0]["wait_count"] and stops[1]["stopped_epoch"] == stops[0]["stopped_epoch"]
+    assert float(stops[1]["best_score"]) == float(stops[0]["best_score"])
+    assert ckpts[1]["global_step"] == ckpts[0]["global_step"]
+    for key, value in ckpts[0]["state_dict"].items():
+        torch.testing.assert_close(ckpts[1]["state_dict"][key], value, rtol=1e-5, atol=1e-6, msg=key)
