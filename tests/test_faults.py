@@ -16,6 +16,7 @@ import torch
 
 from asteroid_frugal.config import load_config
 from asteroid_frugal.inference import load_model_package
+from asteroid_frugal.separate import main as separate_main
 from asteroid_frugal.train import load_checkpoint, train
 from asteroid_frugal.utils import FrugalError, UnsafeFileError, run_cli
 
@@ -216,3 +217,142 @@ def test_killed_training_resumes_to_the_uninterrupted_result(tmp_path):
     assert ckpts[1]["global_step"] == ckpts[0]["global_step"]
     for key, value in ckpts[0]["state_dict"].items():
         torch.testing.assert_close(ckpts[1]["state_dict"][key], value, rtol=1e-5, atol=1e-6, msg=key)
+
+
+# ------------------------------------------------------------------- separation
+KILL_RUNNER = """
+import os, signal, sys
+sys.path[:0] = [{repo!r}]
+import torch; torch.set_num_threads(1)
+import asteroid_frugal.separate as sep
+
+real_write, written = sep.write_audio, []
+
+def write_then_die(*args, **kwargs):
+    if written:  # SIGKILL between the first and the second stem of the first song
+        os.kill(os.getpid(), signal.SIGKILL)
+    written.append(args[0])
+    real_write(*args, **kwargs)
+
+sep.write_audio = write_then_die
+sep.main({argv!r})
+"""
+
+
+def _tone(seconds, sr, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    sig = 0.3 * np.sin(2 * np.pi * (180 + 40 * seed) * t) + 0.05 * rng.standard_normal(t.shape)
+    return np.stack([sig, 0.8 * sig]).astype(np.float32)
+
+
+def _files(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def vocals_exp(tmp_path, tiny_model_args):
+    from test_separate import make_experiment
+
+    return make_experiment(tmp_path, "vocals", tiny_model_args)
+
+
+def test_separation_killed_between_stems_is_redone(tmp_path, vocals_exp):
+    songs = tmp_path / "songs"
+    songs.mkdir()
+    for i, name in enumerate(("a", "b")):
+        sf.write(songs / f"{name}.wav", _tone(0.6, 8000, i).T, 8000)
+    argv = [str(songs), "--models", str(vocals_exp), "--chunk_seconds", "0.5", "--overlap_seconds", "0.1"]
+    separate_main([*argv, "--out", str(tmp_path / "reference")])
+    out = tmp_path / "out"
+    code = KILL_RUNNER.format(repo=str(REPO), argv=[*argv, "--out", str(out)])
+    killed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert not (out / "a").exists()  # nothing published for the song being written
+    separate_main([*argv, "--out", str(out)])  # the same command again
+    assert _files(out) == _files(tmp_path / "reference")  # all stems, identical; no temporaries left
+    assert sorted(_files(out)) == [f"{s}/{n}" for s in "ab" for n in ("accompaniment.wav", "separation.json",
+                                                                        "vocals.wav")]
+
+
+def test_failed_write_leaves_nothing_and_stems_of_other_models_are_kept(tmp_path, vocals_exp, tiny_model_args,
+                                                                        monkeypatch, capsys):
+    from test_separate import make_experiment
+
+    import asteroid_frugal.separate as sep
+
+    wav = tmp_path / "song.wav"
+    sf.write(wav, _tone(0.6, 8000).T, 8000)
+    out = tmp_path / "out"
+    argv = [str(wav), "--out", str(out)]
+    real_write, calls = sep.write_audio, []
+
+    def full_disk_at_second_stem(*args, **kwargs):
+        calls.append(args[0])
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        real_write(*args, **kwargs)
+
+    monkeypatch.setattr(sep, "write_audio", full_disk_at_second_stem)
+    with pytest.raises(SystemExit):
+        separate_main([*argv, "--models", str(vocals_exp)])
+    assert "No space left on device" in capsys.readouterr().err
+    assert list(out.iterdir()) == []  # no stem, no temporary folder
+    monkeypatch.setattr(sep, "write_audio", real_write)
+    separate_main([*argv, "--models", str(vocals_exp)])
+    made = _files(out)
+    # another model's stems are not taken for done, nor replaced without --overwrite
+    other = make_experiment(tmp_path, "vocals", tiny_model_args, seed=7)
+    with pytest.raises(SystemExit):
+        separate_main([*argv, "--models", str(other)])
+    err = capsys.readouterr().err
+    assert f"error: {out / 'song'}: holds stems made with other models" in err and "--overwrite" in err
+    assert _files(out) == made
+    separate_main([*argv, "--models", str(other), "--overwrite"])
+    assert _files(out)["song/vocals.wav"] != made["song/vocals.wav"]
+    with pytest.raises(SystemExit):  # other settings: refused too
+        separate_main([*argv, "--models", str(other), "--chunk_seconds", "0.3"])
+    assert "holds stems made with other settings" in capsys.readouterr().err
+    # stems without a record (an interrupted or older run) are separated again
+    (out / "song" / "separation.json").unlink()
+    (out / "song" / "vocals.wav").unlink()
+    separate_main([*argv, "--models", str(other), "--overwrite"])
+    assert sorted(p.name for p in (out / "song").iterdir()) == ["accompaniment.wav", "separation.json", "vocals.wav"]
+
+
+def test_musdb18hq_folder_is_named_after_its_songs(tmp_path, vocals_exp, capsys):
+    from data_helpers import make_hq_root
+
+    root = make_hq_root(tmp_path / "musdb18hq", {"Song A": ("test", 0.4), "Song B": ("test", 0.3),
+                                                 "Song C": ("train", 0.3)}, sr=8000)
+    out = tmp_path / "out"
+    separate_main([str(root / "test"), "--models", str(vocals_exp), "--out", str(out)])
+    assert sorted(_files(out)) == [f"Song {s}/{n}" for s in "AB" for n in ("accompaniment.wav", "separation.json",
+                                                                          "vocals.wav")]
+    # mixtures given as files, and a song folder given on its own, are named after their folder too
+    out2 = tmp_path / "out2"
+    separate_main([str(root / "test" / "Song A" / "mixture.wav"), str(root / "test" / "Song B" / "mixture.wav"),
+                   str(root / "train" / "Song C"), "--models", str(vocals_exp), "--out", str(out2)])
+    assert sorted(p.name for p in out2.iterdir()) == ["Song A", "Song B", "Song C"]
+    # a real collision is still refused, and names both files
+    songs = tmp_path / "songs"
+    songs.mkdir()
+    for ext in ("wav", "flac"):
+        sf.write(songs / f"x.{ext}", _tone(0.3, 8000).T, 8000)
+    with pytest.raises(SystemExit):
+        separate_main([str(songs), "--models", str(vocals_exp), "--out", str(tmp_path / "out3")])
+    err = [ln for ln in capsys.readouterr().err.splitlines() if "same output folder" in ln]
+    assert len(err) == 1 and "x.wav" in err[0] and "x.flac" in err[0]
+
+
+def test_unwritable_out_is_detected_before_separating(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    wav = tmp_path / "song.wav"
+    sf.write(wav, _tone(0.3, 8000).T, 8000)
+    with pytest.raises(SystemExit) as exit_info:  # models are not even loaded (this one does not exist)
+        run_cli(lambda: separate_main([str(wav), "--models", str(tmp_path / "no_model"),
+                                       "--out", str(blocker / "stems")]))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {blocker / 'stems'}: the output folder cannot be written")
