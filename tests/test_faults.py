@@ -356,3 +356,55 @@ def test_unwritable_out_is_detected_before_separating(tmp_path, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: {blocker / 'stems'}: the output folder cannot be written")
+
+
+# ------------------------------------------------------------------ data stages
+def test_nan_in_an_extra_stem_is_a_logged_skip(tmp_path):
+    from asteroid_frugal.data.extra import prepare_extra
+    from data_helpers import base_conf, stem_signal, write_wav
+
+    root = tmp_path / "stems"
+    for song in ("good", "nan"):
+        write_wav(root / song / "vocals.wav", stem_signal("vocals", 0.5), 44100)
+        bass = stem_signal("bass", 0.5)
+        if song == "nan":
+            bass[1, 100:110] = np.nan  # PCM_16 stored this as -1.0: full-scale clicks indexed as usable
+        write_wav(root / song / "bass.wav", bass, 44100, subtype="FLOAT")
+    index = prepare_extra(base_conf(tmp_path / "data", data={"extra_roots": [str(root)]}), progress=False)
+    assert [s["name"] for s in index["songs"]] == ["good"]
+    (skip,) = index["skipped"]
+    assert skip["reason"] == f"{root / 'nan' / 'bass.wav'}: contains 10 NaN or infinite sample(s)"
+
+
+def test_nan_in_a_musdb18hq_stem_is_a_logged_skip(tmp_path):
+    from asteroid_frugal.data.musdb_prep import prepare_musdb
+    from data_helpers import base_conf, make_hq_root, write_wav
+
+    root = make_hq_root(tmp_path / "hq", {"A - One": ("train", 1.0), "B - Two": ("test", 1.0)})
+    drums = sf.read(str(root / "test" / "B - Two" / "drums.wav"), dtype="float32")[0].T
+    drums[0, 5] = np.inf
+    write_wav(root / "test" / "B - Two" / "drums.wav", drums, subtype="FLOAT")
+    summary = prepare_musdb(base_conf(tmp_path / "data", data={"musdb_root": str(root)}), progress=False)
+    assert summary["tracks"]["test"] == 0 and summary["tracks"]["train"] == 1
+    (skip,) = summary["skipped"]
+    assert skip["track"] == "B - Two" and skip["reason"].endswith("drums.wav: contains 1 NaN or infinite sample(s)")
+
+
+def test_run_sh_with_a_mistyped_tag_leaves_no_experiment_folder(tmp_path):
+    exp = tmp_path / "exp"
+    (exp / "vocals").mkdir(parents=True)
+    out = subprocess.run(["./run.sh", "--setup", "no", "--stage", "4", "--tag", "vocals_typo", "--exp_dir", str(exp),
+                          "--data_dir", str(tmp_path / "data")], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert f"{exp}/vocals_typo: no such experiment (mistyped --tag? existing: vocals" in out.stderr
+    # a run whose stage fails before making anything removes the folder it made (a stage that fails
+    # at once stands in for stage 3 refusing a tag without training data: python = false)
+    out = subprocess.run(["./run.sh", "--setup", "no", "--stage", "3", "--stop_stage", "3", "--tag", "vocals_typo",
+                          "--exp_dir", str(exp), "--data_dir", str(tmp_path / "data"), "--python", "false"],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and "== stage 3" in out.stdout
+    assert sorted(p.name for p in exp.iterdir()) == ["vocals"]
+    (exp / "vocals" / "keep.txt").write_text("an existing experiment's folder stays, whatever happens")
+    out = subprocess.run(["./run.sh", "--setup", "no", "--stage", "3", "--stop_stage", "3", "--tag", "vocals",
+                          "--exp_dir", str(exp), "--python", "false"], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode != 0 and (exp / "vocals" / "keep.txt").exists()

@@ -75,7 +75,10 @@ sys.path[:0] = [{repo!r}, {tests!r}]
 import torch; torch.set_num_threads(1)
 from asteroid_frugal.config import load_config
 from asteroid_frugal.train import train
+from asteroid_frugal.utils import setup_logging
 from toy_data import ToyTargetRest
+
+setup_logging()
 
 class Slow(ToyTargetRest):
     def __getitem__(self, i):
@@ -96,7 +99,7 @@ def _runner(exp, delay, epochs):
 def test_resume_after_sigkill_restores_epoch_step_and_optimizer(tmp_path):
     exp = tmp_path / "killed"
     proc = subprocess.Popen(_runner(exp, 0.05, 3), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    last = exp / "checkpoints" / "last.ckpt"
+    last = exp / "checkpoints" / "latest-step.ckpt"  # every step (last.ckpt: every epoch)
     deadline = time.time() + 120
     try:
         while time.time() < deadline:  # kill mid-epoch 1, after a few step checkpoints

@@ -18,7 +18,7 @@ from typing import Dict, List, Optional
 import numpy as np
 from tqdm import tqdm
 
-from ..audio import read_audio, require_ffmpeg, resample, to_channels
+from ..audio import check_finite, read_audio, require_ffmpeg, resample, to_channels
 from ..config import add_config_args, config_from_args, get
 from ..utils import FrugalError, write_json_atomic
 from .default_corpus import SETUP_FILE, CorpusParams, generate_corpus
@@ -86,6 +86,7 @@ def decode_track(track, sample_rate: int):
             except Exception as err:
                 raise FrugalError(f"{track.path}: could not decode the {name} stream "
                                   f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+        check_finite(audio, path if track.is_wav else f"{track.path} ({name} stream)")
         arrays[name] = resample(to_channels(audio, 2, track.path), sr, sample_rate)
         rates[name] = sr
     lengths = {k: a.shape[1] for k, a in arrays.items()}
