@@ -408,3 +408,22 @@ def test_run_sh_with_a_mistyped_tag_leaves_no_experiment_folder(tmp_path):
     out = subprocess.run(["./run.sh", "--setup", "no", "--stage", "3", "--stop_stage", "3", "--tag", "vocals",
                           "--exp_dir", str(exp), "--python", "false"], cwd=REPO, capture_output=True, text=True)
     assert out.returncode != 0 and (exp / "vocals" / "keep.txt").exists()
+
+
+def test_one_unreadable_stem_mp4_is_a_logged_skip(tmp_path, caplog):
+    stempeg = pytest.importorskip("stempeg")
+    from asteroid_frugal.data.musdb_prep import prepare_musdb
+    from data_helpers import base_conf
+
+    root = tmp_path / "musdb18"
+    (root / "train").mkdir(parents=True)
+    (root / "test").mkdir()
+    (root / "test" / "The Easton Ellises - Falcon 69.stem.mp4").write_bytes(
+        pathlib.Path(stempeg.example_stem_path()).read_bytes())
+    broken = root / "test" / "Broken - Download.stem.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypisom" + b"\x00" * 64)  # a damaged download: no readable header
+    summary = prepare_musdb(base_conf(tmp_path / "data", data={"musdb_root": str(root)}), progress=False)
+    assert summary["tracks"] == {"train": 0, "valid": 0, "test": 1}
+    (skip,) = summary["skipped"]
+    assert skip["track"] == "Broken - Download" and skip["reason"].startswith(f"{broken}: unreadable audio header")
+    assert any("skipping Broken - Download" in r.getMessage() for r in caplog.records)
