@@ -155,8 +155,8 @@ class FrugalSystem(System):
         """Step ReduceLROnPlateau here, before this epoch's checkpoints are written.
 
         Lightning 2.6 steps plateau schedulers at the end of the training epoch, *after* the
-        checkpoint callbacks have saved in ``on_validation_end``, and does not step them when
-        it resumes from such a checkpoint: every resume lost one scheduler update (issue 17).
+        checkpoint callbacks have saved (in their ``on_train_epoch_end``), and does not step
+        them when it resumes from such a checkpoint: every resume lost one scheduler update.
         :meth:`lr_scheduler_step` makes Lightning's own later call a no-op for them.
         """
         for config in self.trainer.lr_scheduler_configs:
@@ -184,7 +184,7 @@ class EpochSeededSampler(RandomSampler):
     """Shuffles with a generator seeded from (seed, epoch): a resumed run draws the same order as
     an uninterrupted one (``RandomSampler`` alone draws from the global RNG, which checkpoints do
     not restore). Lightning calls ``set_epoch`` before each epoch; under DDP it replaces this
-    sampler, as any ``RandomSampler``, by a ``DistributedSampler``, which is seeded the same way."""
+    sampler, as any ``RandomSampler``, by a ``DistributedSampler``, also seeded from (seed, epoch)."""
 
     def __init__(self, data_source, seed: int):
         super().__init__(data_source, generator=torch.Generator())
