@@ -101,13 +101,12 @@ class FrugalSystem(System):
         self.log("loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=mix.shape[0])
         return loss
 
-    def on_train_epoch_start(self):
-        self._epoch_lr = float(self.optimizers().param_groups[0]["lr"])
-
     def on_train_epoch_end(self):
-        # The learning rate used during this epoch (read at its start: the plateau scheduler
-        # has already stepped for it, in on_validation_epoch_end).
-        self.log("lr", self._epoch_lr, on_epoch=True, on_step=False, batch_size=1)
+        # The learning rate used during this epoch (read at its first batch: the plateau
+        # scheduler has already stepped for the next one, in on_validation_epoch_end).
+        if self._epoch_lr is not None:
+            self.log("lr", self._epoch_lr, on_epoch=True, on_step=False, batch_size=1)
+        self._epoch_lr = None
 
     def on_before_optimizer_step(self, optimizer):
         grads = [p.grad for p in self.parameters() if p.grad is not None]
@@ -118,6 +117,8 @@ class FrugalSystem(System):
                 p.grad = None  # Adam leaves parameters without gradient untouched
 
     def on_train_batch_start(self, batch, batch_idx):
+        if self._epoch_lr is None:  # first batch of the epoch (also after a mid-epoch resume)
+            self._epoch_lr = float(self.optimizers().param_groups[0]["lr"])
         self._t_batch = time.perf_counter()
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
