@@ -81,8 +81,16 @@ if [ -n "$egs" ]; then  # a whole experiment: every variant and seed, resumable,
     ${seeds:+--seeds "$seeds"} "${common[@]}"
 fi
 
+if [ -n "$tag" ] && [ "$stage" -ge 4 ] && [ ! -d "$exp_dir/$tag" ]; then  # nothing trains it in this run
+  known=$(cd "$exp_dir" 2>/dev/null && ls -d */ 2>/dev/null | tr -d / | tr '\n' ' ')
+  echo "run.sh: $exp_dir/$tag: no such experiment (mistyped --tag? existing: ${known:-none})" >&2; exit 1
+fi
 log_dir=$exp_dir/${tag:-recipe}
+new_log_dir=no; [ -d "$log_dir" ] || new_log_dir=yes
 mkdir -p "$log_dir"
+# a failed run leaves no folder of its own that holds nothing but its log (e.g. a mistyped --tag)
+trap 'rc=$?; if [ $rc -ne 0 ] && [ $new_log_dir = yes ] && [ -z "$(ls -A "$log_dir" | grep -vx run.log)" ]; then
+  rm -rf "$log_dir"; fi' EXIT
 exec > >(tee -a "$log_dir/run.log") 2>&1
 echo "run.sh $(date '+%F %T'): stages $stage..$stop_stage, targets: $run_targets"
 

@@ -63,6 +63,15 @@ def _sf_format(path: Path) -> str:
     return {"wav": "WAV", "flac": "FLAC", "ogg": "OGG", "aiff": "AIFF", "aif": "AIFF", "mp3": "MP3"}.get(ext, "WAV")
 
 
+def check_finite(audio: np.ndarray, path="audio") -> np.ndarray:
+    """``audio`` unchanged; NaN or infinite samples are a :class:`FrugalError` naming ``path``."""
+    finite = np.isfinite(audio)
+    if not finite.all():
+        raise FrugalError(f"{path}: contains {int(finite.size - np.count_nonzero(finite))} NaN or infinite "
+                          f"sample(s)")
+    return audio
+
+
 def to_channels(audio: np.ndarray, n_channels: int, path="audio") -> np.ndarray:
     """Mono -> duplicated to ``n_channels``; more channels than wanted -> error (or downmix to mono)."""
     if audio.shape[0] == n_channels:

@@ -7,8 +7,9 @@ Usage from a stage script::
 """
 import argparse
 import copy
+import math
 from pathlib import Path
-from typing import Any, Dict, Iterable, Optional
+from typing import Any, Dict, Iterable, Optional, Tuple
 
 import yaml
 
@@ -67,6 +68,103 @@ def apply_override(conf: Dict[str, Any], assignment: str) -> Dict[str, Any]:
     return merge(conf, node, f"override {assignment!r}")
 
 
+# ---------------------------------------------------------------- value checks
+# Every value must have the type of its conf.yml default (an int is a valid float). Only the
+# exceptions and the obvious ranges are listed here; conf.yml stays the one place of defaults.
+# Keys whose default does not show every type they accept (null defaults, several types):
+TYPES = {
+    "data.musdb_root": (str, None),
+    "filterbank.stride": (int, None),
+    "training.devices": (int, str, list),
+    "training.precision": (str, int),
+    "evaluation.max_tracks": (int, None),
+    "midi_render.max_seconds": (float, None),
+}
+NUMBER_SUFFIXES = ("_seconds", "_db")  # durations and levels take any number, even where the default is whole
+# Obvious ranges, in interval notation; a listed key whose value is null is not checked.
+RANGES = {
+    "(0, inf)": ("data.sample_rate", "data.n_channels", "data.valid_chunk_seconds", "default_corpus.song_seconds",
+                 "default_corpus.jobs", "shaping.excerpt_seconds", "shaping.excerpts_per_song",
+                 "shaping.align_seconds", "shaping.reference_seconds", "filterbank.n_filters",
+                 "filterbank.kernel_size", "filterbank.stride", "masker.n_layers", "masker.hidden_size",
+                 "training.epochs", "training.batch_size", "training.num_nodes", "optim.lr",
+                 "evaluation.chunk_seconds", "evaluation.batch_chunks", "evaluation.jobs", "evaluation.max_tracks",
+                 "midi_render.sample_rate", "midi_render.jobs", "midi_render.max_seconds", "midi_render.peak"),
+    "[0, inf)": ("default_corpus.n_train", "default_corpus.n_valid", "default_corpus.n_test",
+                 "shaping.min_song_seconds", "masker.skip_every", "training.num_workers",
+                 "training.early_stop_patience", "training.gradient_clipping", "training.checkpoint_every_n_steps",
+                 "optim.weight_decay", "scheduler.patience", "evaluation.overlap_seconds", "evaluation.n_examples",
+                 "midi_render.tail_seconds", "midi_render.gain"),
+    "(0, 1)": ("scheduler.factor",),
+    "(0, 1]": ("shaping.database_fraction",),
+    "[0, 1)": ("data.extra_test_fraction", "masker.dropout"),
+    "[0, 1]": ("data.extra_valid_fraction", "shaping.max_silent_fraction"),
+}
+_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list",
+               dict: "a mapping", None: "null"}
+
+
+def _accepts(kind, value) -> bool:
+    if kind is None:
+        return value is None
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def _in_range(interval: str, value) -> bool:
+    low, high = (float(x) for x in interval[1:-1].split(","))
+    return ((low < value if interval[0] == "(" else low <= value)
+            and (value < high if interval[-1] == ")" else value <= high))
+
+
+def expected_types(conf_default: Dict[str, Any], dotted: str) -> Tuple:
+    """The types ``dotted`` accepts: from :data:`TYPES`, else from its default's type."""
+    if dotted in TYPES:
+        return TYPES[dotted]
+    section, key = dotted.split(".", 1)
+    default = conf_default[section][key]
+    if default is None:
+        return (None,)
+    kind = type(default)
+    if kind is int and key.endswith(NUMBER_SUFFIXES):
+        kind = float
+    return (kind,)
+
+
+def validate(conf: Dict[str, Any], reference: Dict[str, Any], source: str = "config") -> Dict[str, Any]:
+    """Check every ``section.key`` of ``conf`` against the type of its value in ``reference``
+    (conf.yml) and the ranges in :data:`RANGES`; one-line :class:`FrugalError` naming key,
+    value and what was expected. Numbers written as strings (PyYAML reads ``1e-3`` as a
+    string) are converted where a number is expected. Returns ``conf``."""
+    ranges = {key: interval for interval, keys in RANGES.items() for key in keys}
+    for section, values in conf.items():
+        if not isinstance(values, dict):
+            raise FrugalError(f"{source}: {section}={values!r}: expected a mapping of keys (a config section)")
+        if not isinstance(reference.get(section), dict):
+            continue
+        for key, value in values.items():
+            dotted = f"{section}.{key}"
+            if key not in reference[section] and dotted not in TYPES:
+                continue
+            kinds = expected_types(reference, dotted)
+            if float in kinds and isinstance(value, str):
+                try:
+                    value = values[key] = float(value)
+                except ValueError:
+                    pass
+            if not any(_accepts(kind, value) for kind in kinds):
+                wanted = " or ".join(_TYPE_NAMES[k] for k in kinds)
+                raise FrugalError(f"{source}: {dotted}={value!r}: expected {wanted}")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise FrugalError(f"{source}: {dotted}={value!r}: expected a finite number")
+            if dotted in ranges and value is not None and not _in_range(ranges[dotted], value):
+                raise FrugalError(f"{source}: {dotted}={value!r}: expected a value in {ranges[dotted]}")
+    return conf
+
+
 def load_config(base=DEFAULT_CONF, overlays: Iterable = (), overrides: Iterable[str] = ()) -> Dict[str, Any]:
     """``conf.yml`` + overlay files (in order) + ``section.key=value`` overrides."""
     conf = load_yaml(base)
@@ -76,7 +174,7 @@ def load_config(base=DEFAULT_CONF, overlays: Iterable = (), overrides: Iterable[
     for assignment in overrides:
         if assignment:
             conf = apply_override(conf, assignment)
-    return conf
+    return validate(conf, load_yaml(DEFAULT_CONF))
 
 
 def save_config(conf: Dict[str, Any], path) -> None:

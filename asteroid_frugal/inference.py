@@ -28,7 +28,7 @@ import torch
 from .audio import resample
 from .config import get, load_config, load_yaml
 from .data.types import TARGETS, stem_names
-from .utils import FrugalError
+from .utils import FrugalError, torch_load
 
 MODEL_FILES = ("best_model.pth", "model.pth", "pytorch_model.bin")
 
@@ -54,11 +54,8 @@ def load_model_package(path_or_dir) -> Tuple[Dict[str, Any], Path]:
     ``BaseModel.from_pretrained`` uses, so a file that loads here also loads there.
     """
     path = resolve_model_file(path_or_dir)
-    try:
-        package = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types (pickle, zip, weights-only errors)
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise FrugalError(f"{path}: not a loadable model file ({first[:200]})") from None
+    package = torch_load(path, "a loadable model file (best_model.pth, or an experiment or publish folder "
+                               "holding one)")
     if not isinstance(package, dict) or not {"model_name", "model_args", "state_dict"} <= set(package):
         keys = sorted(package) if isinstance(package, dict) else type(package).__name__
         raise FrugalError(f"{path}: not a serialized Asteroid model (expected model_name, model_args, "

@@ -274,57 +274,39 @@ def log_stats(name: str, stats: Dict[str, float]) -> None:
              stats["p99_ms"], stats["max_ms"], stats["late_blocks"], stats["blocks"])
 
 
-def stream_songs(models, songs, out_dir: Path, names: Sequence[str], args, conf) -> int:
-    """``asteroid-frugal-separate --stream``: each song through :func:`stream_file`, as if live.
-
-    One causal target-vs-rest model; stems ``<target>`` and its rest, rescaled by the
-    offline path's least-squares gain (a live host would measure that gain once) and
-    written like the offline path's. Logs latency and real-time factor per song. Returns 0,
-    exits 1 if any file failed (as the offline path does).
-    """
-    import sys
-
-    from .audio import resample
-    from .config import get
-    from .separate import _back_to_input, least_squares_gain, load_song, write_stems
-
+def streaming_options(models, conf, block: Optional[int] = None, precision: Optional[str] = None) -> Dict[str, object]:
+    """Check that ``models`` is one causal target-vs-rest model; the block size and weight precision
+    (command line first, else conf.yml's ``streaming`` section)."""
     if len(models) != 1:
         raise FrugalError("--stream takes one causal model (a live stream runs one target-vs-rest model)")
-    tm = models[0]
-    check_causal(tm.model, tm.path)
-    block = int(args.block if args.block is not None else get(conf, "streaming.block"))
-    precision = args.stream_precision or get(conf, "streaming.precision")
+    check_causal(models[0].model, models[0].path)
+    block = int(block if block is not None else conf["streaming"]["block"])
+    if block < 1:
+        raise FrugalError(f"--block {block}: must be at least 1 sample")
+    precision = precision or conf["streaming"]["precision"]
     if precision not in PRECISIONS:
         raise FrugalError(f"streaming precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
-    failed, done, skipped = [], 0, 0
-    for index, (path, rel) in enumerate(songs, 1):
-        song_dir = out_dir / rel
-        desc = f"[{index}/{len(songs)}] {path}"
-        try:
-            existing = [song_dir / f"{n}.{args.format}" for n in names if (song_dir / f"{n}.{args.format}").exists()]
-            if existing and not args.overwrite:
-                log.info("%s: %s exists, skipped (use --overwrite)", desc, existing[0])
-                skipped += 1
-                continue
-            audio, sr = load_song(path)
-            model_sr = int(round(float(tm.model.sample_rate)))
-            res = stream_file(tm.model, resample(audio, sr, model_sr), model_sr, block, precision, progress=desc)
-            log_stats(desc, res["stats"])
-            est = res["estimates"]
-            target, rest = (_back_to_input(est[i], model_sr, sr, audio.shape[-1]) for i in range(2))
-            gain = least_squares_gain(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)), target, rest)
-            write_stems({names[0]: (target * gain).numpy(), names[1]: (rest * gain).numpy()},
-                        song_dir, sr, args.format, args.subtype)
-            done += 1
-        except FrugalError as err:
-            print(f"error: {err}", file=sys.stderr)
-            failed.append(path)
-        except (RuntimeError, ValueError, OSError, MemoryError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            print(f"error: {path}: {first[:300]}", file=sys.stderr)
-            failed.append(path)
-    log.info("streamed %d file(s) into %s, %d skipped (outputs exist), %d failed", done, out_dir, skipped, len(failed))
-    if failed:
-        print(f"error: {len(failed)} of {len(songs)} file(s) failed: {', '.join(map(str, failed))}", file=sys.stderr)
-        sys.exit(1)
-    return 0
+    return dict(block=block, precision=precision)
+
+
+def stream_stems(tm, audio: np.ndarray, sample_rate: int, block: int, precision: str,
+                 desc: str = "") -> Dict[str, np.ndarray]:
+    """``asteroid-frugal-separate --stream``: one song through :func:`stream_file` as if live.
+
+    ``tm`` is an :class:`asteroid_frugal.inference.TargetModel` of a causal model; returns its
+    target and rest stems at the input's rate and length, rescaled by the offline path's
+    least-squares gain (a live host would measure that gain once), and logs latency and
+    real-time factor."""
+    from .audio import resample
+    from .data.types import stem_names
+    from .inference import _back_to_input, least_squares_gain
+
+    model_sr = int(round(float(tm.model.sample_rate)))
+    res = stream_file(tm.model, resample(audio, sample_rate, model_sr), model_sr, block, precision,
+                      progress=desc or True)
+    log_stats(desc or tm.path, res["stats"])
+    est = res["estimates"]
+    target, rest = (_back_to_input(est[i], model_sr, sample_rate, audio.shape[-1]) for i in range(2))
+    gain = least_squares_gain(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)), target, rest)
+    names = stem_names([tm.target])
+    return {names[0]: (target * gain).numpy(), names[1]: (rest * gain).numpy()}

@@ -34,8 +34,9 @@ from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint, TQDMProg
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.loggers.logger import rank_zero_experiment
+from pytorch_lightning.trainer.states import TrainerFn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from asteroid.engine import System
 
@@ -43,7 +44,7 @@ from .config import DEFAULT_CONF, add_config_args, config_from_args, load_yaml, 
 from .data.types import TARGETS, stem_names
 from .losses import TargetRestSISNRLoss
 from .model import FrugalTasNet, count_parameters
-from .utils import FrugalError, torch_save_atomic, write_json_atomic
+from .utils import FrugalError, UnsafeFileError, torch_load, torch_save_atomic, write_json_atomic
 
 log = logging.getLogger("asteroid_frugal.train")
 
@@ -80,6 +81,7 @@ class FrugalSystem(System):
         self.sample_rate = float(sample_rate)
         self.skipped_steps = 0
         self._t_batch = None
+        self._epoch_lr = None
 
     @staticmethod
     def config_to_hparams(dic):
@@ -104,8 +106,11 @@ class FrugalSystem(System):
         return loss
 
     def on_train_epoch_end(self):
-        # The learning rate used during this epoch (the scheduler steps after validation).
-        self.log("lr", float(self.optimizers().param_groups[0]["lr"]), on_epoch=True, on_step=False, batch_size=1)
+        # The learning rate used during this epoch (read at its first batch: the plateau
+        # scheduler has already stepped for the next one, in on_validation_epoch_end).
+        if self._epoch_lr is not None:
+            self.log("lr", self._epoch_lr, on_epoch=True, on_step=False, batch_size=1)
+        self._epoch_lr = None
 
     def on_before_optimizer_step(self, optimizer):
         grads = [p.grad for p in self.parameters() if p.grad is not None]
@@ -116,6 +121,8 @@ class FrugalSystem(System):
                 p.grad = None  # Adam leaves parameters without gradient untouched
 
     def on_train_batch_start(self, batch, batch_idx):
+        if self._epoch_lr is None:  # first batch of the epoch (also after a mid-epoch resume)
+            self._epoch_lr = float(self.optimizers().param_groups[0]["lr"])
         self._t_batch = time.perf_counter()
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
@@ -146,6 +153,29 @@ class FrugalSystem(System):
         metric = self.trainer.callback_metrics.get("val_loss")
         if metric is not None and self.trainer.logger is not None:
             self.trainer.logger.log_metrics({"hp_metric": float(metric)}, step=self.trainer.global_step)
+        if self.trainer.state.fn == TrainerFn.FITTING and not self.trainer.sanity_checking:
+            self._step_plateau_schedulers(metric)
+
+    def _step_plateau_schedulers(self, metric) -> None:
+        """Step ReduceLROnPlateau here, before this epoch's checkpoints are written.
+
+        Lightning 2.6 steps plateau schedulers at the end of the training epoch, *after* the
+        checkpoint callbacks have saved (in their ``on_train_epoch_end``), and does not step
+        them when it resumes from such a checkpoint: every resume lost one scheduler update.
+        :meth:`lr_scheduler_step` makes Lightning's own later call a no-op for them.
+        """
+        for config in self.trainer.lr_scheduler_configs:
+            if isinstance(config.scheduler, ReduceLROnPlateau):
+                if metric is None:
+                    log.warning("epoch %d: no finite val_loss, learning-rate scheduler not stepped",
+                                self.current_epoch)
+                else:
+                    config.scheduler.step(float(metric))
+
+    def lr_scheduler_step(self, scheduler, metric):
+        if isinstance(scheduler, ReduceLROnPlateau):
+            return  # already stepped before the checkpoint (see _step_plateau_schedulers)
+        super().lr_scheduler_step(scheduler, metric)
 
     def on_save_checkpoint(self, checkpoint):
         checkpoint["skipped_steps"] = self.skipped_steps
@@ -153,6 +183,21 @@ class FrugalSystem(System):
 
     def on_load_checkpoint(self, checkpoint):
         self.skipped_steps = int(checkpoint.get("skipped_steps", 0))
+
+
+class EpochSeededSampler(RandomSampler):
+    """Shuffles with a generator seeded from (seed, epoch): a resumed run draws the same order as
+    an uninterrupted one (``RandomSampler`` alone draws from the global RNG, which checkpoints do
+    not restore). Lightning calls ``set_epoch`` before each epoch; under DDP it replaces this
+    sampler, as any ``RandomSampler``, by a ``DistributedSampler``, also seeded from (seed, epoch)."""
+
+    def __init__(self, data_source, seed: int):
+        super().__init__(data_source, generator=torch.Generator())
+        self.seed = int(seed)
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.generator.manual_seed(self.seed * 1_000_003 + int(epoch))
 
 
 class _AppendingCSVWriter(ExperimentWriter):
@@ -266,23 +311,39 @@ def _check_same_experiment(conf: Dict[str, Any], exp_dir: Path) -> None:
                           f"({', '.join(diff)}); use another --tag, or --retrain to start over")
 
 
+CHECKPOINT = "a training checkpoint"
+
+
+def load_checkpoint(path) -> Dict[str, Any]:
+    """A Lightning checkpoint of this recipe, loaded with ``weights_only=True`` (its checkpoints
+    hold only tensors and plain values, so no safe globals are needed); a file holding other
+    objects is refused (:class:`UnsafeFileError`) without running anything in it."""
+    ckpt = torch_load(path, CHECKPOINT)
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise FrugalError(f"{path}: not {CHECKPOINT} (no state_dict)")
+    return ckpt
+
+
 def _last_checkpoint(ckpt_dir: Path) -> Optional[Path]:
-    """Newest loadable checkpoint (last.ckpt first); a broken file is skipped with a warning."""
-    candidates = sorted(ckpt_dir.glob("*.ckpt"), key=lambda p: (p.name != "last.ckpt", -p.stat().st_mtime))
+    """Newest loadable checkpoint (last.ckpt first among equally new: end of epoch, or
+    latest-step.ckpt within an epoch); a broken file is skipped with a warning, a file holding
+    code is refused (one line naming it: someone put it there)."""
+    candidates = sorted(ckpt_dir.glob("*.ckpt"), key=lambda p: (-p.stat().st_mtime, p.name != "last.ckpt"))
     for path in candidates:
         try:
-            torch.load(path, map_location="cpu", weights_only=False)
+            load_checkpoint(path)
             return path
-        except Exception as err:  # noqa: BLE001 - any unreadable file is skipped
-            log.warning("%s: unreadable checkpoint skipped (%s)", path, str(err).splitlines()[0])
+        except UnsafeFileError:
+            raise
+        except FrugalError as err:
+            log.warning("unreadable checkpoint skipped: %s", err)
     return None
 
 
 def export_best_model(system: FrugalSystem, ckpt_path: Optional[str], conf: Dict[str, Any], exp_dir: Path) -> Path:
     """Write ``best_model.pth`` (Asteroid serialization, plain types) from the best checkpoint."""
     if ckpt_path:
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)["state_dict"]
-        system.load_state_dict(state)
+        system.load_state_dict(load_checkpoint(ckpt_path)["state_dict"])
     to_save = system.model.serialize()
     to_save["target"] = conf["data"]["target"]
     to_save["sources"] = stem_names([conf["data"]["target"]])
@@ -358,8 +419,8 @@ def train(conf: Dict[str, Any], exp_dir, train_set: Optional[Dataset] = None, va
     batch_size = _batch_size(conf, exp_dir)
     workers = int(tr["num_workers"])
     loader_kw = dict(num_workers=workers, persistent_workers=workers > 0, pin_memory=torch.cuda.is_available())
-    train_loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, drop_last=len(train_set) > batch_size,
-                              **loader_kw)
+    train_loader = DataLoader(train_set, batch_size=batch_size, sampler=EpochSeededSampler(train_set, tr["seed"]),
+                              drop_last=len(train_set) > batch_size, **loader_kw)
     val_loader = DataLoader(val_set, batch_size=batch_size, shuffle=False, **loader_kw)
 
     model = build_model(conf)
@@ -372,11 +433,17 @@ def train(conf: Dict[str, Any], exp_dir, train_set: Optional[Dataset] = None, va
 
     best_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="epoch{epoch:03d}-val{val_loss:.3f}",
                               auto_insert_metric_name=False, monitor="val_loss", mode="min",
-                              save_top_k=int(tr["save_top_k"]), save_last=True)
-    callbacks = [best_cb, make_early_stopping(conf), ProgressBar()]
+                              save_top_k=int(tr["save_top_k"]))
+    # last.ckpt after every epoch. Not save_last=True: Lightning 2.6 refreshes that file only when a
+    # top-k checkpoint is saved in the same step, so a resume after epochs without improvement
+    # replayed all of them (and a second save_last callback writes last-v1.ckpt beside it).
+    last_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1,
+                              enable_version_counter=False)
+    callbacks = [best_cb, last_cb, make_early_stopping(conf), ProgressBar()]
     if int(tr["checkpoint_every_n_steps"] or 0) > 0:
         callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="latest-step", monitor=None, save_top_k=1,
-                                         every_n_train_steps=int(tr["checkpoint_every_n_steps"]), save_last=True))
+                                         every_n_train_steps=int(tr["checkpoint_every_n_steps"]),
+                                         enable_version_counter=False))
     loggers = [ResumableCSVLogger(str(exp_dir), name="logs", version="csv"),
                TensorBoardLogger(str(exp_dir), name="logs", version="tensorboard", default_hp_metric=False)]
     trainer = pl.Trainer(
@@ -394,7 +461,8 @@ def train(conf: Dict[str, Any], exp_dir, train_set: Optional[Dataset] = None, va
     resume = _last_checkpoint(ckpt_dir) if ckpt_dir.exists() else None
     if resume is not None:
         log.info("resuming from %s", resume)
-    trainer.fit(system, ckpt_path=str(resume) if resume else None)
+    # weights_only=True: Lightning 2.6 leaves torch.load's default to torch; never let it unpickle code
+    trainer.fit(system, ckpt_path=str(resume) if resume else None, weights_only=True)
 
     stopped_early = any(isinstance(cb, EarlyStopping) and cb.stopped_epoch > 0 for cb in trainer.callbacks)
     summary = dict(

@@ -2,6 +2,8 @@
 import json
 import logging
 import os
+import pickle
+import re
 import sys
 import tempfile
 from contextlib import contextmanager
@@ -15,6 +17,10 @@ os.umask(_UMASK)
 
 class FrugalError(Exception):
     """A user-facing problem (bad input, missing file): printed as one line, no traceback."""
+
+
+class UnsafeFileError(FrugalError):
+    """A torch file that holds more than tensors and plain values: refused, never unpickled."""
 
 
 def cpu_name() -> str:
@@ -89,3 +95,64 @@ def torch_save_atomic(obj: Any, path) -> None:
 
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
+
+
+_MAGIC = ((b"RIFF", "a WAV audio file"), (b"fLaC", "a FLAC audio file"), (b"OggS", "an Ogg audio file"),
+          (b"ID3", "an MP3 audio file"), (b"\xff\xfb", "an MP3 audio file"), (b"FORM", "an AIFF audio file"))
+
+
+def describe_file(path) -> str:
+    """What a file looks like from its first bytes ("a WAV audio file"...), for error messages."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return "an unreadable file"
+    if not head:
+        return "an empty file"
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            return kind
+    if head[4:8] == b"ftyp":
+        return "an MP4/M4A audio or video file"
+    if head.startswith(b"PK"):
+        return "a damaged or truncated torch file"
+    if head.startswith(b"\x80"):
+        return "a Python pickle not written by torch.save"
+    return "a file not written by torch.save"
+
+
+def torch_load(path, what: str) -> Any:
+    """``torch.load(path, weights_only=True)`` on CPU: tensors and plain values only, never code.
+
+    ``what`` names what the file should be ("a training checkpoint"). A file holding other
+    Python objects raises :class:`UnsafeFileError` (nothing in it is run); any other
+    unreadable file a :class:`FrugalError` saying what it looks like instead. One line each.
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FrugalError(f"{path}: file not found (expected {what})")
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "Weights only load failed" not in str(err):
+            raise FrugalError(_not_what(path, what, err)) from None
+        found = re.search(r"Unsupported (global: GLOBAL [\w.]+|operand \d+)", str(err))
+        detail = found.group(1) if found else "objects torch's safe loader does not allow"
+        raise UnsafeFileError(
+            f"{path}: refused: it holds Python objects other than tensors and plain values ({detail}), "
+            f"which files written by this project never do; nothing in it was run (loading it with "
+            f"torch.load(weights_only=False) could run code from it: only for a file you trust)") from None
+    except Exception as err:  # noqa: BLE001 - torch raises many types (zip, EOF, index errors)
+        raise FrugalError(_not_what(path, what, err)) from None
+
+
+def _not_what(path: Path, what: str, err: Exception) -> str:
+    kind = describe_file(path)
+    if "audio" in kind or kind == "an empty file":  # torch's own words ("pop from empty list") would mislead
+        return f"{path}: not {what}: it is {kind}"
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    first = re.split(r"(?<=[.:])\s", first)[0][:160].rstrip(".:")  # torch's first clause
+    return f"{path}: not {what}: it is {kind} ({first})"

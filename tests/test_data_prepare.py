@@ -120,8 +120,10 @@ def test_real_stem_mp4_through_stage0(tmp_path):
     assert np.sqrt(((mix - total) ** 2).mean() / (mix ** 2).mean()) > 0.05
 
 
-def test_unreadable_mixture_header_names_the_file(hq_root, tmp_path):
+def test_unreadable_mixture_header_is_a_logged_skip_naming_the_file(hq_root, tmp_path):
     (hq_root / "test" / "Artist B - Song Two" / "mixture.wav").write_bytes(b"garbage")
     conf = base_conf(tmp_path / "data", data={"musdb_root": str(hq_root)})
-    with pytest.raises(FrugalError, match="Artist B - Song Two/mixture.wav: unreadable audio header"):
-        prepare_musdb(conf, progress=False)
+    summary = prepare_musdb(conf, progress=False)  # the other tracks are still prepared (issue 17)
+    assert summary["tracks"] == {"train": 1, "valid": 1, "test": 0}
+    (skip,) = summary["skipped"]
+    assert "Artist B - Song Two/mixture.wav: unreadable audio header" in skip["reason"]

@@ -113,8 +113,8 @@ def test_from_pretrained_round_trip_file_and_dict(tiny_model_args, tmp_path):
     model = FrugalTasNet(**{**tiny_model_args, "stride": 10}).eval()
     path = tmp_path / "model.pth"
     torch.save(model.serialize(), path)
-    # the default torch loader (weights_only=True) accepts the file: plain types only
-    conf = torch.load(path)
+    # torch's safe loader (the default of torch >= 2.6) accepts the file: plain types only
+    conf = torch.load(path, weights_only=True)
     assert conf["model_name"] == "FrugalTasNet"
     x = torch.randn(2, 2, 777)
     with torch.no_grad():

@@ -124,7 +124,7 @@ def test_bad_files_are_reported_and_skipped(tmp_path, exps, capsys):
         assert why in line, line
     assert "5 of 6 file(s) failed" in err
     assert sorted(p.name for p in out.iterdir()) == ["good"]  # nothing half-written for bad files
-    assert sorted(p.name for p in (out / "good").iterdir()) == ["bass.wav", "no_bass.wav"]
+    assert sorted(p.name for p in (out / "good").iterdir()) == ["bass.wav", "no_bass.wav", "separation.json"]
 
 
 def test_model_target_checks(tmp_path, exps, tiny_model_args):

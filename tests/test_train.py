@@ -44,7 +44,7 @@ def test_training_lowers_the_loss_and_exports_a_loadable_model(tmp_path):
     assert summary["stop_reason"] == "max_epochs" and summary["epochs_done"] == 6
     # best_model.pth = the best checkpoint's weights, loadable by Asteroid
     model = BaseModel.from_pretrained(str(exp / "best_model.pth")).eval()
-    ckpt = torch.load(exp / summary["best_checkpoint"], map_location="cpu", weights_only=False)
+    ckpt = torch.load(exp / summary["best_checkpoint"], map_location="cpu", weights_only=True)
     reference = build_model(conf)
     reference.load_state_dict({k[len("model."):]: v for k, v in ckpt["state_dict"].items()})
     x = ToyTargetRest(2, seed=5)[0][0].unsqueeze(0)
@@ -75,7 +75,10 @@ sys.path[:0] = [{repo!r}, {tests!r}]
 import torch; torch.set_num_threads(1)
 from asteroid_frugal.config import load_config
 from asteroid_frugal.train import train
+from asteroid_frugal.utils import setup_logging
 from toy_data import ToyTargetRest
+
+setup_logging()
 
 class Slow(ToyTargetRest):
     def __getitem__(self, i):
@@ -96,13 +99,13 @@ def _runner(exp, delay, epochs):
 def test_resume_after_sigkill_restores_epoch_step_and_optimizer(tmp_path):
     exp = tmp_path / "killed"
     proc = subprocess.Popen(_runner(exp, 0.05, 3), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    last = exp / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 120
+    last = exp / "checkpoints" / "latest-step.ckpt"  # every step (last.ckpt: every epoch)
+    deadline = time.time() + 300  # a busy machine takes long to import and start
     try:
         while time.time() < deadline:  # kill mid-epoch 1, after a few step checkpoints
             if last.exists():
                 try:
-                    ck = torch.load(last, map_location="cpu", weights_only=False)
+                    ck = torch.load(last, map_location="cpu", weights_only=True)
                     if ck["epoch"] >= 1 and ck["global_step"] >= 5:
                         break
                 except Exception:
@@ -113,14 +116,14 @@ def test_resume_after_sigkill_restores_epoch_step_and_optimizer(tmp_path):
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
     assert not (exp / "training_done.json").exists()
-    killed = torch.load(last, map_location="cpu", weights_only=False)
+    killed = torch.load(last, map_location="cpu", weights_only=True)
     assert killed["global_step"] >= 5
     # the same command again resumes
     out = subprocess.run(_runner(exp, 0.0, 3), capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "resuming from" in out.stderr
     done = json.loads((exp / "training_done.json").read_text())
-    final = torch.load(last, map_location="cpu", weights_only=False)
+    final = torch.load(last, map_location="cpu", weights_only=True)
     assert done["epochs_done"] == 3 and final["global_step"] >= killed["global_step"]
     # Adam's step counter runs on from the killed run's: its state was restored, not reset
     adam_steps = {int(s["step"]) for s in final["optimizer_states"][0]["state"].values()}

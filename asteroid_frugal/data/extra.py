@@ -23,7 +23,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import numpy as np
 from tqdm import tqdm
 
-from ..audio import AUDIO_EXTENSIONS, read_audio, resample, to_channels
+from ..audio import AUDIO_EXTENSIONS, check_finite, read_audio, resample, to_channels
 from ..config import add_config_args, config_from_args
 from ..midi_render import RenderOptions, render_midi_dir, rendering_group
 from ..utils import FrugalError, write_json_atomic
@@ -79,6 +79,7 @@ def decode_extra_song(song: ExtraSong, sample_rate: int, n_channels: int = 2) ->
             audio, sr = read_audio(path)
             if audio.shape[1] == 0:
                 raise FrugalError(f"{path}: empty audio file")
+            check_finite(audio, path)
             audio = resample(to_channels(audio, n_channels, path), sr, sample_rate)
             decoded.setdefault(source, []).append(audio)
             lengths[Path(path).name if len(files) == 1 else str(path)] = audio.shape[1]

@@ -211,6 +211,10 @@ def write_track(track_dir, stems: Dict[str, np.ndarray], meta: dict,
         raise FrugalError(f"{track_dir.name}: stems of unequal length {lengths}")
     arrays = list(stems.values()) + ([mixture] if mixture is not None else [])
     peak = max(float(np.abs(a).max(initial=0.0)) for a in arrays)
+    if not np.isfinite(peak):  # the decoders check their files; this guards every other writer
+        bad = [name for name, a in list(stems.items()) + [("mixture", mixture)]
+               if a is not None and not np.isfinite(a).all()]
+        raise FrugalError(f"{track_dir.name}: {', '.join(bad)} contain(s) NaN or infinite samples")
     subtype = SUBTYPE if peak <= 32767 / 32768 else FLOAT_SUBTYPE
     meta = dict(meta)
     meta.update(n_samples=int(next(iter(lengths.values()))), sources=list(stems),

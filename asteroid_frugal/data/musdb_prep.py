@@ -12,13 +12,14 @@ input files (size, mtime); a track directory appears only when complete.
 """
 import argparse
 import logging
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 from tqdm import tqdm
 
-from ..audio import read_audio, require_ffmpeg, resample, to_channels
+from ..audio import check_finite, read_audio, require_ffmpeg, resample, to_channels
 from ..config import add_config_args, config_from_args
 from ..utils import FrugalError, write_json_atomic
 from .default_corpus import SETUP_FILE, CorpusParams, generate_corpus
@@ -31,36 +32,63 @@ log = logging.getLogger("asteroid_frugal")
 MAX_TRIM = 2048   # stems of one .stem.mp4 may differ by an AAC frame; more is an error
 
 
-def open_musdb(root: Path, is_wav: bool) -> Dict[str, list]:
-    """``{"train": [...], "valid": [...], "test": [...]}`` musdb tracks, with musdb's own splits."""
+def open_musdb(root: Path, is_wav: bool) -> Tuple[Dict[str, list], Dict[str, str]]:
+    """``({"train": [...], "valid": [...], "test": [...]}, unreadable)``: musdb tracks with
+    musdb's own splits, and ``{mixture path: reason}`` for tracks whose header cannot be read."""
     import musdb
 
     setup_file = SETUP_FILE if (root / SETUP_FILE).is_file() else None
+    unreadable: Dict[str, str] = {}
     try:
-        return {"train": musdb.DB(str(root), subsets="train", split="train", is_wav=is_wav, setup_file=setup_file).tracks,
-                "valid": musdb.DB(str(root), subsets="train", split="valid", is_wav=is_wav, setup_file=setup_file).tracks,
-                "test": musdb.DB(str(root), subsets="test", is_wav=is_wav, setup_file=setup_file).tracks}
-    except Exception as err:  # musdb/stempeg raise bare exceptions on unreadable headers
-        bad = _unreadable_headers(root, is_wav)
-        if bad:
-            raise FrugalError(f"{bad[0]}: unreadable audio header, musdb cannot list the root "
-                              f"({len(bad)} such file(s)); fix or remove it") from None
+        with _listing_survives_unreadable_headers(unreadable):
+            splits = {"train": musdb.DB(str(root), subsets="train", split="train", is_wav=is_wav,
+                                        setup_file=setup_file).tracks,
+                      "valid": musdb.DB(str(root), subsets="train", split="valid", is_wav=is_wav,
+                                        setup_file=setup_file).tracks,
+                      "test": musdb.DB(str(root), subsets="test", is_wav=is_wav, setup_file=setup_file).tracks}
+    except Exception as err:  # musdb/stempeg raise bare exceptions
         raise FrugalError(f"{root}: musdb could not list the tracks ({type(err).__name__}: {err})") from None
+    return splits, unreadable
 
 
-def _unreadable_headers(root: Path, is_wav: bool) -> List[Path]:
-    """The files musdb probes when it lists a root (mixtures) that cannot be read: to name them."""
-    from ..audio import audio_info
+class _NoHeader:
+    """Stands in for the header of a file stempeg cannot read (the track is skipped later)."""
 
-    pattern = "*/mixture.wav" if is_wav else "*.stem.mp4"
-    bad = []
-    for subset in ("train", "test"):
-        for path in sorted((root / subset).glob(pattern)):
-            try:
-                audio_info(path)
-            except FrugalError:
-                bad.append(path)
-    return bad
+    def samples(self, *_):
+        return 0
+
+    def duration(self, *_):
+        return 0.0
+
+    def rate(self, *_):
+        return 0
+
+
+@contextmanager
+def _listing_survives_unreadable_headers(unreadable: Dict[str, str]):
+    """Workaround for musdb 0.4: ``musdb.DB`` reads every mixture's header (``stempeg.Info``,
+    ffprobe) while it lists a root, and one unreadable file (a damaged download) makes the
+    whole listing raise. While listing, a failed header read is recorded in ``unreadable``
+    (path -> reason) and the track gets an empty header; stage 0 then skips exactly those
+    tracks with a logged reason, as it skips tracks that fail to decode."""
+    import musdb.audio_classes
+
+    stempeg = musdb.audio_classes.stempeg
+    real_info = stempeg.Info
+
+    def info(path, *args, **kwargs):
+        try:
+            return real_info(path, *args, **kwargs)
+        except Exception as err:  # noqa: BLE001 - stempeg/ffprobe raise bare exceptions
+            first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+            unreadable[str(path)] = f"{type(err).__name__}{': ' + first if first else ''}"
+            return _NoHeader()
+
+    stempeg.Info = info
+    try:
+        yield
+    finally:
+        stempeg.Info = real_info
 
 
 def _inputs(track) -> List[Path]:
@@ -86,6 +114,7 @@ def decode_track(track, sample_rate: int):
             except Exception as err:
                 raise FrugalError(f"{track.path}: could not decode the {name} stream "
                                   f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+        check_finite(audio, path if track.is_wav else f"{track.path} ({name} stream)")
         arrays[name] = resample(to_channels(audio, 2, track.path), sr, sample_rate)
         rates[name] = sr
     lengths = {k: a.shape[1] for k, a in arrays.items()}
@@ -119,7 +148,7 @@ def prepare_musdb(conf, progress: bool = True) -> dict:
             return {"corpus": corpus, "prepared": str(out), "source": str(root), "reused": True}
         raise FrugalError(f"{root}: MUSDB18 root not found")
     require_ffmpeg()   # musdb reads headers with ffprobe, even for WAV roots
-    splits = open_musdb(root, is_wav)
+    splits, unreadable = open_musdb(root, is_wav)
     n_total = sum(len(v) for v in splits.values())
     if n_total == 0:
         raise FrugalError(f"{root}: no tracks found (expected train/ and test/ subfolders)")
@@ -130,6 +159,12 @@ def prepare_musdb(conf, progress: bool = True) -> dict:
     for split, tracks in splits.items():
         for track in tracks:
             dst = out / split / track.name
+            if str(track.path) in unreadable:
+                reason = f"{track.path}: unreadable audio header ({unreadable[str(track.path)]})"
+                log.warning("skipping %s: %s", track.name, reason)
+                skipped.append({"track": track.name, "split": split, "reason": reason})
+                bar.update(1)
+                continue
             signature = source_signature(_inputs(track))
             if track_is_valid(dst, signature):
                 counts[split] += 1
