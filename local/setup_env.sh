@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create/refresh the project's environment: .venv from requirements.txt (+ this package,
-
-
+# editable) and the system tools (ffmpeg/ffprobe for musdb/stempeg; fluidsynth and two GM
+# soundfonts for the built-in corpus and the MIDI renderer). Idempotent: a stamp skips pip when nothing changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${VENV:-.venv}
