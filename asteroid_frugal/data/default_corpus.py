@@ -6,7 +6,7 @@ Two generators (``default_corpus.generator``):
   multitrack General MIDI, drums, bass and other rendered with FluidSynth and real sampled
   instruments (one of ``default_corpus.soundfonts`` per song), a synthesised singing voice
   (plus GM choir patches in some songs) for vocals;
-* ``synth`` (v2, this module): everything synthesised in NumPy; about ten times faster, kept
+* ``synth`` (v2, this module): everything synthesised in NumPy; about half the CPU time, kept
   as the tiny fast option for tests.
 
 The ``synth`` songs have a key, a tempo, a chord progression and a section structure
