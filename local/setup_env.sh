@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create/refresh the project's environment: .venv from requirements.txt (+ this package,
-# editable) and the system tools (ffmpeg/ffprobe for musdb/stempeg, fluidsynth and a GM
-# soundfont for the MIDI renderer). Idempotent: a stamp skips pip when nothing changed.
+# editable) and the system tools (ffmpeg/ffprobe for musdb/stempeg; fluidsynth and two GM
+# soundfonts for the built-in corpus and the MIDI renderer). Idempotent: a stamp skips pip when nothing changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${VENV:-.venv}
@@ -10,8 +10,9 @@ python=${PYTHON:-python3}
 need_apt=()
 command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || need_apt+=(ffmpeg)
 command -v fluidsynth >/dev/null 2>&1 || need_apt+=(fluidsynth)
-[ -e /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || [ -e /usr/share/sounds/sf2/default-GM.sf2 ] \
-  || need_apt+=(fluid-soundfont-gm)
+# the built-in corpus (default_corpus.soundfonts) renders with both GM soundfonts
+[ -e /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || need_apt+=(fluid-soundfont-gm)
+[ -e /usr/share/sounds/sf2/TimGM6mb.sf2 ] || need_apt+=(timgm6mb-soundfont)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "setup: installing system packages: ${need_apt[*]}"
@@ -21,7 +22,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   else
     echo "setup: missing system packages: ${need_apt[*]}" >&2
     echo "setup: install them first, e.g.: sudo apt-get install ${need_apt[*]}" >&2
-    echo "setup: (ffmpeg is required; fluidsynth and fluid-soundfont-gm only for MIDI rendering)" >&2
+    echo "setup: (ffmpeg is required; fluidsynth and the soundfonts for the built-in corpus and MIDI rendering)" >&2
     command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || exit 1
   fi
 fi

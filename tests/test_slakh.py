@@ -121,8 +121,8 @@ def test_slakh_fixture_through_stage1_into_a_training_manifest(fixture_root, tmp
     from data_helpers import base_conf
 
     data = tmp_path / "data"
-    conf = base_conf(data, default_corpus={"n_train": 1, "n_valid": 1, "n_test": 1, "song_seconds": 4,
-                                                          "jobs": 1},
+    conf = base_conf(data, default_corpus={"generator": "synth", "n_train": 1, "n_valid": 1, "n_test": 1,
+                                                          "song_seconds": 4, "jobs": 1},
                      data={"extra_roots": [str(fixture_root)], "extra_test_fraction": 0.0},
                      shaping={"excerpt_seconds": 1})
     prepare_musdb(conf, progress=False)                               # stage 0: a tiny built-in corpus

@@ -20,7 +20,7 @@ from conftest import REPO
 
 COMMON = """
 data: {sample_rate: 8000, valid_chunk_seconds: 1}
-default_corpus: {n_train: 3, n_valid: 1, n_test: 1, song_seconds: 4, jobs: 1}
+default_corpus: {generator: synth, n_train: 3, n_valid: 1, n_test: 1, song_seconds: 4, jobs: 1}
 filterbank: {n_filters: 16, kernel_size: 20}
 masker: {hidden_size: 16, n_layers: 2}
 shaping: {align_seconds: 2}

@@ -1,6 +1,15 @@
-"""The built-in corpus: seeded, procedurally generated songs in MUSDB18-HQ layout.
+"""The built-in corpus: seeded, generated songs in MUSDB18-HQ layout.
 
-Every song has a key, a tempo, a chord progression and a section structure
+Two generators (``default_corpus.generator``):
+
+* ``midi`` (corpus v3, the default; :mod:`asteroid_frugal.data.midi_corpus`): songs composed as
+  multitrack General MIDI, drums, bass and other rendered with FluidSynth and real sampled
+  instruments (one of ``default_corpus.soundfonts`` per song), a synthesised singing voice
+  (plus GM choir patches in some songs) for vocals;
+* ``synth`` (v2, this module): everything synthesised in NumPy; about half the CPU time, kept
+  as the tiny fast option for tests.
+
+The ``synth`` songs have a key, a tempo, a chord progression and a section structure
 (instrumental intro, sung sections, instrumental breaks), and four stems:
 
 * ``vocals``: a sung melody on the song's scale: glottal-like harmonic source with
@@ -19,8 +28,10 @@ stereo 16-bit 44.1 kHz WAV with ``mixture.wav`` = their sum. Split layout follow
 MUSDB18-HQ (``train/`` holds train and validation songs, ``test/``); the validation
 songs are named in ``musdb_setup.yaml``, a copy of musdb's own setup file with its
 ``validation_tracks`` replaced, which stage 0 hands to ``musdb.DB(setup_file=...)``.
-Song ``i`` of a split depends only on (seed, split, i, song_seconds, sample_rate), so a
-bigger corpus (``--set default_corpus.n_train=400``) keeps the existing songs.
+Song ``i`` of a split depends only on (generator and its version, seed, split, i,
+song_seconds, sample_rate, and for ``midi`` its soundfont and the FluidSynth settings), so a
+bigger corpus (``--set default_corpus.n_train=400``) keeps the existing songs; a change of
+any of those (a new generator version included) regenerates the corpus, never mixes it.
 """
 import logging
 import os
@@ -28,7 +39,7 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import soundfile as sf
@@ -45,6 +56,7 @@ log = logging.getLogger("asteroid_frugal")
 
 GENERATOR_VERSION = 2
 SETUP_FILE = "musdb_setup.yaml"
+SONG_RECORD = ".song.json"         # midi generator: programs, soundfont, tempo... of each song
 _SPLIT_IDS = {"train": 0, "valid": 1, "test": 2}
 _VOWELS = {  # formant frequencies F1-F4 (Hz) of sung vowels
     "a": (800, 1150, 2900, 3900),
@@ -60,43 +72,83 @@ _MAJOR, _MINOR = (0, 2, 4, 5, 7, 9, 11), (0, 2, 3, 5, 7, 8, 10)
 _MIX_DB = {"vocals": (-17.0, 2.0), "drums": (-18.0, 2.0), "bass": (-20.0, 2.0), "other": (-20.5, 2.0)}
 
 
+GENERATORS = ("midi", "synth")
+_KEYS = ("generator", "seed", "n_train", "n_valid", "n_test", "song_seconds", "jobs", "soundfonts", "test_soundfonts")
+_FLUIDSYNTH_KEYS = ("gain", "reverb", "chorus")     # of the midi_render section, used by the midi generator
+
+
 @dataclass
 class CorpusParams:
-    """Size and seed of the built-in corpus (``default_corpus`` section of conf.yml)."""
+    """Generator, size and seed of the built-in corpus (``default_corpus`` section of conf.yml)."""
 
-    seed: int = 0
-    n_train: int = 40
-    n_valid: int = 4
-    n_test: int = 6
-    song_seconds: float = 30.0
-    sample_rate: int = 44100
-    jobs: int = 2                  # generator processes (the audio does not depend on it)
+    generator: str                 # midi (v3, FluidSynth) | synth (v2, NumPy only)
+    seed: int
+    n_train: int
+    n_valid: int
+    n_test: int
+    song_seconds: float
+    sample_rate: int
+    jobs: int                      # generator processes (the audio does not depend on it)
+    soundfonts: List[str]          # midi: song i of train/valid uses soundfonts[i % len]
+    test_soundfonts: List[str]     # midi: the same for test songs (a held-out soundfont)
+    fluidsynth: Dict[str, Any]     # midi: gain, reverb, chorus (midi_render section)
 
     @classmethod
     def from_conf(cls, conf) -> "CorpusParams":
-        p = cls(seed=int(get(conf, "default_corpus.seed", 0)), n_train=int(get(conf, "default_corpus.n_train", 40)),
-                n_valid=int(get(conf, "default_corpus.n_valid", 4)), n_test=int(get(conf, "default_corpus.n_test", 6)),
-                song_seconds=float(get(conf, "default_corpus.song_seconds", 30)),
-                sample_rate=int(get(conf, "data.sample_rate", 44100)), jobs=int(get(conf, "default_corpus.jobs", 2)))
-        if min(p.n_train, p.n_valid, p.n_test) < 1 or p.song_seconds < 4:
-            raise FrugalError("default_corpus: n_train, n_valid and n_test must be >= 1 and song_seconds >= 4")
+        section = conf.get("default_corpus") or {}
+        missing = [k for k in _KEYS if k not in section]
+        if missing:
+            raise FrugalError(f"config: default_corpus lacks {', '.join(missing)} (see conf.yml)")
+        render = conf.get("midi_render") or {}
+        p = cls(generator=str(section["generator"]), seed=int(section["seed"]), n_train=int(section["n_train"]),
+                n_valid=int(section["n_valid"]), n_test=int(section["n_test"]),
+                song_seconds=float(section["song_seconds"]), sample_rate=int(get(conf, "data.sample_rate")),
+                jobs=int(section["jobs"]), soundfonts=[str(f) for f in section["soundfonts"] or []],
+                test_soundfonts=[str(f) for f in (section["test_soundfonts"] or section["soundfonts"] or [])],
+                fluidsynth={k: render.get(k) for k in _FLUIDSYNTH_KEYS})
+        p.validate()
         return p
+
+    def validate(self) -> None:
+        if self.generator not in GENERATORS:
+            raise FrugalError(f"default_corpus.generator: {self.generator!r} is not one of {', '.join(GENERATORS)}")
+        if min(self.n_train, self.n_valid, self.n_test) < 1 or self.song_seconds < 4 or self.jobs < 1:
+            raise FrugalError("default_corpus: n_train, n_valid, n_test and jobs must be >= 1 and song_seconds >= 4")
+        if self.generator == "midi":
+            if not self.soundfonts:
+                raise FrugalError("default_corpus.soundfonts: the midi generator needs at least one soundfont")
+            missing = [k for k, v in self.fluidsynth.items() if v is None]
+            if missing:
+                raise FrugalError(f"config: midi_render lacks {', '.join(missing)} (used by the built-in corpus)")
+
+    def version(self) -> int:
+        from .midi_corpus import GENERATOR_VERSION as MIDI_VERSION   # it imports this module's helpers
+
+        return GENERATOR_VERSION if self.generator == "synth" else MIDI_VERSION
 
     def content_key(self) -> dict:
         """What the audio of song i depends on (the counts only add or remove songs)."""
-        return dict(seed=self.seed, song_seconds=self.song_seconds, sample_rate=self.sample_rate,
-                    version=GENERATOR_VERSION)
+        key = dict(generator=self.generator, seed=self.seed, song_seconds=self.song_seconds,
+                   sample_rate=self.sample_rate, version=self.version())
+        if self.generator == "midi":
+            key.update(soundfonts=[Path(f).name for f in self.soundfonts],
+                       test_soundfonts=[Path(f).name for f in self.test_soundfonts], fluidsynth=dict(self.fluidsynth))
+        return key
+
+    def soundfont(self, split: str, index: int) -> Path:
+        fonts = self.test_soundfonts if split == "test" else self.soundfonts
+        return Path(fonts[index % len(fonts)]).expanduser()
 
 
-def song_name(split: str, index: int) -> str:
-    return f"Frugal Synth - {split.capitalize()} {index + 1:03d}"
+def song_name(split: str, index: int, generator: str = "synth") -> str:
+    return f"Frugal {'Synth' if generator == 'synth' else 'GM'} - {split.capitalize()} {index + 1:03d}"
 
 
 def corpus_plan(params: CorpusParams) -> List[Tuple[str, str, int]]:
     """``(split, name, index)`` of every song; valid songs live in ``train/`` as in MUSDB18."""
     plan = []
     for split, n in (("train", params.n_train), ("valid", params.n_valid), ("test", params.n_test)):
-        plan += [(split, song_name(split, i), i) for i in range(n)]
+        plan += [(split, song_name(split, i, params.generator), i) for i in range(n)]
     return plan
 
 
@@ -488,14 +540,17 @@ def generate_song(seed: int, split: str, index: int, seconds: float, sr: int = 4
     return stems
 
 
-def _write_song(folder: Path, stems: Dict[str, np.ndarray], sr: int) -> None:
-    """MUSDB18-HQ song folder, written in a temporary folder then renamed (never half-written)."""
+def _write_song(folder: Path, stems: Dict[str, np.ndarray], sr: int, record: Optional[dict] = None) -> None:
+    """MUSDB18-HQ song folder, written in a temporary folder then renamed (never half-written);
+    ``record`` (what the song is made of) goes to a hidden ``.song.json`` next to the stems."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=folder.parent))
     try:
         for name in SOURCES:
             sf.write(str(tmp / f"{name}.wav"), stems[name].T, sr, subtype="PCM_16")
         sf.write(str(tmp / "mixture.wav"), sum(stems[s] for s in SOURCES).T, sr, subtype="PCM_16")
+        if record is not None:
+            write_json_atomic(tmp / SONG_RECORD, record)
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(tmp, folder)
@@ -504,10 +559,39 @@ def _write_song(folder: Path, stems: Dict[str, np.ndarray], sr: int) -> None:
         raise
 
 
+def _render_options(params: CorpusParams, soundfont: Path):
+    """FluidSynth settings of the midi generator (``midi_render`` gain, reverb, chorus)."""
+    from ..midi_render import RenderOptions, SourceRules
+
+    return RenderOptions(soundfonts=[soundfont], rules=SourceRules(), sample_rate=params.sample_rate,
+                         gain=float(params.fluidsynth["gain"]), reverb=bool(params.fluidsynth["reverb"]),
+                         chorus=bool(params.fluidsynth["chorus"]))
+
+
 def _generate_into(job) -> None:
     folder, split, index, params = job
-    _write_song(folder, generate_song(params.seed, split, index, params.song_seconds, params.sample_rate),
-                params.sample_rate)
+    if params.generator == "synth":
+        _write_song(folder, generate_song(params.seed, split, index, params.song_seconds, params.sample_rate),
+                    params.sample_rate)
+        return
+    from . import midi_corpus
+
+    soundfont = params.soundfont(split, index)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    stems, record = midi_corpus.generate_song(params.seed, split, index, params.song_seconds, params.sample_rate,
+                                              soundfont, _render_options(params, soundfont), folder.parent)
+    _write_song(folder, stems, params.sample_rate, record)
+
+
+def _check_soundfonts(params: CorpusParams) -> None:
+    """fluidsynth present and every soundfont usable: one clear error before any song is generated."""
+    from ..midi_render import check_soundfont, probe_soundfont, require_fluidsynth
+
+    require_fluidsynth()
+    for font in dict.fromkeys(params.soundfonts + params.test_soundfonts):
+        path = Path(font).expanduser()
+        check_soundfont(path)
+        probe_soundfont(path, _render_options(params, path))
 
 
 def write_musdb_setup(root: Path, validation_tracks: List[str]) -> None:
@@ -549,7 +633,10 @@ def generate_corpus(root, params: CorpusParams, progress: bool = True) -> Path:
     write_json_atomic(stamp, {"content": params.content_key(), "params": asdict(params)})
     todo = [(root / ("test" if s == "test" else "train") / n, s, i) for s, n, i in plan]
     todo = [(folder, s, i) for folder, s, i in todo if not (folder / "mixture.wav").is_file()]
-    bar = tqdm(total=len(todo), desc="generating built-in corpus", unit="song", disable=not progress or not todo)
+    if params.generator == "midi" and todo:
+        _check_soundfonts(params)
+    bar = tqdm(total=len(todo), desc=f"generating built-in corpus ({params.generator} v{params.version()})",
+               unit="song", disable=not progress or not todo)
     if params.jobs > 1 and len(todo) > 1:
         from concurrent.futures import ProcessPoolExecutor
 
