@@ -230,7 +230,6 @@ import sys, time
 sys.path[:0] = [{repo!r}, {tests!r}]
 import torch; torch.set_num_threads(1)
 from asteroid_frugal.config import load_config
-from asteroid_frugal.data.default_corpus import CorpusParams, generate_corpus
 from asteroid_frugal.train import FrugalSystem, train
 from asteroid_frugal.utils import setup_logging
 from toy_data import ToyTargetRest
