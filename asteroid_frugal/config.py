@@ -8,6 +8,7 @@ Usage from a stage script::
 import argparse
 import copy
 import math
+import sys
 from pathlib import Path
 from typing import Any, Dict, Iterable, Optional, Tuple
 
@@ -79,6 +80,10 @@ TYPES = {
     "training.precision": (str, int),
     "evaluation.max_tracks": (int, None),
     "midi_render.max_seconds": (float, None),
+    "default_corpus.test_soundfonts": (list, None),
+    "evaluation.bss_threads": (int, None),
+    "runtime.threads": (int, None),
+    "runtime.omp_wait_policy": (str, None),
 }
 NUMBER_SUFFIXES = ("_seconds", "_db")  # durations and levels take any number, even where the default is whole
 # Obvious ranges, in interval notation; a listed key whose value is null is not checked.
@@ -89,7 +94,9 @@ RANGES = {
                  "filterbank.kernel_size", "filterbank.stride", "masker.n_layers", "masker.hidden_size",
                  "training.epochs", "training.batch_size", "training.num_nodes", "optim.lr",
                  "evaluation.chunk_seconds", "evaluation.batch_chunks", "evaluation.jobs", "evaluation.max_tracks",
-                 "midi_render.sample_rate", "midi_render.jobs", "midi_render.max_seconds", "midi_render.peak"),
+                 "midi_render.sample_rate", "midi_render.jobs", "midi_render.max_seconds", "midi_render.peak",
+                 "training.log_every_n_steps", "evaluation.example_seconds", "evaluation.bss_threads",
+                 "streaming.block", "runtime.threads"),
     "[0, inf)": ("default_corpus.n_train", "default_corpus.n_valid", "default_corpus.n_test",
                  "shaping.min_song_seconds", "masker.skip_every", "training.num_workers",
                  "training.early_stop_patience", "training.gradient_clipping", "training.checkpoint_every_n_steps",
@@ -197,11 +204,13 @@ def config_from_args(args: argparse.Namespace) -> Dict[str, Any]:
     overlays = [o for item in args.overlay for o in str(item).split()]
     threads = getattr(args, "threads", None)
     conf = load_config(args.conf, overlays, [*args.overrides, *([f"runtime.threads={threads}"] if threads else [])])
-    from .runtime import apply, check_threads, check_wait_policy
-
-    check_threads(get(conf, "runtime.threads"), "runtime.threads")   # bad values: one line, not a traceback
-    check_wait_policy(get(conf, "runtime.omp_wait_policy"), "runtime.omp_wait_policy")
-    apply(threads)   # the rest of the policy was set before torch loaded (runtime.early_setup)
+    # The threading policy (asteroid_frugal/runtime.py, which reads the config with this module
+    # before torch loads): looked up, not imported, so that config stays below runtime.
+    runtime = sys.modules.get(f"{__package__}.runtime")
+    if runtime is not None:
+        runtime.check_threads(get(conf, "runtime.threads"), "runtime.threads")   # one line, not a traceback
+        runtime.check_wait_policy(get(conf, "runtime.omp_wait_policy"), "runtime.omp_wait_policy")
+        runtime.apply(threads)   # the rest of the policy was set before torch loaded (runtime.early_setup)
     return conf
 
 

@@ -148,7 +148,7 @@ def evaluate(conf: dict, exp_dir, combined: Optional[Sequence[str]] = None, spli
     started = time.time()
     _score_tracks(pending, len(tracks), models, names, ref_names, opts, backend, device, jobs,
                   signature, scores_dir, museval_dir, results / "examples", example_tracks,
-                  bss_threads=get(conf, "evaluation.bss_threads"))
+                  bss_threads=conf["evaluation"]["bss_threads"])
 
     records = [read_json(scores_dir / f"{_safe_name(t.name)}.json") for t in tracks]
     final = _write_summaries(conf, results, records, names, mode, exp_dir, exp_dirs, models, backend, device,

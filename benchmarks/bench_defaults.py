@@ -120,7 +120,7 @@ def child(args) -> None:
         torch.manual_seed(0)
         model = build_model(conf).train()
         optimizer = make_optimizer(model, conf)
-        loss_func = TargetRestSISNRLoss()
+        loss_func = TargetRestSISNRLoss(pit=bool(tr["pit"]), silence_db=float(tr["silence_db"]))
         n = int(args.excerpt_seconds * conf["data"]["sample_rate"])
         data = torch.utils.data.TensorDataset(torch.randn(64, 2, n) * 0.1, torch.randn(64, 2, 2, n) * 0.1)
         loader = torch.utils.data.DataLoader(data, batch_size=int(tr["batch_size"]), shuffle=True,
