@@ -29,7 +29,6 @@ import os
 import shutil
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -38,7 +37,7 @@ import numpy as np
 from .audio import AUDIO_EXTENSIONS, read_audio, write_audio
 from .config import add_config_args, config_from_args
 from .data.types import EXTRA_SOURCES, stem_names
-from .inference import PRECISIONS, chunking, load_target_models, resolve_device, separate_stems
+from .inference import PRECISIONS, TargetModel, chunking, load_target_models, resolve_device, separate_stems
 from .streaming import stream_stems, streaming_options
 from .utils import FrugalError, read_json, run_cli, write_json_atomic
 

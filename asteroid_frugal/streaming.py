@@ -28,8 +28,7 @@ The fastest path measured is onnxruntime on the int8 export (``asteroid_frugal.e
 import logging
 import time
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Dict, Optional, Sequence, Union
+from typing import Dict, Optional, Union
 
 import numpy as np
 import torch

@@ -25,7 +25,6 @@ onnxruntime-int8 at the first block size. Random weights (speed does not depend
 on them). The first ``--warmup`` blocks are not counted.
 """
 import argparse
-import json
 import os
 import sys
 import tempfile
