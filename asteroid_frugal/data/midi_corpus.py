@@ -2,7 +2,7 @@
 
 Each song (seeded by ``(seed, split, index)`` only) has a tempo, a key and mode, a chord
 progression and sections (instrumental intro, sung sections, instrumental breaks) from the
-v2 skeleton (:class:`default_corpus._Song`), with a per-section intensity (velocities),
+v2 skeleton (:class:`synth_corpus._Song`), with a per-section intensity (velocities),
 swing and humanised timing. Its parts are General MIDI:
 
 * ``drums``: one of several GM kits (channel 10): kick/snare grooves, closed/open hi-hat or
@@ -33,7 +33,7 @@ import numpy as np
 
 from ..midi_render import DRUM_CHANNEL, fluidsynth_render
 from ..utils import FrugalError
-from .default_corpus import _Song, _bandpass, _highpass, _make_reverb, _sing_phrase, _VOWELS
+from .synth_corpus import _VOWELS, _Song, _bandpass, _highpass, _make_reverb, _sing_phrase
 
 GENERATOR_VERSION = 3
 TPB = 480                                   # MIDI ticks per beat
