@@ -156,12 +156,12 @@ def _write_song(folder: Path, stems: Dict[str, np.ndarray], sr: int, record: Opt
 
 
 def _render_options(params: CorpusParams, soundfont: Path):
-    """FluidSynth settings of the midi generator (``midi_render`` gain, reverb, chorus)."""
-    from ..midi_render import RenderOptions, SourceRules
+    """FluidSynth settings of the midi generator (``midi_render`` gain, reverb, chorus; the rest
+    of that section as in conf.yml)."""
+    from ..midi_render import RenderOptions
 
-    return RenderOptions(soundfonts=[soundfont], rules=SourceRules(), sample_rate=params.sample_rate,
-                         gain=float(params.fluidsynth["gain"]), reverb=bool(params.fluidsynth["reverb"]),
-                         chorus=bool(params.fluidsynth["chorus"]))
+    return RenderOptions.from_conf({"soundfonts": [str(soundfont)], "sample_rate": int(params.sample_rate),
+                                    **{k: params.fluidsynth[k] for k in ("gain", "reverb", "chorus")}})
 
 
 def _generate_into(job) -> None:
