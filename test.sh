@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 local/setup_env.sh
-exec .venv/bin/python -m pytest -q "$@"
+exec .venv/bin/python -m pytest -q -n "${TEST_JOBS:-2}" "$@"

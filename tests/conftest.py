@@ -9,7 +9,13 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("PYTHONPATH", str(REPO))
-torch.set_num_threads(min(2, torch.get_num_threads()))
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # ./test.sh runs two workers on this 2-core machine: one thread each, also in the commands
+    # the tests start, so that the workers do not oversubscribe the cores.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
+else:
+    torch.set_num_threads(min(2, torch.get_num_threads()))
 
 SHARED = REPO.parent / "shared"
 
