@@ -199,6 +199,19 @@ def start_load(state: str):
     return subprocess.Popen(["yes"], stdout=subprocess.DEVNULL)
 
 
+def measure_in_state(state, command, setting, args, exp, song, tmp) -> dict:
+    """:func:`measure` with the machine in ``state`` (the competing process stopped afterwards)."""
+    load = start_load(state)
+    try:
+        row = measure(command, setting, args, exp, song, tmp)
+    finally:
+        if load is not None:
+            load.terminate()
+            load.wait()
+    row["state"] = state
+    return row
+
+
 def main():
     sys.path.insert(0, str(REPO))
     args = parse_args()
@@ -218,27 +231,13 @@ def main():
         for state in args.states:
             for command in args.commands:
                 for setting in args.settings:
-                    load = start_load(state)
-                    try:
-                        row = measure(command, setting, args, exp, song, tmp)
-                    finally:
-                        if load is not None:
-                            load.terminate()
-                            load.wait()
-                    row["state"] = state
+                    row = measure_in_state(state, command, setting, args, exp, song, tmp)
                     rows.append(row)
                     extra = f", RTF {row['rtf']:.3f}" if "rtf" in row else ""
                     print(f"  {state:6s} {command:8s} {setting:11s} {row['seconds']:8.2f} s{extra}  [{row['runtime']}]",
                           flush=True)
                 if command == "bss" and args.museval:
-                    load = start_load(state)
-                    try:
-                        row = measure("museval", "shipped", args, exp, song, tmp)
-                    finally:
-                        if load is not None:
-                            load.terminate()
-                            load.wait()
-                    row["state"] = state
+                    row = measure_in_state(state, "museval", "shipped", args, exp, song, tmp)
                     rows.append(row)
                     print(f"  {state:6s} museval  shipped     {row['seconds']:8.2f} s", flush=True)
     print("\n| state | command | shipped (s) | best setting | best (s) | shipped / best |")
