@@ -82,7 +82,7 @@ TYPES = {
     "midi_render.max_seconds": (float, None),
     "default_corpus.test_soundfonts": (list, None),
     "evaluation.bss_threads": (int, None),
-    "runtime.threads": (int, None),
+    "runtime.threads": (int, str, None),   # also "auto" (runtime.py checks the value)
     "runtime.omp_wait_policy": (str, None),
 }
 NUMBER_SUFFIXES = ("_seconds", "_db")  # durations and levels take any number, even where the default is whole
@@ -96,7 +96,7 @@ RANGES = {
                  "evaluation.chunk_seconds", "evaluation.batch_chunks", "evaluation.jobs", "evaluation.max_tracks",
                  "midi_render.sample_rate", "midi_render.jobs", "midi_render.max_seconds", "midi_render.peak",
                  "training.log_every_n_steps", "evaluation.example_seconds", "evaluation.bss_threads",
-                 "streaming.block", "runtime.threads"),
+                 "streaming.block"),
     "[0, inf)": ("default_corpus.n_train", "default_corpus.n_valid", "default_corpus.n_test",
                  "shaping.min_song_seconds", "masker.skip_every", "training.num_workers",
                  "training.early_stop_patience", "training.gradient_clipping", "training.checkpoint_every_n_steps",

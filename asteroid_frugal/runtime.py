@@ -10,10 +10,22 @@ doing the work, and a separation or a training step gets 2-10x slower
 
 Settings (``runtime`` in conf.yml, the only place of their defaults):
 
-* ``runtime.threads``: intra-op threads of torch, and OMP/MKL/OpenBLAS threads
-  (``null``: all cores, PyTorch's default); ``--threads N`` on every command that
-  reads the config.
-* ``runtime.omp_wait_policy``: ``passive`` | ``active`` | ``null`` (OpenMP's default).
+* ``runtime.threads``: intra-op threads of torch, and OMP/MKL/OpenBLAS threads:
+  ``auto`` (default), ``null`` (all cores, PyTorch's default) or N; ``--threads N``
+  on every command that reads the config.
+* ``runtime.omp_wait_policy``: ``auto`` (default) | ``passive`` | ``active`` |
+  ``null`` (OpenMP's default).
+
+``auto`` looks at the machine when the process starts (:func:`free_cores`: /proc/stat
+sampled over 0.2 s, before this process does any work). On a quiet machine it keeps
+PyTorch's defaults (all cores, OpenMP's spin-waiting: the fastest there); when other
+processes already use the cores it takes the free ones (at least one) with passive
+waiting, because spinning threads then collapse. Measured on the 2-core machine, demo
+training (3 epochs, stage 3) and the paper model (benchmarks/README.md, "Defaults"):
+no single fixed setting is within 1.1x of the best in both states. The choice is made
+once per process, not during the run: a training's result depends on its thread count
+(floating-point summation order), so a run keeps one count from start to end; its log
+line says which (``--threads N`` pins it for bit-identical re-runs).
 
 Precedence: ``--threads`` and ``--set runtime.*`` on the command line, then the
 environment (``OMP_NUM_THREADS``, ``OMP_WAIT_POLICY`` exported before the command),
@@ -33,45 +45,98 @@ import argparse
 import logging
 import os
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 log = logging.getLogger("asteroid_frugal.runtime")
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 WAIT_POLICIES = ("passive", "active")
+AUTO = "auto"
+# what ``auto`` chose in a parent process, for its spawned workers: "<threads|all>,<policy|default>"
+AUTO_ENV = "ASTEROID_FRUGAL_AUTO_RUNTIME"
 _PACKAGE_DIR = Path(__file__).resolve().parent
 _REPO_ROOT = _PACKAGE_DIR.parent
 # what early_setup chose in this process: threads, wait_policy, and where each came from
 CHOSEN: Dict[str, Any] = {}
 
 
-def check_threads(value: Any, source: str) -> Optional[int]:
-    """``None`` (all cores) or an integer >= 1, else a one-line error naming ``source``."""
+def check_threads(value: Any, source: str) -> Optional[Any]:
+    """``None`` (all cores), ``"auto"`` or an integer >= 1, else a one-line error naming ``source``."""
     from .utils import FrugalError
 
     if value is None:
         return None
+    if str(value).strip().lower() == AUTO:
+        return AUTO
     try:
         n = int(value)
     except (TypeError, ValueError):
         n = 0
     if n < 1 or str(value).strip() not in (str(n), f"{n}.0"):
-        raise FrugalError(f"{source}: threads must be an integer >= 1 (or null for all cores), got {value!r}")
+        raise FrugalError(f"{source}: threads must be an integer >= 1, auto, or null for all cores, got {value!r}")
     return n
 
 
 def check_wait_policy(value: Any, source: str) -> Optional[str]:
-    """``None`` (OpenMP's default), ``passive`` or ``active`` (any case)."""
+    """``None`` (OpenMP's default), ``auto``, ``passive`` or ``active`` (any case)."""
     from .utils import FrugalError
 
     if value is None:
         return None
     policy = str(value).strip().lower()
-    if policy not in WAIT_POLICIES:
-        raise FrugalError(f"{source}: omp_wait_policy must be passive, active or null, got {value!r}")
+    if policy not in (*WAIT_POLICIES, AUTO):
+        raise FrugalError(f"{source}: omp_wait_policy must be auto, passive, active or null, got {value!r}")
     return policy
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _cpu_times(path: str = "/proc/stat") -> Optional[Sequence[int]]:
+    """The machine's aggregate CPU times (user nice system idle iowait irq softirq steal), or None."""
+    try:
+        with open(path) as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu" or len(fields) < 9:
+        return None
+    return [int(x) for x in fields[1:9]]
+
+
+def free_cores(n_cores: int, sample_seconds: float = 0.2, read=_cpu_times, sleep=time.sleep) -> Optional[float]:
+    """How many of ``n_cores`` were idle while this process waited ``sample_seconds``
+    (from the machine's CPU counters; ``None`` where they cannot be read, e.g. not Linux)."""
+    before = read()
+    if before is None:
+        return None
+    sleep(sample_seconds)
+    after = read()
+    if after is None:
+        return None
+    delta = [b - a for a, b in zip(before, after)]
+    total = sum(delta)
+    if total <= 0:
+        return None
+    idle = delta[3] + delta[4]   # idle + iowait
+    return n_cores * idle / total
+
+
+def auto_policy(n_cores: int, free: Optional[float]) -> Tuple[Optional[int], Optional[str]]:
+    """``(threads, wait_policy)`` for ``auto`` given the idle cores measured at start:
+    PyTorch's and OpenMP's defaults on a quiet machine (or where nothing could be
+    measured), else the free cores (at least one) with passive waiting."""
+    if free is None or free >= n_cores - 0.5:
+        return None, None
+    return max(1, int(free + 0.5)), "passive"
 
 
 def _our_command(argv0: str) -> bool:
@@ -91,8 +156,9 @@ def _our_command(argv0: str) -> bool:
     return parent in (_PACKAGE_DIR, _REPO_ROOT / "local", _REPO_ROOT / "benchmarks")
 
 
-def decide(argv: Sequence[str], environ) -> Dict[str, Any]:
-    """``{threads, wait_policy, threads_from, wait_policy_from}`` for a command line and environment."""
+def decide(argv: Sequence[str], environ, measure=free_cores) -> Dict[str, Any]:
+    """``{threads, wait_policy, threads_from, wait_policy_from}`` for a command line and environment
+    (``auto`` resolved: ``measure(n_cores)`` gives the free cores, see :func:`free_cores`)."""
     from .config import DEFAULT_CONF, load_config
 
     p = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
@@ -121,9 +187,30 @@ def decide(argv: Sequence[str], environ) -> Dict[str, Any]:
     else:
         policy_from = "--set" if "runtime.omp_wait_policy" in on_cmdline else "config"
     names = {"config": "runtime.{}", "--set": "--set runtime.{}"}
-    return dict(threads=check_threads(threads, names.get(threads_from, threads_from).format("threads")),
-                threads_from=threads_from, wait_policy_from=policy_from,
-                wait_policy=check_wait_policy(policy, names.get(policy_from, policy_from).format("omp_wait_policy")))
+    threads = check_threads(threads, names.get(threads_from, threads_from).format("threads"))
+    policy = check_wait_policy(policy, names.get(policy_from, policy_from).format("omp_wait_policy"))
+    if AUTO in (threads, policy):
+        auto_threads, auto_wait, how = _resolve_auto(environ, measure)
+        if threads == AUTO:
+            threads, threads_from = auto_threads, how
+        if policy == AUTO:
+            policy, policy_from = auto_wait, how
+    return dict(threads=threads, threads_from=threads_from, wait_policy=policy, wait_policy_from=policy_from)
+
+
+def _resolve_auto(environ, measure) -> Tuple[Optional[int], Optional[str], str]:
+    """``auto``'s ``(threads, wait_policy, where from)``: the parent process's choice
+    (exported in :data:`AUTO_ENV`), else measured now."""
+    inherited = environ.get(AUTO_ENV, "")
+    if inherited.count(",") == 1:
+        t, p = inherited.split(",")
+        if (t == "all" or t.isdigit()) and p in (*WAIT_POLICIES, "default"):
+            return (None if t == "all" else int(t)), (None if p == "default" else p), f"auto (parent process: {inherited})"
+    n = usable_cores()
+    free = measure(n)
+    threads, policy = auto_policy(n, free)
+    seen = "cores not measurable" if free is None else f"{free:.1f} of {n} cores free at start"
+    return threads, policy, f"auto, {seen}"
 
 
 def early_setup(argv: Optional[Sequence[str]] = None, environ=None) -> Dict[str, Any]:
@@ -154,6 +241,10 @@ def early_setup(argv: Optional[Sequence[str]] = None, environ=None) -> Dict[str,
             environ[var] = str(chosen["threads"])
     if chosen["wait_policy"] is not None:
         environ["OMP_WAIT_POLICY"] = chosen["wait_policy"].upper()
+    if "auto" in (chosen["threads_from"] + chosen["wait_policy_from"]) and AUTO_ENV not in environ:
+        # spawned workers and child commands reuse this choice instead of measuring a machine
+        # that this process is now loading
+        environ[AUTO_ENV] = f"{chosen['threads'] or 'all'},{chosen['wait_policy'] or 'default'}"
     CHOSEN.update(chosen)
     return CHOSEN
 

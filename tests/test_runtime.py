@@ -1,6 +1,7 @@
 """The threading policy (asteroid_frugal/runtime.py): set where each process starts, before torch
 loads, from the config, the environment and ``--threads``; spawned workers inherit it."""
 import os
+import re
 import subprocess
 import sys
 from multiprocessing import get_context
@@ -12,12 +13,12 @@ import torch
 import yaml
 
 from asteroid_frugal.model import FrugalTasNet
-from asteroid_frugal.runtime import decide, describe, torch_threads
+from asteroid_frugal.runtime import AUTO_ENV, auto_policy, decide, describe, free_cores, torch_threads, usable_cores
 from asteroid_frugal.utils import FrugalError
 
 from conftest import REPO
 
-OMP_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_WAIT_POLICY")
+OMP_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_WAIT_POLICY", AUTO_ENV)
 
 
 def clean_env(**extra):
@@ -44,9 +45,10 @@ def test_separate_command_sets_threads_and_wait_policy_before_torch(tmp_path, ti
                            "--models", str(exp), "--out", str(tmp_path / "out"), "--threads", "1"],
                           cwd=REPO, env=clean_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    # "from config" (not "set before this package was imported"): chosen before torch loaded
-    assert runtime_line(proc.stderr) == ("torch threads 1, OMP wait policy passive "
-                                         "(threads from --threads, wait policy from config)")
+    # "from auto, ..." (not "set before this package was imported"): chosen before torch loaded;
+    # the shipped wait policy is auto: measured at start, so either policy
+    assert re.fullmatch(r"torch threads 1, OMP wait policy (passive|openmp default) \(threads from --threads, "
+                        r"wait policy from auto, \d+\.\d of \d+ cores free at start\)", runtime_line(proc.stderr))
     assert (tmp_path / "out" / "song" / "vocals.wav").is_file()
 
 
@@ -67,8 +69,20 @@ def test_decide_config_overlay_environment(tmp_path):
     overlay = tmp_path / "o.yml"
     overlay.write_text(yaml.safe_dump({"runtime": {"threads": 3, "omp_wait_policy": "active"}}))
     shipped = yaml.safe_load((REPO / "conf.yml").read_text())["runtime"]
-    got = decide([], {})
-    assert (got["threads"], got["wait_policy"]) == (shipped["threads"], shipped["omp_wait_policy"])
+    assert (shipped["threads"], shipped["omp_wait_policy"]) == ("auto", "auto")
+    n = usable_cores()
+    # auto on a quiet machine: PyTorch's and OpenMP's defaults; on a busy one: the free cores, passive
+    got = decide([], {}, measure=lambda cores: float(cores))
+    assert (got["threads"], got["wait_policy"]) == (None, None)
+    assert got["threads_from"] == got["wait_policy_from"] == f"auto, {n:.1f} of {n} cores free at start"
+    got = decide([], {}, measure=lambda cores: cores - 1.0)
+    assert (got["threads"], got["wait_policy"]) == ((max(1, n - 1), "passive") if n > 1 else (None, None))
+    got = decide(["--set", "runtime.omp_wait_policy=active"], {}, measure=lambda cores: 0.0)
+    assert (got["threads"], got["wait_policy"], got["wait_policy_from"]) == ((1, "active", "--set") if n > 1
+                                                                             else (None, "active", "--set"))
+    # a child process reuses its parent's choice instead of measuring the machine its parent loads
+    got = decide([], {AUTO_ENV: "1,passive"}, measure=lambda cores: pytest.fail("measured again"))
+    assert (got["threads"], got["wait_policy"], got["threads_from"]) == (1, "passive", "auto (parent process: 1,passive)")
     got = decide(["--overlay", str(overlay), "--other", "x"], {})
     assert (got["threads"], got["wait_policy"], got["threads_from"]) == (3, "active", "config")
     # a spawned worker reads no command line: the environment its parent exported decides
@@ -95,3 +109,20 @@ def test_torch_threads_block_restores():
     assert torch.get_num_threads() == before
     with torch_threads(None):
         assert torch.get_num_threads() == before
+
+
+def test_auto_policy_from_cpu_counters(tmp_path):
+    # /proc/stat's aggregate line: user nice system idle iowait irq softirq steal ...
+    counters = iter([[100, 0, 50, 1000, 0, 0, 0, 0, 0, 0], [150, 0, 100, 1100, 0, 0, 0, 0, 0, 0]])
+    free = free_cores(2, read=lambda: next(counters), sleep=lambda s: None)
+    assert free == pytest.approx(2 * 100 / 200)   # half the time idle over the sample: one core free
+    assert auto_policy(2, free) == (1, "passive")
+    assert auto_policy(2, 1.7) == (None, None) and auto_policy(8, 5.2) == (5, "passive")
+    assert auto_policy(2, 0.1) == (1, "passive") and auto_policy(2, None) == (None, None)
+    assert free_cores(2, read=lambda: None) is None
+    stat = tmp_path / "stat"   # a file that is not /proc/stat: nothing measured, not an error
+    stat.write_text("intr 1 2 3\n")
+    from asteroid_frugal.runtime import _cpu_times
+    assert _cpu_times(str(stat)) is None and _cpu_times(str(tmp_path / "missing")) is None
+    real = free_cores(usable_cores(), sample_seconds=0.05)
+    assert real is None or -0.01 <= real <= usable_cores() + 0.01
