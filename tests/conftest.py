@@ -13,6 +13,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # ./test.sh runs two workers on this 2-core machine: one thread each, also in the commands
     # the tests start, so that the workers do not oversubscribe the cores.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # and no 0.2 s load measurement per command (runtime auto)
     torch.set_num_threads(1)
 else:
     torch.set_num_threads(min(2, torch.get_num_threads()))
