@@ -23,9 +23,10 @@ command, Python and torch start-up included, minus nothing):
   generated excerpts; seconds per step after one warm-up step. Not Lightning's loop (no
   validation, logging or checkpoints), the part of stage 3 that threading changes.
 
-Settings: ``shipped`` (no flag, no OMP_* variable: conf.yml's ``runtime``), ``threads1``
-(``--threads 1``), ``omp-default`` (``--set runtime.omp_wait_policy=null``: OpenMP's own
-spin-then-sleep policy, what the commands did before), ``active`` (spin-waiting).
+Settings: ``shipped`` (no flag, no OMP_* variable: conf.yml's ``runtime``, ``auto``), ``threads1``
+(``--threads 1``), ``omp-default`` (all cores, OpenMP's own spin-then-sleep policy: PyTorch's
+defaults), ``passive`` (all cores, passive waiting: the shipped setting before ``auto``),
+``active`` (all cores, spin-waiting).
 States: ``idle`` (whatever else runs on the machine: check ``uptime`` first) and ``loaded``
 (this script starts one ``yes > /dev/null`` process for the measurement and stops it).
 """
@@ -42,11 +43,14 @@ REPO = Path(__file__).resolve().parent.parent
 SETTINGS = {
     "shipped": [],
     "threads1": ["--threads", "1"],
-    "omp-default": ["--set", "runtime.omp_wait_policy=null"],
-    "active": ["--set", "runtime.omp_wait_policy=active"],
+    "omp-default": ["--set", "runtime.threads=null", "--set", "runtime.omp_wait_policy=null"],
+    "passive": ["--set", "runtime.threads=null", "--set", "runtime.omp_wait_policy=passive"],
+    "active": ["--set", "runtime.threads=null", "--set", "runtime.omp_wait_policy=active"],
 }
 COMMANDS = ("separate", "bss", "train")
-OMP_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+# what a command's threading could inherit (runtime.AUTO_ENV: a parent's "auto" choice): none of it
+OMP_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT",
+            "ASTEROID_FRUGAL_AUTO_RUNTIME")
 
 
 def parse_args(argv=None):
