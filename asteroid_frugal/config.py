@@ -96,7 +96,7 @@ RANGES = {
                  "evaluation.chunk_seconds", "evaluation.batch_chunks", "evaluation.jobs", "evaluation.max_tracks",
                  "midi_render.sample_rate", "midi_render.jobs", "midi_render.max_seconds", "midi_render.peak",
                  "training.log_every_n_steps", "evaluation.example_seconds", "evaluation.bss_threads",
-                 "streaming.block"),
+                 "streaming.block", "separate.probe_seconds"),
     "[0, inf)": ("default_corpus.n_train", "default_corpus.n_valid", "default_corpus.n_test",
                  "shaping.min_song_seconds", "masker.skip_every", "training.num_workers",
                  "training.early_stop_patience", "training.gradient_clipping", "training.checkpoint_every_n_steps",

@@ -18,6 +18,7 @@ and stage 4): :func:`load_target_models` loads ``[target=]path`` specs, and
 their :func:`least_squares_gain` (SI-SNR training leaves the output gain free).
 """
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -385,6 +386,48 @@ def separate_stems(models: Sequence[TargetModel], audio: np.ndarray, sample_rate
         if "vocals" in rests:
             stems["accompaniment"] = rests["vocals"]
     return {name: stems[name].numpy() for name in names}
+
+
+def native_bf16(device) -> bool:
+    """Whether ``device`` runs bfloat16 natively: a CUDA GPU that supports it, or a CPU with
+    AVX512-BF16 or AMX-BF16 instructions (elsewhere autocast emulates it, slower than float32)."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if dev.type != "cpu":
+        return False
+    try:
+        with open("/proc/cpuinfo") as f:
+            return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", f.read()))
+    except OSError:
+        return False
+
+
+def choose_precision(models: Sequence[TargetModel], audio: np.ndarray, sample_rate: int, requested: str,
+                     min_snr_db: float, probe_seconds: float, native=native_bf16) -> Tuple[str, str]:
+    """``(precision, why)`` for one song. ``requested`` other than ``auto`` is kept. ``auto``:
+    bfloat16 only where the models' device runs it natively (:func:`native_bf16`) and a
+    ``probe_seconds`` excerpt from the middle of the song, separated both ways, stays within
+    ``min_snr_db`` dB SNR of float32 over all stems; float32 otherwise."""
+    if requested != "auto":
+        return requested, "requested"
+    device = _model_device(models[0].model)
+    if not native(device):
+        return "float32", f"no native bfloat16 on {device}"
+    n = audio.shape[-1]
+    length = min(n, max(1, int(round(probe_seconds * sample_rate))))
+    probe = audio[:, (n - length) // 2:(n - length) // 2 + length]
+    ref = separate_stems(models, probe, sample_rate, precision="float32")
+    est = separate_stems(models, probe, sample_rate, precision="bfloat16")
+    signal = sum(float(np.sum(np.square(ref[k], dtype=np.float64))) for k in ref)
+    noise = sum(float(np.sum(np.square(ref[k].astype(np.float64) - est[k]))) for k in ref)
+    if signal <= 0:
+        return "float32", "silent bfloat16 probe"
+    snr = math.inf if noise <= 0 else 10 * math.log10(signal / noise)
+    seen = f"{length / sample_rate:.1f} s probe at {snr:.1f} dB SNR to float32"
+    if snr >= min_snr_db:
+        return "bfloat16", f"native bfloat16, {seen}"
+    return "float32", f"bfloat16 {seen}, under {min_snr_db:g} dB"
 
 
 def _back_to_input(est: torch.Tensor, model_sr: int, sample_rate: int, n_samples: int) -> torch.Tensor:

@@ -37,7 +37,8 @@ import numpy as np
 from .audio import AUDIO_EXTENSIONS, read_audio, write_audio
 from .config import add_config_args, config_from_args
 from .data.types import EXTRA_SOURCES, stem_names
-from .inference import PRECISIONS, TargetModel, chunking, load_target_models, resolve_device, separate_stems
+from .inference import (PRECISIONS, TargetModel, choose_precision, chunking, load_target_models, resolve_device,
+                        separate_stems)
 from .streaming import stream_stems, streaming_options
 from .utils import FrugalError, read_json, run_cli, write_json_atomic
 
@@ -245,8 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--chunk_seconds", type=float, default=None, help="chunk length (default: conf.yml)")
     parser.add_argument("--overlap_seconds", type=float, default=None, help="cross-fade length (default: conf.yml)")
     parser.add_argument("--batch_chunks", type=int, default=None, help="chunks per forward pass (default: conf.yml)")
-    parser.add_argument("--precision", default="float32", choices=sorted(PRECISIONS),
-                        help="float32 (default) or bfloat16/float16 autocast (faster on recent CPUs/GPUs)")
+    parser.add_argument("--precision", default=None, choices=sorted([*PRECISIONS, "auto"]),
+                        help="auto (conf.yml separate.precision: bfloat16 where native and within "
+                             "separate.min_snr_db of float32 on a probe, else float32), float32, bfloat16, float16")
     parser.add_argument("--stream", action="store_true",
                         help="run one causal model block by block as if live (asteroid_frugal/streaming.py); "
                              "logs latency and real-time factor")
@@ -266,7 +268,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                           f"(choose {' or '.join(SUBTYPES[args.format])})")
     conf = config_from_args(args)
     opts = chunking(conf)
-    opts.update({k: getattr(args, k) for k in opts if getattr(args, k) is not None}, precision=args.precision)
+    opts.update({k: getattr(args, k) for k in opts if getattr(args, k) is not None})
+    precision = args.precision or conf["separate"]["precision"]
+    if precision not in (*PRECISIONS, "auto"):
+        raise FrugalError(f"separate.precision: expected auto, {', '.join(PRECISIONS)}; got {precision!r}")
     device = resolve_device(args.device)
     out_dir = Path(args.out)
     check_writable(out_dir)
@@ -279,7 +284,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         stream_opts = streaming_options(models, conf, block=args.block, precision=args.stream_precision)
         settings = dict(stream_opts, stream=True, format=args.format, subtype=args.subtype)
     else:
-        settings = dict(opts, format=args.format, subtype=args.subtype)
+        settings = dict(opts, precision=precision, format=args.format, subtype=args.subtype)
     run_record = separation_record(models, names, settings)
 
     failed, done, skipped = [], 0, 0
@@ -310,7 +315,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if args.stream:
                 stems = stream_stems(models[0], audio, sr, desc=desc, **stream_opts)
             else:
-                stems = separate_stems(models, audio, sr, progress=True, desc=desc, **opts)
+                song_precision, why = choose_precision(models, audio, sr, precision, conf["separate"]["min_snr_db"],
+                                                       conf["separate"]["probe_seconds"])
+                log.info("%s: precision %s (%s)", desc, song_precision, why)
+                stems = separate_stems(models, audio, sr, progress=True, desc=desc, precision=song_precision, **opts)
             del audio
             song_dir.parent.mkdir(parents=True, exist_ok=True)
             tmp_dir = Path(tempfile.mkdtemp(prefix=f".{song_dir.name}{PARTIAL}", dir=song_dir.parent))

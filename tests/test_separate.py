@@ -1,5 +1,6 @@
 """The separation command: formats, rates, channels, exact lengths, stem sets, rescaling,
 existing outputs, bad files and model/target errors."""
+import re
 import subprocess
 import sys
 
@@ -165,3 +166,33 @@ def test_command_line_exit_codes(tmp_path, exps, monkeypatch, capsys):
                           capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert sf.info(str(tmp_path / "out" / "cli" / "accompaniment.wav")).frames == 4000
+
+
+def test_precision_auto_probes_bfloat16_against_float32(tmp_path, exps, caplog):
+    from asteroid_frugal.inference import choose_precision
+
+    models = load_target_models([f"vocals={exps['vocals']}"], "cpu")
+    audio = tone(3.0, 8000, 2)
+    # kept as requested; auto: float32 without native bf16, else whatever the probe allows
+    assert choose_precision(models, audio, 8000, "float32", 40, 1.0) == ("float32", "requested")
+    assert choose_precision(models, audio, 8000, "auto", 40, 1.0, native=lambda d: False) == (
+        "float32", "no native bfloat16 on cpu")
+    chosen, why = choose_precision(models, audio, 8000, "auto", -100, 1.0, native=lambda d: True)
+    assert chosen == "bfloat16" and why.startswith("native bfloat16, 1.0 s probe at ") and "dB SNR to float32" in why
+    chosen, why = choose_precision(models, audio, 8000, "auto", 400, 1.0, native=lambda d: True)
+    assert chosen == "float32" and why.endswith("under 400 dB")
+    assert choose_precision(models, np.zeros_like(audio), 8000, "auto", 40, 1.0, native=lambda d: True) == (
+        "float32", "silent bfloat16 probe")
+    # the command: conf.yml's separate.precision (auto) unless --precision; the choice is logged per song
+    wav = tmp_path / "s.wav"
+    sf.write(wav, audio.T, 8000)
+    caplog.set_level("INFO", logger="asteroid_frugal")
+    main([str(wav), "--models", str(exps["vocals"]), "--out", str(tmp_path / "auto")])
+    line = next(r.getMessage() for r in caplog.records if "wav: precision" in r.getMessage())
+    assert re.search(r"s\.wav: precision (bfloat16 \(native bfloat16, 3\.0 s probe|float32 \((no native|bfloat16))",
+                     line), line
+    caplog.clear()
+    main([str(wav), "--models", str(exps["vocals"]), "--out", str(tmp_path / "f32"), "--precision", "float32"])
+    assert any(r.getMessage().endswith("precision float32 (requested)") for r in caplog.records)
+    with pytest.raises(FrugalError, match="separate.precision: expected auto"):
+        main([str(wav), "--models", str(exps["vocals"]), "--out", str(tmp_path / "x"), "--set", "separate.precision=int8"])
