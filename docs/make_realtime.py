@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from asteroid_frugal.config import get, load_yaml  # noqa: E402
+from asteroid_frugal.data.types import REST_NAMES  # noqa: E402
 from asteroid_frugal.utils import FrugalError, cpu_name, read_json, run_cli, write_text_atomic  # noqa: E402
 
 DOCS = Path(__file__).resolve().parent
-REST_NAMES = {"vocals": "accompaniment", "drums": "no_drums", "bass": "no_bass"}
 
 
 def load_run(exp: Path) -> dict:
