@@ -266,8 +266,12 @@ def describe() -> str:
     import torch
 
     policy = os.environ.get("OMP_WAIT_POLICY", "OpenMP default").lower()
-    where = (f" (threads from {CHOSEN['threads_from']}, wait policy from {CHOSEN['wait_policy_from']})"
-             if CHOSEN else " (set before this package was imported)")
+    if not CHOSEN:
+        where = " (set before this package was imported)"
+    elif CHOSEN["threads_from"] == CHOSEN["wait_policy_from"]:
+        where = f" (threads and wait policy from {CHOSEN['threads_from']})"
+    else:
+        where = f" (threads from {CHOSEN['threads_from']}, wait policy from {CHOSEN['wait_policy_from']})"
     return f"torch threads {torch.get_num_threads()}, OMP wait policy {policy}{where}"
 
 

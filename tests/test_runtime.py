@@ -62,7 +62,7 @@ def test_stage_script_precedence_environment_then_command_line(tmp_path):
     proc = subprocess.run(base + ["--set", "runtime.threads=2", "--set", "runtime.omp_wait_policy=passive"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert runtime_line(proc.stderr) == ("torch threads 2, OMP wait policy passive "
-                                         "(threads from --set, wait policy from --set)")
+                                         "(threads and wait policy from --set)")
 
 
 def test_decide_config_overlay_environment(tmp_path):
