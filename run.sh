@@ -34,11 +34,12 @@ devices=""            # training devices (Lightning): e.g. 1, 4, auto
 num_nodes=""          # training nodes (DDP)
 strategy=""           # Lightning strategy: auto, ddp, ...
 precision=""          # 32-true | bf16-mixed
+target_jobs=auto      # targets trained at once (stages 2-4): auto = all at once without a GPU, 1 with one
 setup=yes             # create/refresh .venv and system tools before running
 python=.venv/bin/python
 
 __option_names="stage stop_stage tag target targets conf overlay set musdb_root musdb_download
- extra_roots midi_dirs data_dir exp_dir egs seeds devices num_nodes strategy precision setup python"
+ extra_roots midi_dirs data_dir exp_dir egs seeds devices num_nodes strategy precision target_jobs setup python"
 cmdline="./run.sh $*"
 . utils/parse_options.sh
 
@@ -58,6 +59,14 @@ run_targets=${target:-$targets}
 for t in $run_targets; do
   case " $all_targets " in *" $t "*) ;; *) echo "run.sh: unknown target '$t' (${all_targets// /, })" >&2; exit 1 ;; esac
 done
+
+n_targets=$(echo $run_targets | wc -w)
+if [ "$target_jobs" = auto ]; then  # a GPU is shared badly by several trainings; CPU cores are not
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then target_jobs=1; else target_jobs=$n_targets; fi
+fi
+case $target_jobs in ''|*[!0-9]*|0) echo "run.sh: --target_jobs $target_jobs: expected auto or a number >= 1" >&2; exit 1 ;; esac
+[ "$target_jobs" -gt "$n_targets" ] && target_jobs=$n_targets
+if [ "$stage" -gt 4 ] || [ "$stop_stage" -lt 2 ]; then target_jobs=1; fi  # no per-target stage to run
 
 common=(--conf "$conf" --set "data.root=$data_dir")
 for o in $overlay; do common+=(--overlay "$o"); done
@@ -106,9 +115,10 @@ fi
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   run_stage 1 "extra data" local/prepare_extra.py "${common[@]}"
 fi
-for t in $run_targets; do
-  t_tag=${tag:-$t}
-  t_args=("${common[@]}" --set "data.target=$t" --exp_dir "$exp_dir/$t_tag")
+target_stages() {  # stages 2-4 of one target: target_stages TARGET [config arguments...]
+  local t=$1; shift
+  local t_tag=${tag:-$t}
+  local t_args=("${common[@]}" "$@" --set "data.target=$t" --exp_dir "$exp_dir/$t_tag")
   if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
     run_stage 2 "training-set shaping, $t_tag" local/shape_trainset.py "${t_args[@]}"
   fi
@@ -118,7 +128,50 @@ for t in $run_targets; do
   if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
     run_stage 4 "evaluation {1}, $t_tag" local/evaluate.py "${t_args[@]}"
   fi
-done
+}
+if [ "$target_jobs" -le 1 ]; then
+  for t in $run_targets; do target_stages "$t"; done
+else
+  # Each target's stages in its own background job, its output in $log_dir/<target>.log, with
+  # an explicit thread count (cores / jobs, at least 1) and passive OpenMP waiting: jobs started
+  # together would each see an idle machine (runtime "auto") and oversubscribe it. Unless the
+  # command line sets them. A job's result depends on its thread count (runtime.py), so a run
+  # with --target_jobs 1 gives other (equally valid) figures.
+  per_job=(); threads=$(( $(nproc) / target_jobs )); [ "$threads" -ge 1 ] || threads=1
+  case " $set " in *" runtime.threads="*) ;; *) per_job+=(--set "runtime.threads=$threads") ;; esac
+  case " $set " in *" runtime.omp_wait_policy="*) ;; *) per_job+=(--set "runtime.omp_wait_policy=passive") ;; esac
+  echo "== stages 2-4 of $run_targets: $target_jobs at a time, ${per_job[*]:-as set}; logs: $log_dir/<target>.log"
+  pids=(); names=(); failed=""
+  for t in $run_targets; do
+    while [ "$(jobs -rp | wc -l)" -ge "$target_jobs" ]; do sleep 2; done
+    ( target_stages "$t" "${per_job[@]}" ) > "$log_dir/${tag:-$t}.log" 2>&1 &
+    pids+=($!); names+=("${tag:-$t}")
+  done
+  progress() {  # one status line: each target's stage and epoch, from its log
+    local line="" n
+    for n in "${names[@]}"; do
+      local f=$log_dir/$n.log st ep
+      st=$(grep -a "^== stage" "$f" 2>/dev/null | tail -1 | sed 's/^== stage \([0-9]\).*/stage \1/' || true)
+      ep=$(tail -c 2000 "$f" 2>/dev/null | tr '\r' '\n' | grep -ao "^Epoch [0-9]*" | tail -1 | sed 's/Epoch //' || true)
+      line+="$n: ${st:-waiting}${ep:+, epoch $((ep + 1))}  "
+    done
+    echo "   $(date '+%T') $line"
+  }
+  ticks=0
+  while [ -n "$(jobs -rp)" ]; do
+    sleep 2; ticks=$((ticks + 1))
+    if [ $((ticks % 15)) -eq 0 ] && [ -n "$(jobs -rp)" ]; then progress; fi
+  done
+  for i in "${!pids[@]}"; do
+    if ! wait "${pids[$i]}"; then
+      failed+=" ${names[$i]}"
+      echo "run.sh: target ${names[$i]} failed; the end of $log_dir/${names[$i]}.log:" >&2
+      tail -n 5 "$log_dir/${names[$i]}.log" | tr '\r' '\n' | tail -n 5 >&2
+    fi
+  done
+  for n in "${names[@]}"; do grep -a "INFO .*\(best val_loss\|results in\)" "$log_dir/$n.log" | sed "s/^/   $n: /" || true; done
+  [ -z "$failed" ] || { echo "run.sh: failed:$failed (re-run the same command to resume)" >&2; exit 1; }
+fi
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ] && [ -z "$tag" ] && [ "$run_targets" = "$all_targets" ]; then
   combined=(); for t in $all_targets; do combined+=("$exp_dir/$t"); done
   run_stage 4 "evaluation {4}, ${all_targets// /+}" local/evaluate.py "${common[@]}" \

@@ -553,3 +553,21 @@ def test_corpus_leftovers_of_a_killed_run_are_removed_and_the_corpus_completed(t
     generate_corpus(root, params, progress=False)
     assert sorted(p.name for p in (root / "train").iterdir()) == ["Frugal Synth - Train 001", "Frugal Synth - Valid 001"]
     assert (root / "test" / "Frugal Synth - Test 001" / "mixture.wav").is_file()
+
+
+def test_run_sh_parallel_target_failure_names_its_log_and_stops_before_4(tmp_path):
+    """One target's job fails (a planted checkpoint is refused): the others finish, run.sh names
+    the failed target and its log, exits 1 and runs no {4}; re-running resumes the rest."""
+    from test_config_and_recipe import tiny_recipe
+
+    plant(tmp_path / "exp" / "drums" / "checkpoints" / "last.ckpt", tmp_path / "marker")
+    out = tiny_recipe(tmp_path, "--stop_stage", "4", "--target_jobs", "3")
+    assert out.returncode == 1
+    log = tmp_path / "exp" / "recipe" / "drums.log"
+    text = out.stdout + out.stderr   # run.sh's own output goes through its log (tee)
+    assert f"run.sh: target drums failed; the end of {log}:" in text
+    assert "refused" in text and text.strip().splitlines()[-1] == (
+        "run.sh: failed: drums (re-run the same command to resume)")
+    assert (tmp_path / "exp" / "vocals" / "best_model.pth").is_file()
+    assert (tmp_path / "exp" / "bass" / "best_model.pth").is_file()
+    assert not (tmp_path / "exp" / "combined").exists() and not (tmp_path / "marker").exists()
