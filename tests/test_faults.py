@@ -555,19 +555,41 @@ def test_corpus_leftovers_of_a_killed_run_are_removed_and_the_corpus_completed(t
     assert (root / "test" / "Frugal Synth - Test 001" / "mixture.wav").is_file()
 
 
-def test_run_sh_parallel_target_failure_names_its_log_and_stops_before_4(tmp_path):
-    """One target's job fails (a planted checkpoint is refused): the others finish, run.sh names
-    the failed target and its log, exits 1 and runs no {4}; re-running resumes the rest."""
+def test_run_sh_parallel_targets_a_failure_then_the_resumed_run(tmp_path):
+    """Stages 2-4 of the three targets as background jobs, 2 at a time, each with an explicit
+    thread count and passive waiting, its output in exp/recipe/<target>.log. One target fails
+    (a planted checkpoint is refused): the others finish, run.sh names the failed target and its
+    log, exits 1 and runs no {4}. Re-run without the bad file: only drums trains, then {4}."""
+    import os
+
     from test_config_and_recipe import tiny_recipe
 
-    plant(tmp_path / "exp" / "drums" / "checkpoints" / "last.ckpt", tmp_path / "marker")
-    out = tiny_recipe(tmp_path, "--stop_stage", "4", "--target_jobs", "3")
-    assert out.returncode == 1
-    log = tmp_path / "exp" / "recipe" / "drums.log"
+    bad = plant(tmp_path / "exp" / "drums" / "checkpoints" / "last.ckpt", tmp_path / "marker")
+    out = tiny_recipe(tmp_path, "--stop_stage", "4", "--target_jobs", "2")
     text = out.stdout + out.stderr   # run.sh's own output goes through its log (tee)
+    assert out.returncode == 1, text[-3000:]
+    threads = max(1, os.cpu_count() // 2)
+    assert (f"== stages 2-4 of vocals drums bass: 2 at a time, --set runtime.threads={threads} "
+            "--set runtime.omp_wait_policy=passive") in text
+    log = tmp_path / "exp" / "recipe" / "drums.log"
     assert f"run.sh: target drums failed; the end of {log}:" in text
     assert "refused" in text and text.strip().splitlines()[-1] == (
         "run.sh: failed: drums (re-run the same command to resume)")
-    assert (tmp_path / "exp" / "vocals" / "best_model.pth").is_file()
-    assert (tmp_path / "exp" / "bass" / "best_model.pth").is_file()
-    assert not (tmp_path / "exp" / "combined").exists() and not (tmp_path / "marker").exists()
+    exp = tmp_path / "exp"
+    for t in ("vocals", "bass"):
+        assert (exp / t / "best_model.pth").is_file() and (exp / t / "results" / "final_metrics.json").is_file()
+        assert (f"runtime: torch threads {threads}, OMP wait policy passive (threads and wait policy from --set)"
+                in (exp / "recipe" / f"{t}.log").read_text())
+    assert not (exp / "combined").exists() and not (tmp_path / "marker").exists()
+    trained = {t: (exp / t / "best_model.pth").stat().st_mtime_ns for t in ("vocals", "bass")}
+
+    bad.unlink()
+    out = tiny_recipe(tmp_path, "--stage", "2", "--stop_stage", "4")   # --target_jobs auto: all three at once here
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "== stages 2-4 of vocals drums bass: 3 at a time" in out.stdout
+    assert {t: (exp / t / "best_model.pth").stat().st_mtime_ns for t in trained} == trained   # not retrained
+    assert (exp / "drums" / "best_model.pth").is_file() and "   drums: " in out.stdout
+    assert (exp / "combined" / "results" / "final_metrics.json").is_file()
+    assert out.stdout.index("== stage 4 (evaluation {4}") > out.stdout.index("== stages 2-4")
+    wrong = tiny_recipe(tmp_path, "--stage", "4", "--target_jobs", "two")
+    assert wrong.returncode == 1 and wrong.stderr.strip() == "run.sh: --target_jobs two: expected auto or a number >= 1"
