@@ -584,7 +584,7 @@ def test_run_sh_parallel_targets_a_failure_then_the_resumed_run(tmp_path):
     trained = {t: (exp / t / "best_model.pth").stat().st_mtime_ns for t in ("vocals", "bass")}
 
     bad.unlink()
-    out = tiny_recipe(tmp_path, "--stage", "2", "--stop_stage", "4")   # --target_jobs auto: all three at once here
+    out = tiny_recipe(tmp_path, "--stage", "2", "--stop_stage", "4", "--target_jobs", "3")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "== stages 2-4 of vocals drums bass: 3 at a time" in out.stdout
     assert {t: (exp / t / "best_model.pth").stat().st_mtime_ns for t in trained} == trained   # not retrained
