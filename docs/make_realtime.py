@@ -62,13 +62,27 @@ def model_text(run) -> str:
             f"{get(c, 'masker.n_layers')} x {get(c, 'masker.hidden_size')} {kind}")
 
 
+def manifest_content(path: Path):
+    """What a stage-2 manifest selects: (split folder, track folder, start, length) per excerpt,
+    whatever folder holds it (track paths are stored relative to the manifest); other files: bytes."""
+    from asteroid_frugal.data.datasets import read_manifest
+
+    if not path.is_file():
+        return None
+    try:
+        return [(Path(r["track_dir"]).parent.name, Path(r["track_dir"]).name, r["start"], r["length"])
+                for r in read_manifest(path)]
+    except FrugalError:
+        return path.read_bytes()
+
+
 def check_same_data(runs) -> None:
     ref = runs[0]["exp"]
     for name in ("train.csv", "test.csv"):
-        want = (ref / "data" / name).read_bytes() if (ref / "data" / name).is_file() else None
+        want = manifest_content(ref / "data" / name)
         for run in runs[1:]:
             path = run["exp"] / "data" / name
-            if want is None or not path.is_file() or path.read_bytes() != want:
+            if want is None or manifest_content(path) != want:
                 raise FrugalError(f"{path}: not the same {name} as {ref / 'data' / name}: "
                                   f"the comparison needs the same data")
     for run in runs[1:]:
