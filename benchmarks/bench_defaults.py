@@ -48,7 +48,8 @@ SETTINGS = {
     "active": ["--set", "runtime.threads=null", "--set", "runtime.omp_wait_policy=active"],
 }
 COMMANDS = ("separate", "bss", "train")
-# what a command's threading could inherit (runtime.AUTO_ENV: a parent's "auto" choice): none of it
+# what a command's threading could inherit, none of it; the last name is runtime.AUTO_ENV (a parent's
+# "auto" choice), copied because this process must not import the package (tests/test_runtime.py checks)
 OMP_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT",
             "ASTEROID_FRUGAL_AUTO_RUNTIME")
 

@@ -126,3 +126,14 @@ def test_auto_policy_from_cpu_counters(tmp_path):
     assert _cpu_times(str(stat)) is None and _cpu_times(str(tmp_path / "missing")) is None
     real = free_cores(usable_cores(), sample_seconds=0.05)
     assert real is None or -0.01 <= real <= usable_cores() + 0.01
+
+
+def test_bench_defaults_strips_the_inherited_auto_choice():
+    """bench_defaults.py keeps a copy of AUTO_ENV (its parent process must not import the package,
+    which would set its own threading); the copy must follow runtime.py's name."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_defaults", REPO / "benchmarks" / "bench_defaults.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert AUTO_ENV in bench.OMP_VARS
