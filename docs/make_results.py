@@ -14,10 +14,13 @@ sweep's own files: the metrics from ``results/final_metrics.json`` of every seed
 in N s`` lines, the hardware from this machine (run it where the sweep ran).
 """
 import argparse
+import os
 import re
 import shlex
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -30,14 +33,17 @@ from asteroid_frugal.utils import FrugalError, cpu_name, read_json, run_cli, wri
 DOCS = Path(__file__).resolve().parent
 # The four experiments of the paper: (run.sh options, overrides added to --set) each needs at demo
 # scale. Sec. 3.4's 40 s excerpts need songs of at least 40 s: it gets a longer built-in corpus in
-# its own data folder (the other sweeps' prepared corpus stays as it is).
+# its own data folder (the other sweeps' prepared corpus stays as it is). Table 3 trains on the main
+# job's 10 s excerpts (its conf.yml's 20 s would double its time).
 EXPERIMENTS = {
     "egs/table1_database_size": ([], ""),
     "egs/table2_excerpt_length": ([], ""),
     "egs/sec34_variety_vs_context": (["--data_dir", "data/corpus_45s"], "default_corpus.song_seconds=45"),
-    "egs/table3_musdb": ([], ""),
+    "egs/table3_musdb": ([], "shaping.excerpt_seconds=10"),
 }
-DEMO_SET = "training.epochs=20 evaluation.bss_backend=fast"   # the demo-scale budget, alike for all variants
+# The demo-scale budget, alike for all variants: 10 epochs (the main job trains 20), so that all four
+# experiments with 3 seeds fit in about 3 h of CPU on a 2-core machine (issue 20's budget).
+DEMO_SET = "training.epochs=10 evaluation.bss_backend=fast"
 
 
 def hardware() -> str:
@@ -115,26 +121,46 @@ def claims(pages) -> str:
     return "\n".join(lines) + "\n"
 
 
+def sweep_command(egs: str, args, jobs: int) -> list:
+    """The ``./run.sh --egs`` command of one experiment; beside other sweeps (``jobs`` > 1) each gets
+    its share of the cores as threads and trains its targets one after the other."""
+    options, overrides = EXPERIMENTS[egs]
+    sets = f"{args.set} {overrides}".strip()
+    if jobs > 1:
+        sets += f" runtime.threads={max(1, (os.cpu_count() or 1) // jobs)}"
+        options = [*options, "--target_jobs", "1"]
+    return ["./run.sh", "--setup", "no", "--python", sys.executable, "--egs", egs, "--exp_dir", args.exp_dir,
+            "--seeds", str(args.seeds), "--set", sets, *options]
+
+
+def run_sweep(egs: str, args, log_file: Path, echo: bool) -> None:
+    """One sweep, its output appended to ``log_file`` (and echoed when it runs alone)."""
+    cmd = sweep_command(egs, args, args.jobs)
+    print(f"make_results: {shlex.join(cmd)} 2>&1 | tee -a {log_file}", flush=True)
+    start = time.time()
+    with open(log_file, "a") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for line in proc.stdout:
+            if echo:
+                sys.stdout.write(line)
+            out.write(line)
+        if proc.wait() != 0:
+            raise FrugalError(f"sweep {egs} failed (exit {proc.returncode}); see {log_file}; "
+                              "re-run the same command to resume")
+    print(f"make_results: {egs} done in {(time.time() - start) / 60:.0f} min", flush=True)
+
+
 def run_all(args) -> list:
-    """Run the four sweeps (resumable), each tee'd to exp/sweeplogs/<name>.log; returns EGS:LOG pairs."""
+    """Run the four sweeps (resumable), ``args.jobs`` at a time, each logged to exp/sweeplogs/<name>.log;
+    returns EGS:LOG pairs. Every sweep runs to its end (or failure) before the first failure is raised."""
     log_dir = Path(args.exp_dir) / "sweeplogs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    pairs = []
-    for egs, (options, overrides) in EXPERIMENTS.items():
-        log_file = log_dir / f"{Path(egs).name}.log"
-        cmd = ["./run.sh", "--setup", "no", "--python", sys.executable, "--egs", egs, "--exp_dir", args.exp_dir,
-               "--seeds", str(args.seeds), "--set", f"{args.set} {overrides}".strip(), *options]
-        print(f"make_results: {shlex.join(cmd)} 2>&1 | tee {log_file}", flush=True)
-        with open(log_file, "a") as out:
-            proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            for line in proc.stdout:
-                sys.stdout.write(line)
-                out.write(line)
-            if proc.wait() != 0:
-                raise FrugalError(f"sweep {egs} failed (exit {proc.returncode}); see {log_file}; "
-                                  "re-run the same command to resume")
-        pairs.append(f"{egs}:{log_file}")
-    return pairs
+    logs = {egs: log_dir / f"{Path(egs).name}.log" for egs in EXPERIMENTS}
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        futures = [pool.submit(run_sweep, egs, args, logs[egs], args.jobs == 1) for egs in EXPERIMENTS]
+        for future in futures:
+            future.result()
+    return [f"{egs}:{log}" for egs, log in logs.items()]
 
 
 def main(argv=None) -> None:
@@ -144,9 +170,13 @@ def main(argv=None) -> None:
                    help="run the four experiments' sweeps (--seeds, --set) first, then rebuild every page")
     p.add_argument("--seeds", type=int, default=3, help="with --all: seeds per variant")
     p.add_argument("--set", default=DEMO_SET, help="with --all: the --set every sweep runs with")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="with --all: sweeps run at once, each on its share of the cores (output then only in the logs)")
     p.add_argument("--exp_dir", default="exp")
     p.add_argument("--out_dir", default=str(DOCS), help="where the pages go (default: docs/)")
     args = p.parse_args(argv)
+    if args.jobs < 1:
+        raise FrugalError(f"--jobs {args.jobs}: expected a number >= 1")
     if args.all == bool(args.sweeps):
         raise FrugalError("give either --all or EGS_DIR:SWEEP_LOG pairs")
     pairs = run_all(args) if args.all else args.sweeps
@@ -173,8 +203,12 @@ def main(argv=None) -> None:
             "with `docs/make_results.py`. Negative paper values in the egs READMEs are losses; here both are "
             "SI-SNR (or SDR) in dB, higher is better. Each variant is trained once per seed on the same data; "
             "a step between two variants is called a rise or a fall only where its mean over the paired seeds "
-            "exceeds twice its standard error. Refresh every page (resumable) with:\n\n```bash\n"
-            ".venv/bin/python docs/make_results.py --all\n```\n\n"
+            "exceeds twice its standard error. Refresh every page (resumable; `--jobs 2` runs two sweeps at once "
+            "on one core each) with:\n\n```bash\n"
+            ".venv/bin/python docs/make_results.py --all --jobs 2\n```\n\n"
+            f"Demo-scale budget of `--all`, alike for every variant: `--set \"{DEMO_SET}\"` (fewer epochs than the "
+            f"main job's {get(load_yaml(REPO_ROOT / 'egs/demo/conf.yml'), 'training.epochs')}, to fit the four experiments with 3 seeds in about 3 h of CPU), plus per "
+            "experiment: " + "; ".join(f"{Path(e).name} `{o}`" for e, (_, o) in EXPERIMENTS.items() if o) + ".\n\n"
             "## The paper's claims at demo scale\n\nFirst against last variant of each experiment "
             "(Table 3: {1} against {4}); every step is on the experiment's own page.\n\n"
             + claims(pages) + "\n")

@@ -245,3 +245,25 @@ def test_sdr_table_names_the_bss_eval_backend():
             dict(variant="b", value=2, per_seed={}, stats={}, epochs=[1], bss_backends=["museval"])]
     assert "SDR (dB, BSS Eval v4 by museval and the fast evaluator" in results_markdown(spec, rows)
     assert "BSS Eval v4 by museval, median" in results_markdown(spec, rows[1:])
+
+
+def test_make_results_all_runs_sweeps_side_by_side_on_a_share_of_the_cores():
+    """--all --jobs N: each sweep's command gets cores/N threads and its targets one at a time; N=1 is unchanged."""
+    import importlib.util
+    import types
+    spec = importlib.util.spec_from_file_location("make_results", REPO / "docs" / "make_results.py")
+    mr = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mr)
+    args = types.SimpleNamespace(set=mr.DEMO_SET, exp_dir="exp", seeds=3)
+    alone = mr.sweep_command("egs/table3_musdb", args, 1)
+    assert alone[alone.index("--set") + 1] == f"{mr.DEMO_SET} shaping.excerpt_seconds=10"
+    assert "--target_jobs" not in alone and "--jobs" not in alone
+    threads = max(1, (os.cpu_count() or 1) // 2)
+    beside = mr.sweep_command("egs/sec34_variety_vs_context", args, 2)
+    assert beside[beside.index("--set") + 1] == (f"{mr.DEMO_SET} default_corpus.song_seconds=45 "
+                                                 f"runtime.threads={threads}")
+    assert beside[-4:] == ["--data_dir", "data/corpus_45s", "--target_jobs", "1"]
+    assert set(mr.EXPERIMENTS) == {str(p.parent.relative_to(REPO)) for p in REPO.glob("egs/*/experiment.yml")}
+    bad = subprocess.run([sys.executable, "docs/make_results.py", "--all", "--jobs", "0"], cwd=REPO,
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.strip() == "error: --jobs 0: expected a number >= 1"
