@@ -222,14 +222,19 @@ def _solve(A: torch.Tensor, B: torch.Tensor, rebuild) -> torch.Tensor:
     """
     if A.device.type == "cpu" and A.dtype == torch.float64:
         from scipy.linalg import lapack
+        from threadpoolctl import threadpool_limits
 
-        # A is symmetric: its C-ordered buffer is the Fortran-ordered A, factorised in place
+        # A is symmetric: its C-ordered buffer is the Fortran-ordered A, factorised in place.
+        # SciPy's OpenBLAS keeps its own thread pool, sized by the process (runtime.threads), not by
+        # torch's threads of this evaluation (evaluation.bss_threads): limited here to the same number
+        # (its spinning threads beside torch's OpenMP ones cost more than they gain: benchmarks/README.md)
         a = A.numpy().T
-        factor, info = lapack.dpotrf(a, lower=1, clean=0, overwrite_a=1)
-        if info == 0:
-            x, info = lapack.dpotrs(factor, B.cpu().numpy(), lower=1)
+        with threadpool_limits(limits=torch.get_num_threads(), user_api="blas"):
+            factor, info = lapack.dpotrf(a, lower=1, clean=0, overwrite_a=1)
             if info == 0:
-                return torch.from_numpy(x)
+                x, info = lapack.dpotrs(factor, B.cpu().numpy(), lower=1)
+        if info == 0:
+            return torch.from_numpy(x)
         A = rebuild()
     else:
         chol, info = torch.linalg.cholesky_ex(A)

@@ -115,3 +115,29 @@ def test_solve_fallbacks_match_torch():
     assert torch.allclose(got, torch.linalg.lstsq(singular, rhs, driver="gelsd").solution)
     spd = torch.tensor([[4.0, 1.0], [1.0, 3.0]], dtype=torch.float64)
     assert torch.allclose(_solve(spd.clone(), rhs, lambda: spd.clone()), torch.linalg.solve(spd, rhs))
+
+
+def test_solve_runs_blas_with_the_evaluations_threads(monkeypatch):
+    """SciPy's OpenBLAS pool is sized by the process; the filter solve limits it to torch's threads."""
+    from scipy.linalg import lapack
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    seen = []
+    real = lapack.dpotrf
+
+    def spy(*args, **kwargs):
+        seen.append([info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lapack, "dpotrf", spy)
+    A = torch.eye(64, dtype=torch.float64) * 2
+    B = torch.ones(64, 3, dtype=torch.float64)
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        with threadpool_limits(limits=2, user_api="blas"):   # the process' pool, as runtime.threads: 2 sets it
+            X = bsseval_fast._solve(A.clone(), B, lambda: A.clone())
+    finally:
+        torch.set_num_threads(old)
+    assert torch.allclose(X, B / 2)
+    assert seen and seen[0] and set(seen[0]) == {1}
