@@ -57,6 +57,7 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: the process' runtime setting)")
     p.add_argument("--set", nargs="*", default=[], help="config overrides of the model (default: conf.yml, paper size)")
+    p.add_argument("--size", type=int, default=2048, help="side of the square products that measure the peak rate")
     p.add_argument("--measured_rtf", type=float, default=None, help="a measured separation RTF to set beside the bound")
     args = p.parse_args(argv)
     import asteroid_frugal  # noqa: F401 - threading policy before torch loads
@@ -79,10 +80,10 @@ def main(argv=None) -> None:
     print(f"threads: {describe()}")
     print(f"model: N={get(conf, 'filterbank.n_filters')}, L={L}, {get(conf, 'masker.n_layers')} x "
           f"{get(conf, 'masker.hidden_size')} {'B' if get(conf, 'masker.bidirectional') else ''}LSTM; "
-          f"{macs['lstm'] / 1e6:.2f} M LSTM + {macs['linear'] / 1e6:.2f} M linear multiply-adds per segment, "
-          f"{seg_per_s:.1f} segments per second: {flops_per_audio_s / 1e9:.2f} GFLOP per second of stereo audio")
+          f"{macs['lstm']:,} LSTM + {macs['linear']:,} linear multiply-adds per segment, "
+          f"{seg_per_s:.1f} segments per second: {flops_per_audio_s / 1e9:.4g} GFLOP per second of stereo audio")
 
-    n = 2048
+    n = args.size
     a, b = torch.randn(n, n), torch.randn(n, n)
     rates = {"float32": best_rate(lambda: a @ b, 2 * n ** 3)}
     if native_bf16("cpu"):
@@ -101,19 +102,19 @@ def main(argv=None) -> None:
         for _ in range(steps):
             torch.addmm(h.new_zeros(()), h, w_hh)
     step = best_rate(recurrent, 2 * steps * batch * H * 4 * H)
-    print(f"measured: float32 {n}x{n} products {rates['float32']:.0f} GFLOP/s"
+    print(f"measured: float32 {n}x{n} products {rates['float32']:.3g} GFLOP/s"
           + (f", bfloat16 {rates['bfloat16']:.0f} GFLOP/s" if "bfloat16" in rates else ", bfloat16 not native here")
           + f"; LSTM input projection ({batch * T} x {N} @ {N} x {4 * H}) {proj:.0f} GFLOP/s; "
           f"one recurrent step ({batch} x {H} @ {H} x {4 * H}) {step:.1f} GFLOP/s")
     for dtype, rate in rates.items():
         print(f"lower bound on the real-time factor, {dtype}, every multiply-add at the large-product rate: "
-              f"{flops_per_audio_s / (rate * 1e9):.3f}")
+              f"{flops_per_audio_s / (rate * 1e9):.3g}")
     # a finer bound: the recurrent half (weight_hh) at the step rate, the rest at the large-product rate
     hh = sum(p.numel() for mod in model.modules() if isinstance(mod, torch.nn.LSTM)
              for nm, p in mod.named_parameters() if nm.startswith("weight_hh"))
     rest = 2 * (sum(macs.values()) - hh) * seg_per_s
     print(f"with the recurrent products at the measured step rate: "
-          f"{2 * hh * seg_per_s / (step * 1e9) + rest / (rates['float32'] * 1e9):.3f} (float32)")
+          f"{2 * hh * seg_per_s / (step * 1e9) + rest / (rates['float32'] * 1e9):.3g} (float32)")
     if args.measured_rtf:
         print(f"measured separation RTF {args.measured_rtf:.3f}: "
               f"{flops_per_audio_s / args.measured_rtf / 1e9:.0f} GFLOP/s achieved")

@@ -67,6 +67,26 @@ def test_inference_benchmark_table():
     assert snr > 60  # chunked fp32 separation is the one-pass separation
 
 
+def test_roofline_counts_the_architectures_multiply_adds():
+    """Multiply-adds per segment from the LSTM and linear formulas (not from the script's own code):
+    LSTM 4H(I + H) per layer and direction, I = N then 2H; encoder 2 x (2L x N), masks 2H x 2N,
+    decoder N x 2L once per source."""
+    N = H = 16
+    L = 220
+    text = run("benchmarks/bench_roofline.py", "--threads", "1", "--size", "128", "--measured_rtf", "0.5",
+               "--set", f"filterbank.n_filters={N}", f"masker.hidden_size={H}", "masker.n_layers=2")
+    lstm = 2 * (4 * H * (N + H) + 4 * H * (2 * H + H))
+    linear = 2 * (2 * L * N) + 2 * H * 2 * N + 2 * (N * 2 * L)
+    assert f"{lstm:,} LSTM + {linear:,} linear multiply-adds per segment" in text
+    gflop = 2 * (lstm + linear) * 44100 / L / 1e9
+    printed = text.split(" GFLOP per second of stereo audio")[0].rsplit(" ", 1)[1]
+    assert abs(float(printed) - gflop) <= half_unit(printed)
+    bound = [ln for ln in text.splitlines() if ln.startswith("lower bound on the real-time factor, float32")]
+    rate = float(text.split(" GFLOP/s")[0].rsplit(" ", 1)[1])                 # float32 products, 3 digits
+    assert len(bound) == 1
+    assert float(bound[0].rsplit(" ", 1)[1]) == pytest.approx(gflop / rate, rel=0.01)  # both printed to 3 digits
+
+
 def test_streaming_benchmark_table():
     text = run("benchmarks/bench_streaming.py", "--size", "32", "--seconds", "0.3", "--blocks", "256", "1024",
                "--sizes", "16", "--warmup", "1", "--variants", "float32", "int8", "onnxruntime")
