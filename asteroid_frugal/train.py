@@ -48,9 +48,11 @@ from .utils import FrugalError, UnsafeFileError, torch_load, torch_save_atomic, 
 
 log = logging.getLogger("asteroid_frugal.train")
 
-# Keys whose change does not make an experiment a different one (resuming stays allowed).
+# Keys whose change does not make an experiment a different one (resuming stays allowed); None:
+# the whole section (what stage 3 never reads: scoring, separation, streaming, process threading).
 RESUMABLE_KEYS = {"training": {"epochs", "devices", "num_nodes", "strategy", "accelerator",
-                               "num_workers", "checkpoint_every_n_steps", "precision"}}
+                               "num_workers", "checkpoint_every_n_steps", "precision"},
+                  "evaluation": None, "separate": None, "streaming": None, "runtime": None}
 
 
 def build_model(conf: Dict[str, Any]) -> FrugalTasNet:
@@ -290,7 +292,9 @@ def _batch_size(conf: Dict[str, Any], exp_dir: Path) -> int:
 def _comparable(conf: Dict[str, Any]) -> Dict[str, Any]:
     out = json.loads(json.dumps(conf))
     for section, keys in RESUMABLE_KEYS.items():
-        for k in keys:
+        if keys is None:
+            out.pop(section, None)
+        for k in keys or ():
             out.get(section, {}).pop(k, None)
     return out
 

@@ -259,3 +259,17 @@ def test_config_check_ignores_keys_a_conf_yml_version_added_or_removed(tmp_path)
     _check_same_experiment(conf, tmp_path)
     with pytest.raises(FrugalError, match=r"\(optim.lr\)"):
         _check_same_experiment(tiny_conf("optim.lr=0.5"), tmp_path)
+
+
+def test_config_check_ignores_what_training_never_reads(tmp_path):
+    """Scoring, separation, streaming and threading settings (a sweep resumed with --jobs, stage 4
+    re-run with museval) leave the experiment the same one; a model or data key does not."""
+    from asteroid_frugal.config import save_config
+    from asteroid_frugal.train import _check_same_experiment
+
+    save_config(tiny_conf("runtime.threads=1"), tmp_path / "conf.yml")
+    _check_same_experiment(tiny_conf("runtime.threads=2", "runtime.omp_wait_policy=passive",
+                                     "evaluation.bss_backend=museval", "separate.precision=float32",
+                                     "streaming.block=512"), tmp_path)
+    with pytest.raises(FrugalError, match=r"\(shaping.excerpt_seconds\)"):
+        _check_same_experiment(tiny_conf("runtime.threads=2", "shaping.excerpt_seconds=3"), tmp_path)
