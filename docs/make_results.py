@@ -172,6 +172,8 @@ def main(argv=None) -> None:
     p.add_argument("--set", default=DEMO_SET, help="with --all: the --set every sweep runs with")
     p.add_argument("--jobs", type=int, default=1,
                    help="with --all: sweeps run at once, each on its share of the cores (output then only in the logs)")
+    p.add_argument("--note", default="", help="a paragraph on how these runs were made (machine load, scheduling), "
+                                              "printed under the page's introduction")
     p.add_argument("--exp_dir", default="exp")
     p.add_argument("--out_dir", default=str(DOCS), help="where the pages go (default: docs/)")
     args = p.parse_args(argv)
@@ -209,6 +211,7 @@ def main(argv=None) -> None:
             f"Demo-scale budget of `--all`, alike for every variant: `--set \"{DEMO_SET}\"` (fewer epochs than the "
             f"main job's {get(load_yaml(REPO_ROOT / 'egs/demo/conf.yml'), 'training.epochs')}, to fit the four experiments with 3 seeds in about 3 h of CPU), plus per "
             "experiment: " + "; ".join(f"{Path(e).name} `{o}`" for e, (_, o) in EXPERIMENTS.items() if o) + ".\n\n"
+            + (f"How these runs were made: {args.note}\n\n" if args.note else "") +
             "## The paper's claims at demo scale\n\nFirst against last variant of each experiment "
             "(Table 3: {1} against {4}); every step is on the experiment's own page.\n\n"
             + claims(pages) + "\n")

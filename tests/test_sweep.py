@@ -109,7 +109,8 @@ def test_sweep_runs_seeds_resumes_and_tabulates(tmp_path):
     log.write_text(out.stderr)
     pages = tmp_path / "pages"
     built = subprocess.run([sys.executable, "docs/make_results.py", "--exp_dir", str(tmp_path / "exp"),
-                            "--out_dir", str(pages), f"{egs}:{log}"], cwd=REPO, capture_output=True, text=True)
+                            "--out_dir", str(pages), f"{egs}:{log}", "--note", "two sweeps at once."],
+                           cwd=REPO, capture_output=True, text=True)
     assert built.returncode == 0, built.stderr[-3000:]
     page = (pages / "tiny_sweep.md").read_text()
     assert rows == [line for line in page.splitlines() if line.startswith(("| short |", "| long |"))]
@@ -121,6 +122,7 @@ def test_sweep_runs_seeds_resumes_and_tabulates(tmp_path):
     assert (pages / "tiny_sweep.png").stat().st_size > 0
     summary = (pages / "results.md").read_text()
     assert "## tiny excerpt-length sweep" in summary and "| tiny_sweep | vocals | short → long |" in summary
+    assert "How these runs were made: two sweeps at once." in summary
     missing = subprocess.run([sys.executable, "docs/make_results.py", "--exp_dir", str(tmp_path / "exp"),
                               "--out_dir", str(tmp_path / "none"), f"{egs}:{log}", f"{egs}:{tmp_path / 'no.log'}"],
                              cwd=REPO, capture_output=True, text=True)
