@@ -52,6 +52,7 @@ log = logging.getLogger("asteroid_frugal.train")
 # the whole section (what stage 3 never reads: scoring, separation, streaming, process threading).
 RESUMABLE_KEYS = {"training": {"epochs", "devices", "num_nodes", "strategy", "accelerator",
                                "num_workers", "checkpoint_every_n_steps", "precision"},
+                  "default_corpus": {"jobs"}, "midi_render": {"jobs"},   # same audio whatever the number
                   "evaluation": None, "separate": None, "streaming": None, "runtime": None}
 
 

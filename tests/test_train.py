@@ -270,6 +270,7 @@ def test_config_check_ignores_what_training_never_reads(tmp_path):
     save_config(tiny_conf("runtime.threads=1"), tmp_path / "conf.yml")
     _check_same_experiment(tiny_conf("runtime.threads=2", "runtime.omp_wait_policy=passive",
                                      "evaluation.bss_backend=museval", "separate.precision=float32",
-                                     "streaming.block=512"), tmp_path)
+                                     "streaming.block=512", "default_corpus.jobs=1", "midi_render.jobs=3"),
+                           tmp_path)
     with pytest.raises(FrugalError, match=r"\(shaping.excerpt_seconds\)"):
         _check_same_experiment(tiny_conf("runtime.threads=2", "shaping.excerpt_seconds=3"), tmp_path)
