@@ -42,6 +42,7 @@ __option_names="stage stop_stage tag target targets conf overlay set musdb_root 
  extra_roots midi_dirs data_dir exp_dir egs seeds devices num_nodes strategy precision target_jobs setup python"
 cmdline="./run.sh $*"
 . utils/parse_options.sh
+target_jobs_option=$target_jobs   # as given (the sweep passes it on to each variant)
 
 [ "$setup" = yes ] && local/setup_env.sh
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 FRUGAL_RUN_CMD="$cmdline"
@@ -87,7 +88,7 @@ for s in $set; do common+=(--set "$s"); done
 if [ -n "$egs" ]; then  # a whole experiment: every variant and seed, resumable, then its results table.
   # The config arguments above (every option of this script) reach each variant's run.sh unchanged.
   exec "$python" local/run_egs.py --egs "$egs" --exp_dir "$exp_dir" --stage "$stage" --stop_stage "$stop_stage" \
-    ${seeds:+--seeds "$seeds"} "${common[@]}"
+    --target_jobs "$target_jobs_option" ${seeds:+--seeds "$seeds"} "${common[@]}"
 fi
 
 if [ -n "$tag" ] && [ "$stage" -ge 4 ] && [ ! -d "$exp_dir/$tag" ]; then  # nothing trains it in this run

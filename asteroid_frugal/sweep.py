@@ -139,6 +139,8 @@ def run_variant(spec, variant: str, seed: int, exp_dir: Path, args) -> None:
            "--overlay", " ".join(variant_overlays(spec, variant, overlays)), "--set", " ".join(sets)]
     if spec["target"] == ALL:   # no tag: run.sh trains vocals, drums, bass and scores {1} and {4}
         cmd += ["--exp_dir", str(seed_dir(exp_dir, seed) / variant)]
+        if getattr(args, "target_jobs", None):
+            cmd += ["--target_jobs", str(args.target_jobs)]
     else:
         cmd += ["--exp_dir", str(seed_dir(exp_dir, seed)), "--tag", variant, "--target", spec["target"]]
     log.info("variant %s seed %d: %s", variant, seed, " ".join(cmd))
@@ -404,6 +406,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--stop_stage", type=int, default=4)
     p.add_argument("--collect_only", action="store_true", help="only rebuild results.md / results.png")
     p.add_argument("--caption", default="", help="text placed under the table (corpus, scale, hardware)")
+    p.add_argument("--target_jobs", default=None,
+                   help="run.sh --target_jobs of each variant that trains all targets (Table 3; default: run.sh's)")
     args = p.parse_args(argv)
     spec = load_experiment(args.egs)
     n_seeds = spec["seeds"] if args.seeds is None else args.seeds

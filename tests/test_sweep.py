@@ -269,3 +269,19 @@ def test_make_results_all_runs_sweeps_side_by_side_on_a_share_of_the_cores():
     bad = subprocess.run([sys.executable, "docs/make_results.py", "--all", "--jobs", "0"], cwd=REPO,
                          capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.strip() == "error: --jobs 0: expected a number >= 1"
+
+
+def test_target_jobs_reaches_each_all_targets_variant(tmp_path, monkeypatch):
+    """run.sh --egs ... --target_jobs N: each variant training all targets (Table 3) gets it."""
+    import types
+
+    from asteroid_frugal import sweep
+
+    seen = []
+    monkeypatch.setattr(sweep.subprocess, "run", lambda cmd, **kw: seen.append(cmd) or types.SimpleNamespace(returncode=0))
+    spec = load_experiment(REPO / "egs" / "table3_musdb")
+    args = types.SimpleNamespace(overrides=[], overlay=[], stage=0, stop_stage=4, conf="conf.yml", target_jobs="1")
+    sweep.run_variant(spec, "tasnet", 0, tmp_path, args)
+    assert seen[0][seen[0].index("--target_jobs") + 1] == "1"
+    run_sh = (REPO / "run.sh").read_text()
+    assert '--target_jobs "$target_jobs_option"' in run_sh.split("local/run_egs.py", 1)[1].split("\n", 2)[1]
