@@ -285,3 +285,14 @@ def test_target_jobs_reaches_each_all_targets_variant(tmp_path, monkeypatch):
     assert seen[0][seen[0].index("--target_jobs") + 1] == "1"
     run_sh = (REPO / "run.sh").read_text()
     assert '--target_jobs "$target_jobs_option"' in run_sh.split("local/run_egs.py", 1)[1].split("\n", 2)[1]
+
+
+def test_variant_times_keep_the_work_not_a_later_skip(tmp_path):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("make_results", REPO / "docs" / "make_results.py")
+    mr = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mr)
+    log = tmp_path / "sweep.log"
+    log.write_text("x INFO variant a seed 0 done in 600 s\nx INFO variant b seed 0 done in 300 s\n"
+                   "x INFO variant a seed 0 done in 40 s\nx INFO variant a seed 1 done in 500 s\n")
+    assert mr.variant_times(log) == {("a", 0): 600, ("b", 0): 300, ("a", 1): 500}
