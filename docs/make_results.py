@@ -41,8 +41,8 @@ EXPERIMENTS = {
     "egs/sec34_variety_vs_context": (["--data_dir", "data/corpus_45s"], "default_corpus.song_seconds=45"),
     "egs/table3_musdb": ([], "shaping.excerpt_seconds=10"),
 }
-# The demo-scale budget, alike for all variants: 10 epochs (the main job trains 20), so that all four
-# experiments with 3 seeds fit in about 3 h of CPU on a 2-core machine (issue 20's budget).
+# The demo-scale budget, alike for all variants: 10 epochs (the main job trains 20), to bound the CPU
+# time of all four experiments with 3 seeds on a 2-core machine (measured: egs/README.md).
 DEMO_SET = "training.epochs=10 evaluation.bss_backend=fast"
 
 
@@ -211,7 +211,8 @@ def main(argv=None) -> None:
             "on one core each) with:\n\n```bash\n"
             ".venv/bin/python docs/make_results.py --all --jobs 2\n```\n\n"
             f"Demo-scale budget of `--all`, alike for every variant: `--set \"{DEMO_SET}\"` (fewer epochs than the "
-            f"main job's {get(load_yaml(REPO_ROOT / 'egs/demo/conf.yml'), 'training.epochs')}, to fit the four experiments with 3 seeds in about 3 h of CPU), plus per "
+            f"main job's {get(load_yaml(REPO_ROOT / 'egs/demo/conf.yml'), 'training.epochs')}, to bound the sweeps' CPU "
+            "time; the measured times are in each experiment's caption), plus per "
             "experiment: " + "; ".join(f"{Path(e).name} `{o}`" for e, (_, o) in EXPERIMENTS.items() if o) + ".\n\n"
             + (f"How these runs were made: {args.note}\n\n" if args.note else "") +
             "## The paper's claims at demo scale\n\nFirst against last variant of each experiment "
