@@ -106,6 +106,7 @@ RANGES = {
     "(0, 1]": ("shaping.database_fraction",),
     "[0, 1)": ("data.extra_test_fraction", "masker.dropout"),
     "[0, 1]": ("data.extra_valid_fraction", "shaping.max_silent_fraction"),
+    "[0, 24]": ("shaping.augment_eq_db",),
 }
 _TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list",
                dict: "a mapping", None: "null"}

@@ -4,7 +4,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from asteroid_frugal.data.datasets import Augment, ExcerptDataset, load_shaping, read_manifest
+from asteroid_frugal.data.datasets import (EQ_CENTRES_HZ, Augment, ExcerptDataset, load_shaping, random_eq,
+                                           random_stereo, read_manifest)
 from asteroid_frugal.data.extra import prepare_extra
 from asteroid_frugal.data.layout import write_track
 from asteroid_frugal.data.report import manifest_report
@@ -280,6 +281,74 @@ def test_training_set_applies_the_configured_augmentations(corpus, tmp_path):
         other_song += i not in match                            # ...mostly another song's
     assert other_song > 0
 
+    conf["shaping"].update(augment_remix=False, augment_eq_db=6.0)
+    train_set, _ = load_datasets(conf, exp)
+    torch.manual_seed(0)
+    for i in range(len(train_set)):
+        mix, targets = train_set[i]
+        assert torch.equal(mix, targets.sum(0))
+        for got, ref in zip(targets.numpy(), stems(i)):
+            if not np.any(ref):
+                continue
+            assert not np.allclose(got, ref, atol=1e-4)                 # each stem re-equalised...
+            level = 10 * np.log10((got ** 2).sum() / (ref ** 2).sum())
+            assert abs(level) <= 6.0 + 1e-3                             # ...within +-6 dB at every frequency
+    assert train_set.augment.eq_db == 6.0 and valid_set.augment is None
+
+    conf["shaping"].update(augment_eq_db=0, augment_stereo=True)
+    train_set, _ = load_datasets(conf, exp)
+    torch.manual_seed(0)
+    for i in range(len(train_set)):
+        mix, targets = train_set[i]
+        assert torch.equal(mix, targets.sum(0))
+        for got, ref in zip(targets.numpy(), stems(i)):
+            if np.any(ref):      # each stem a new stereo image, its mid (mono sum) only delayed
+                assert not np.allclose(got, ref, atol=1e-4)
+                assert abs(np.sum(got.sum(0) ** 2) / np.sum(ref.sum(0) ** 2) - 1) < 0.5
+
     conf["shaping"].update(augment_gain=True, augment_gain_range=[1.5, 0.5])
     with pytest.raises(FrugalError, match="augment_gain_range"):
         load_datasets(conf, exp)
+
+
+def test_random_eq_gives_each_band_its_gain():
+    """A sine at each band centre comes out scaled by that band's gain (and only that band's: the
+    curve is linear in dB over log frequency between centres, flat beyond the ends); channels share
+    one filter; a sine between two centres gets the dB mean of their gains."""
+    sr = 16000
+    t = np.arange(2 * sr) / sr
+    freqs = [f for f in EQ_CENTRES_HZ if f < sr / 2]
+    gains = np.array([-12.0, 6.0, -3.0, 9.0, 0.0, -6.0, 3.0, 12.0])
+    sines = np.stack([np.stack([np.sin(2 * np.pi * f * t), 0.5 * np.cos(2 * np.pi * f * t)]) for f in freqs])
+    out = random_eq(sines.astype(np.float32), np.tile(gains, (len(freqs), 1)), sr)
+    assert out.shape == sines.shape and out.dtype == np.float32
+    mid = slice(sr // 4, -sr // 4)
+    measured = 10 * np.log10((out[..., mid] ** 2).mean(-1) / (sines[..., mid] ** 2).mean(-1))
+    np.testing.assert_allclose(measured, np.repeat(gains[:len(freqs), None], 2, axis=1), atol=0.05)
+    between = np.sqrt(EQ_CENTRES_HZ[1] * EQ_CENTRES_HZ[2])             # geometric middle of bands 1 and 2
+    sine = np.sin(2 * np.pi * between * t)[None].astype(np.float32)
+    got = random_eq(sine, gains, sr)
+    assert 10 * np.log10((got[:, mid] ** 2).mean() / (sine[:, mid] ** 2).mean()) == pytest.approx(1.5, abs=0.1)
+    np.testing.assert_allclose(random_eq(sines.astype(np.float32), np.zeros((len(freqs), 8)), sr), sines, atol=1e-5)
+
+
+def test_random_stereo_delays_then_sets_the_width():
+    """The right channel lags the left by the delay asked (a 0.5 ms lag is 8 samples at 16 kHz, found
+    by cross-correlation); width 0 leaves the mid signal on both channels (mono), width 1 only the
+    delay, width 2 doubles the side signal; the stem's mid is untouched by the width."""
+    sr = 16000
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal(sr).astype(np.float32)
+    mono = np.stack([noise, noise])[None]
+    delayed = random_stereo(mono, np.array([0.0005]), np.array([1.0]), sr)[0]
+    lag = np.argmax(np.correlate(delayed[0, 100:-100], delayed[1, 100:-100], "full")) - (sr - 201)
+    assert lag == -8 and not np.allclose(delayed[0], delayed[1])
+    np.testing.assert_allclose(delayed[0], np.roll(noise, -4), atol=1e-4)    # exact, circular, half each way
+    np.testing.assert_allclose(delayed[1], np.roll(noise, 4), atol=1e-4)
+    wide = rng.standard_normal((2, 2, sr)).astype(np.float32)
+    out = random_stereo(wide, np.zeros(2), np.array([0.0, 2.0]), sr)
+    mid, side = wide.mean(1), (wide[:, 0] - wide[:, 1]) / 2
+    np.testing.assert_allclose(out[0, 0], mid[0], atol=1e-5)
+    np.testing.assert_allclose(out[0, 1], mid[0], atol=1e-5)
+    np.testing.assert_allclose((out[1, 0] - out[1, 1]) / 2, 2 * side[1], atol=1e-5)
+    np.testing.assert_allclose(out.mean(1), mid, atol=1e-5)

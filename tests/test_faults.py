@@ -120,6 +120,7 @@ def test_bad_runtime_values_are_one_line_errors(tmp_path):
     ("optim.lr=-0.1", "optim.lr=-0.1: expected a value in (0, inf)"),
     ("optim.lr=.nan", "optim.lr=nan: expected a finite number"),
     ("shaping.augment_gain=1", "shaping.augment_gain=1: expected true or false"),
+    ("shaping.augment_eq_db=30", "shaping.augment_eq_db=30: expected a value in [0, 24]"),
     ("data.extra_roots=some/dir", "data.extra_roots='some/dir': expected a list"),
     ("filterbank.stride=half", "filterbank.stride='half': expected an integer or null"),
     ("training.devices=1.5", "training.devices=1.5: expected an integer or a string or a list"),

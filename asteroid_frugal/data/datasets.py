@@ -7,6 +7,7 @@ target is vocals, else the sum of the other stems present), and the mixture is
 ``targets.sum(0)``: the sum of stems, never a stored mixture file.
 """
 import csv
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,18 +72,28 @@ def load_shaping(exp_dir) -> dict:
 
 @dataclass
 class Augment:
-    """Peer recipes' augmentations (all off in the paper): per-stem gain, channel swap, remix.
+    """Peer recipes' augmentations (all off in the paper): per-stem gain, channel swap, remix,
+    random equalisation.
 
     ``gain`` multiplies each stem by its own factor drawn uniformly in ``gain_range``;
     ``channel_swap`` swaps left and right of each stem with probability 1/2; ``remix``
     takes the rest from another random row of the manifest (another song), so target
-    and accompaniment no longer come from the same song. Applied to the training set only.
+    and accompaniment no longer come from the same song; ``eq_db`` > 0 gives each source
+    stem read (target, and each source of the rest before they are summed) its own smooth
+    random equaliser, gains drawn uniformly in +-``eq_db`` dB (:func:`random_eq`): other
+    instruments' timbres than the corpus' own (another soundfont, another recording);
+    ``stereo`` gives each source stem its own random stereo image (:func:`random_stereo`:
+    a delay between its channels and a width), so that how correlated a source's two
+    channels are tells nothing of which source it is (a soundfont's stereo samples and
+    effects are its own, not the instrument's). Applied to the training set only.
     """
 
     gain: bool
     gain_range: Tuple[float, float]
     channel_swap: bool
     remix: bool
+    eq_db: float = 0.0
+    stereo: bool = False
 
     @classmethod
     def from_conf(cls, conf) -> Optional["Augment"]:
@@ -92,9 +103,11 @@ class Augment:
         if not 0 <= lo <= hi:
             raise FrugalError(f"shaping.augment_gain_range={s['augment_gain_range']}: expected [low, high] "
                               "with 0 <= low <= high")
+        eq_db = float(s["augment_eq_db"])        # range checked with the config (config.RANGES)
         aug = cls(gain=bool(s["augment_gain"]), gain_range=(lo, hi),
-                  channel_swap=bool(s["augment_channel_swap"]), remix=bool(s["augment_remix"]))
-        return aug if (aug.gain or aug.channel_swap or aug.remix) else None
+                  channel_swap=bool(s["augment_channel_swap"]), remix=bool(s["augment_remix"]), eq_db=eq_db,
+                  stereo=bool(s["augment_stereo"]))
+        return aug if (aug.gain or aug.channel_swap or aug.remix or aug.eq_db > 0 or aug.stereo) else None
 
 
 def read_segment(path, start: int, length: int, n_samples: int) -> np.ndarray:
@@ -157,24 +170,29 @@ class ExcerptDataset(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def _read_pair(self, idx: int, rest_idx: Optional[int] = None):
+    def _read_pair(self, idx: int, rest_idx: Optional[int] = None, aug: Optional[Augment] = None):
         row = self.rows[idx]
         plan = self._tracks[row["track_dir"]]
         target = read_segment(plan["target"], row["start"], row["length"], plan["n_samples"])
         if rest_idx is not None:
             row = self.rows[rest_idx]
             plan = self._tracks[row["track_dir"]]
-        rest = None
-        for path in plan["rest"]:
-            seg = read_segment(path, row["start"], row["length"], plan["n_samples"])
-            rest = seg if rest is None else rest + seg
-        return target, rest
+        rest = [read_segment(path, row["start"], row["length"], plan["n_samples"]) for path in plan["rest"]]
+        if aug is not None and (aug.eq_db > 0 or aug.stereo):   # each source its own, before the rest is summed
+            stems = np.stack([_channels(s, target.shape[0]) for s in [target] + rest])
+            if aug.eq_db > 0:
+                stems = random_eq(stems, _draw_eq_gains(len(stems), aug.eq_db), plan["sample_rate"])
+            if aug.stereo and stems.shape[1] == 2:
+                delays, widths = _draw_stereo(len(stems))
+                stems = random_stereo(stems, delays, widths, plan["sample_rate"])
+            target, rest = stems[0], list(stems[1:])
+        return target, sum(rest[1:], rest[0]) if rest else None
 
     def __getitem__(self, idx: int):
         rest_idx = None
         if self.augment is not None and self.augment.remix and len(self.rows) > 1:
             rest_idx = int(torch.randint(len(self.rows), (1,)))
-        target, rest = self._read_pair(idx, rest_idx)
+        target, rest = self._read_pair(idx, rest_idx, self.augment)
         targets = torch.from_numpy(np.stack([_channels(target, self.n_channels),
                                              _channels(rest, self.n_channels)]))
         if self.augment is not None:
@@ -196,6 +214,67 @@ def _channels(audio: np.ndarray, n_channels: int) -> np.ndarray:
     if audio.shape[0] == 1:
         return np.repeat(audio, n_channels, axis=0)
     raise FrugalError(f"cannot turn {audio.shape[0]}-channel audio into {n_channels} channels")
+
+
+# Control points of the random equaliser: 8 bands, log-spaced from 40 Hz to 16 kHz (an octave and
+# a third apart), a gain at each, linear in dB between them over log frequency, flat beyond.
+EQ_CENTRES_HZ = np.geomspace(40.0, 16000.0, 8)
+
+
+@functools.lru_cache(maxsize=4)
+def _eq_basis(n: int, sample_rate: int) -> torch.Tensor:
+    """``[8, n // 2 + 1]``: each band's weight at each rFFT bin (linear interpolation over log
+    frequency between neighbouring centres, flat beyond the ends); a curve is ``gains @ basis``."""
+    log_f = np.log(np.maximum(np.fft.rfftfreq(n, 1.0 / sample_rate), EQ_CENTRES_HZ[0]))
+    eye = np.eye(len(EQ_CENTRES_HZ))
+    return torch.from_numpy(np.stack([np.interp(log_f, np.log(EQ_CENTRES_HZ), e) for e in eye]).astype(np.float32))
+
+
+def random_eq(audio: np.ndarray, gains_db: np.ndarray, sample_rate: int) -> np.ndarray:
+    """``audio`` [..., C, T] through the zero-phase equaliser with ``gains_db`` [..., 8] at
+    ``EQ_CENTRES_HZ`` (one filter per leading index, the same for all its channels: the stereo
+    image stays). Float32 out, same shape; torch's FFT (2-3x NumPy's on 10 s stems)."""
+    n = audio.shape[-1]
+    if n == 0:
+        return audio
+    gains_db = torch.as_tensor(np.asarray(gains_db, dtype=np.float32))
+    gain = torch.exp((gains_db @ _eq_basis(n, int(sample_rate))) * (np.log(10.0) / 20.0))
+    gain = gain.reshape(*gains_db.shape[:-1], *([1] * (audio.ndim - gains_db.ndim)), -1)
+    spec = torch.fft.rfft(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)), dim=-1)
+    return torch.fft.irfft(spec * gain, n=n, dim=-1).numpy()
+
+
+def _draw_eq_gains(n_stems: int, eq_db: float) -> np.ndarray:
+    """``[n_stems, 8]`` gains (dB) uniform in +-eq_db, from torch's RNG (seeded per DataLoader worker)."""
+    return ((2 * torch.rand(n_stems, len(EQ_CENTRES_HZ), dtype=torch.float64) - 1) * eq_db).numpy()
+
+
+STEREO_MAX_DELAY_S = 0.001     # delays between a stem's channels: uniform in +-1 ms (Haas-effect range)
+STEREO_MAX_WIDTH = 1.5         # side signal scaled by a width uniform in [0, 1.5]: mono to wider than recorded
+
+
+def random_stereo(audio: np.ndarray, delays_s: np.ndarray, widths: np.ndarray, sample_rate: int) -> np.ndarray:
+    """``audio`` [S, 2, T]: stem ``s``'s right channel delayed by ``delays_s[s]`` seconds against its
+    left (half each way, exact fractional delay in the frequency domain, circular over the excerpt),
+    then its side signal (L - R) / 2 scaled by ``widths[s]`` (0: mono, 1: as it is)."""
+    n = audio.shape[-1]
+    if n == 0:
+        return audio
+    freqs = torch.from_numpy(np.fft.rfftfreq(n, 1.0 / sample_rate))
+    half = torch.as_tensor(np.asarray(delays_s, dtype=np.float64))[:, None] / 2
+    phase = torch.polar(torch.ones(1, dtype=torch.float64), -2 * np.pi * freqs * half)   # [S, F]: delay by half
+    spec = torch.fft.rfft(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)), dim=-1)
+    spec = torch.stack([spec[:, 0] * phase.conj().to(spec.dtype), spec[:, 1] * phase.to(spec.dtype)], dim=1)
+    out = torch.fft.irfft(spec, n=n, dim=-1)
+    mid, side = (out[:, 0] + out[:, 1]) / 2, (out[:, 0] - out[:, 1]) / 2
+    side = side * torch.as_tensor(np.asarray(widths, dtype=np.float32))[:, None]
+    return torch.stack([mid + side, mid - side], dim=1).numpy()
+
+
+def _draw_stereo(n_stems: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Delays (s) uniform in +-STEREO_MAX_DELAY_S and widths uniform in [0, STEREO_MAX_WIDTH], torch's RNG."""
+    u = torch.rand(2, n_stems, dtype=torch.float64).numpy()
+    return (2 * u[0] - 1) * STEREO_MAX_DELAY_S, u[1] * STEREO_MAX_WIDTH
 
 
 def _apply_augment(targets: torch.Tensor, aug: Augment) -> torch.Tensor:
