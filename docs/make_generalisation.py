@@ -8,11 +8,14 @@ Each positional argument is the ``--exp_dir`` of one direction, run as egs/demo/
 and tested on the other's). ``--main`` adds the main job's models (trained and tested on both
 soundfonts) for comparison. Every figure comes from the runs' files: the soundfonts from each
 model's resolved ``conf.yml``, the scores from ``results/si_snr.csv`` (one row per test
-excerpt), the training length from ``training_done.json``.
+excerpt), the training length from ``training_done.json``. With both directions given, each
+model is also scored on the same test songs rendered with its own training soundfont (the
+other direction's test split), once, with stage 4's SI-SNR code: ``results/si_snr_own_soundfont.csv``.
 """
 import argparse
 import sys
 from pathlib import Path
+from typing import Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
@@ -31,10 +34,41 @@ def _fonts(paths) -> str:
     return " + ".join(Path(str(p)).stem for p in paths or [])
 
 
-def model_row(model_dir: Path) -> dict:
-    """SI-SNRi of one model over its test songs: mean and median of the per-song means, their spread."""
+OWN_CSV = "si_snr_own_soundfont.csv"   # results/<this>: the model on the same test songs, its training soundfont
+
+
+def _same_songs(conf: dict, other: dict) -> bool:
+    """Both corpora compose the same test songs (generator, seed and sizes alike; soundfonts may differ)."""
+    keys = ("default_corpus.generator", "default_corpus.seed", "default_corpus.n_train", "default_corpus.n_valid",
+            "default_corpus.n_test", "default_corpus.song_seconds", "data.valid_chunk_seconds")
+    return all(get(conf, k) == get(other, k) for k in keys)
+
+
+def own_soundfont_csv(model_dir: Path, paired_dir: Path) -> Path:
+    """``results/si_snr_own_soundfont.csv`` of ``model_dir``: its SI-SNR on ``paired_dir``'s test excerpts,
+    the same songs rendered with the soundfont(s) the model trained on (the other direction's test
+    split). Computed once with stage 4's own SI-SNR code (evaluate.run_sisnr), then read."""
+    out = model_dir / "results" / OWN_CSV
+    if out.is_file():
+        return out
+    import tempfile
+
+    from asteroid_frugal.evaluate import run_sisnr
+    from asteroid_frugal.inference import chunking, load_target_models
+
     conf = load_yaml(model_dir / "conf.yml")
-    csv = model_dir / "results" / "si_snr.csv"
+    tm = load_target_models([str(model_dir)], "cpu")[0]
+    with tempfile.TemporaryDirectory(dir=model_dir / "results") as tmp:
+        run_sisnr(tm, paired_dir, Path(tmp), chunking(conf), "cpu", float(get(conf, "training.silence_db")))
+        (Path(tmp) / "si_snr.csv").replace(out)          # complete or absent
+    return out
+
+
+def model_row(model_dir: Path, csv: Optional[Path] = None) -> dict:
+    """SI-SNRi of one model over its test songs (``results/si_snr.csv``, or ``csv``): mean and median of
+    the per-song means, their spread."""
+    conf = load_yaml(model_dir / "conf.yml")
+    csv = csv or model_dir / "results" / "si_snr.csv"
     if not csv.is_file():
         raise FrugalError(f"{csv}: not found (run stage 4 for {model_dir})")
     target = get(conf, "data.target")
@@ -44,7 +78,10 @@ def model_row(model_dir: Path) -> dict:
     train_fonts = get(conf, "default_corpus.soundfonts")
     test_fonts = get(conf, "default_corpus.test_soundfonts") or train_fonts
     n = len(per_song)
+    if csv.name == OWN_CSV:
+        test_fonts = train_fonts
     return dict(target=target, train=_fonts(train_fonts), test=_fonts(test_fonts), songs=n, excerpts=len(table),
+                per_song=per_song,
                 mean=float(per_song.mean()), sem=float(per_song.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan"),
                 median=float(per_song.median()), low=float(per_song.min()), high=float(per_song.max()),
                 excerpt_mean=float(table["imp"].mean()), length=training_length(model_dir),
@@ -67,6 +104,20 @@ def table_lines(rows, with_target: bool):
     return lines
 
 
+def gap_lines(pairs):
+    """Same songs, the soundfont heard in training against the unseen one: the cost of the soundfont
+    alone (song to song differences cancel), paired per song: mean ± s.e. of the per-song differences."""
+    head = "| model | trained on | same songs, own soundfont | same songs, unseen soundfont | change (paired) |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for own, unseen in pairs:
+        diff = unseen["per_song"] - own["per_song"]
+        n = int(diff.count())
+        sem = float(diff.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+        lines.append(f"| {own['target']} | {own['train']} | {own['mean']:.1f} ± {own['sem']:.1f} ({own['test']}) | "
+                     f"{unseen['mean']:.1f} ± {unseen['sem']:.1f} ({unseen['test']}) | {diff.mean():+.1f} ± {sem:.1f} |")
+    return lines
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("directions", nargs="+", help="exp_dir of each held-out-soundfont run")
@@ -85,6 +136,21 @@ def main(argv=None):
              f"Corpus: {first['generator']}; training: {first['length']} (vocals model of the first direction).",
              "Targets of the issue: vocals >= 4 dB, drums and bass >= 5 dB on the unseen soundfont.", ""]
     lines += table_lines(held, with_target=True)
+    pairs = []
+    for d in args.directions:
+        for other in args.directions:
+            for t in TARGETS:
+                mine, theirs = Path(d) / t, Path(other) / t
+                conf_m, conf_t = load_yaml(mine / "conf.yml"), load_yaml(theirs / "conf.yml")
+                if (other != d and _same_songs(conf_m, conf_t) and get(conf_t, "default_corpus.test_soundfonts")
+                        == get(conf_m, "default_corpus.soundfonts")):
+                    own = model_row(mine, own_soundfont_csv(mine, theirs))
+                    pairs.append((own, held[args.directions.index(d) * len(TARGETS) + TARGETS.index(t)]))
+    if pairs:
+        lines += ["", "Where the gap is: each model on the same test songs rendered with the soundfont it trained on "
+                  "(the other direction's test split: same compositions, same excerpts), against the unseen "
+                  "soundfont above. The paired change per song is the soundfont's cost alone.", ""]
+        lines += gap_lines(pairs)
     if args.main:
         lines += ["", "For comparison, the main job (`./run.sh`: trained and tested on both soundfonts):", ""]
         lines += table_lines([model_row(Path(args.main) / t) for t in TARGETS], with_target=False)

@@ -3,7 +3,10 @@ import json
 import subprocess
 import sys
 
+import numpy as np
+import pytest
 import pandas as pd
+import torch
 import yaml
 
 from asteroid_frugal.config import load_config
@@ -13,10 +16,10 @@ FLUID, TIM = "/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/TimG
 REST = {"vocals": "accompaniment", "drums": "no_drums", "bass": "no_bass"}
 
 
-def _model(exp, target, train, test, improvements):
+def _model(exp, target, train, test, improvements, csv="si_snr.csv"):
     """A model folder as stages 3-4 leave it: resolved conf.yml, training_done.json, si_snr.csv."""
     d = exp / target
-    (d / "results").mkdir(parents=True)
+    (d / "results").mkdir(parents=True, exist_ok=True)
     conf = load_config(overlays=[REPO / "egs/demo/conf.yml"])
     conf["data"]["target"] = target
     conf["default_corpus"].update(soundfonts=train, test_soundfonts=test)
@@ -26,7 +29,7 @@ def _model(exp, target, train, test, improvements):
                  **{f"si_snr_{target}": 1.0 + imp, f"si_snr_{REST[target]}": 0.0,
                     f"input_si_snr_{target}": 1.0, f"input_si_snr_{REST[target]}": 0.0})
             for i, imp in enumerate(improvements)]
-    pd.DataFrame(rows).to_csv(d / "results" / "si_snr.csv", index=False)
+    pd.DataFrame(rows).to_csv(d / "results" / csv, index=False)
 
 
 def test_page_from_run_files(tmp_path):
@@ -50,3 +53,61 @@ def test_missing_run_is_a_one_line_error(tmp_path):
     done = subprocess.run([sys.executable, "docs/make_generalisation.py", str(tmp_path / "nope")],
                           cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 2 and done.stderr.strip().startswith("error: ") and "\n" not in done.stderr.strip()
+
+
+def test_both_directions_add_the_soundfont_cost_on_the_same_songs(tmp_path, tiny_model_args):
+    """Given both directions, each model is also scored on the other direction's test excerpts (the
+    same songs in its own training soundfont): read from results/si_snr_own_soundfont.csv, or, where
+    absent, computed with stage 4's SI-SNR code from the model and the prepared tracks; the page shows
+    the paired per-song change."""
+    from asteroid_frugal.data.datasets import write_manifest
+    from asteroid_frugal.data.layout import write_track
+    from asteroid_frugal.model import FrugalTasNet
+
+    tim, fluid = tmp_path / "heldout_timgm6mb", tmp_path / "heldout_fluidr3"
+    for target in ("vocals", "drums"):
+        _model(tim, target, [FLUID], [TIM], [4, 4, 6, 6])
+        _model(tim, target, [FLUID], [TIM], [5, 5, 9, 9], csv="si_snr_own_soundfont.csv")
+        _model(fluid, target, [TIM], [FLUID], [3, 3, 3, 3])
+        _model(fluid, target, [TIM], [FLUID], [4, 4, 5, 5], csv="si_snr_own_soundfont.csv")
+    _model(tim, "bass", [FLUID], [TIM], [2, 2, 4, 4])
+    _model(fluid, "bass", [TIM], [FLUID], [2, 2, 2, 2])
+    _model(fluid, "bass", [TIM], [FLUID], [1, 1, 1, 1], csv="si_snr_own_soundfont.csv")
+    # tim/bass has no cached score: a real (untrained) model on real prepared tracks of fluid/bass's test split
+    sr = tiny_model_args["sample_rate"]
+    conf = yaml.safe_load((tim / "bass" / "conf.yml").read_text())
+    conf["data"]["sample_rate"] = sr
+    (tim / "bass" / "conf.yml").write_text(yaml.safe_dump(conf))
+    model = FrugalTasNet(**tiny_model_args)
+    torch.save(model.serialize(), tim / "bass" / "best_model.pth")
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(2):
+        stems = {s: (0.1 * rng.standard_normal((2, 2 * sr))).astype(np.float32)
+                 for s in ("vocals", "drums", "bass", "other")}
+        track = tmp_path / "prepared" / "test" / f"Frugal GM - Test {i + 1:03d}"
+        write_track(track, stems, dict(name=track.name, split="test", sample_rate=sr))
+        rows += [dict(track_dir=str(track), start=start, length=sr, song=track.name, split="test", corpus="default",
+                      target_active=1.0) for start in (0, sr)]
+    write_manifest(fluid / "bass" / "data" / "test.csv", rows)
+    out = tmp_path / "page.md"
+    done = subprocess.run([sys.executable, "docs/make_generalisation.py", str(tim), str(fluid), "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    page = out.read_text()
+    assert "| vocals | FluidR3_GM | 7.0 ± 2.0 (FluidR3_GM) | 5.0 ± 1.0 (TimGM6mb) | -2.0 ± 1.0 |" in page
+    assert "| drums | TimGM6mb | 4.5 ± 0.5 (TimGM6mb) | 3.0 ± 0.0 (FluidR3_GM) | -1.5 ± 0.5 |" in page
+    computed = pd.read_csv(tim / "bass" / "results" / "si_snr_own_soundfont.csv")
+    assert list(computed["song"]) == [r["song"] for r in rows] and list(computed["start"]) == [0, sr, 0, sr]
+    for row, (_, got) in zip(rows, computed.iterrows()):   # the input SI-SNR: bass against the stems' sum
+        ref = {s: np.asarray(__import__("soundfile").read(f"{row['track_dir']}/{s}.wav", dtype="float32",
+                                                         start=row["start"], frames=sr)[0].T)
+               for s in ("vocals", "drums", "bass", "other")}
+        mix, bass = sum(ref.values()), ref["bass"]
+        ref_c, mix_c = bass - bass.mean(-1, keepdims=True), mix - mix.mean(-1, keepdims=True)
+        proj = (mix_c * ref_c).sum(-1, keepdims=True) / (ref_c ** 2).sum(-1, keepdims=True) * ref_c
+        expected = np.mean(10 * np.log10((proj ** 2).sum(-1) / ((mix_c - proj) ** 2).sum(-1)))
+        assert got["input_si_snr_bass"] == pytest.approx(expected, abs=0.05)
+    imp = computed.groupby("song").apply(lambda t: (t["si_snr_bass"] - t["input_si_snr_bass"]).mean())
+    change = np.array([2.0, 4.0]) - imp.to_numpy()      # tim/bass per-song means on the unseen soundfont: 2, 4
+    assert f"| {imp.mean():.1f} ± " in page and f"| {change.mean():+.1f} ± " in page
