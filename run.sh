@@ -40,7 +40,7 @@ python=.venv/bin/python
 
 __option_names="stage stop_stage tag target targets conf overlay set musdb_root musdb_download
  extra_roots midi_dirs data_dir exp_dir egs seeds devices num_nodes strategy precision target_jobs setup python"
-cmdline="./run.sh $*"
+cmdline="./run.sh$(printf " %q" "$@")"   # re-runnable as written (train_command.txt)
 . utils/parse_options.sh
 target_jobs_option=$target_jobs   # as given (the sweep passes it on to each variant)
 

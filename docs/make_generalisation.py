@@ -20,8 +20,9 @@ from typing import Optional
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import yaml  # noqa: E402
 
-from asteroid_frugal.config import get, load_yaml  # noqa: E402
+from asteroid_frugal.config import DEFAULT_CONF, get, load_yaml  # noqa: E402
 from asteroid_frugal.data.types import TARGETS  # noqa: E402
 from asteroid_frugal.results_table import training_length  # noqa: E402
 from asteroid_frugal.utils import FrugalError, cpu_name, run_cli, write_text_atomic  # noqa: E402
@@ -118,10 +119,63 @@ def gap_lines(pairs):
     return lines
 
 
+def _flat(conf: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in conf.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _yaml_value(value) -> str:
+    """``value`` as written in a config or ``--set`` (true, 440, [a, b])."""
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("\n...")
+
+
+# Keys that differ between runs without making another experiment (threads, where files are)
+_NOT_A_CHANGE = ("runtime.", "data.root", "default_corpus.jobs", "midi_render.jobs", "evaluation.")
+
+
+def variant_lines(variant_dirs, held_dirs):
+    """One row per model found under each variant exp_dir: its SI-SNRi on the unseen soundfont next to
+    the direction's demo model (same target, same soundfonts), and the settings that differ (from both
+    resolved conf.yml files, so the page says what was changed, not what was meant)."""
+    head = "| variant | model | trained on | tested on | SI-SNRi (dB) | demo model | change (paired) | settings changed |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for v in variant_dirs:
+        found = [t for t in TARGETS if (Path(v) / t / "results" / "si_snr.csv").is_file()]
+        if not found:
+            raise FrugalError(f"{v}: no <target>/results/si_snr.csv (run stages 3-4 of the variant)")
+        for t in found:
+            conf_v = load_yaml(Path(v) / t / "conf.yml")
+            base = next((Path(d) / t for d in held_dirs
+                         if get(load_yaml(Path(d) / t / "conf.yml"), "default_corpus.soundfonts")
+                         == get(conf_v, "default_corpus.soundfonts")), None)
+            if base is None:
+                raise FrugalError(f"{v}/{t}: no direction given trains on {get(conf_v, 'default_corpus.soundfonts')}")
+            row, ref = model_row(Path(v) / t), model_row(base)
+            defaults = _flat(load_yaml(DEFAULT_CONF))       # keys added to conf.yml after a run: their default
+            flat_v, flat_b = {**defaults, **_flat(conf_v)}, {**defaults, **_flat(load_yaml(base / "conf.yml"))}
+            changed = [f"`{k}={_yaml_value(flat_v.get(k))}`" for k in sorted(set(flat_v) | set(flat_b))
+                       if flat_v.get(k) != flat_b.get(k) and not k.startswith(_NOT_A_CHANGE)]
+            diff = row["per_song"] - ref["per_song"]
+            n = int(diff.count())
+            sem = float(diff.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+            lines.append(f"| {Path(v).name} | {t} | {row['train']} | {row['test']} | {row['mean']:.1f} ± {row['sem']:.1f} | "
+                         f"{ref['mean']:.1f} | {diff.mean():+.1f} ± {sem:.1f} | {', '.join(changed) or 'none'} |")
+    return lines
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("directions", nargs="+", help="exp_dir of each held-out-soundfont run")
     parser.add_argument("--main", default=None, help="exp_dir of the main job (both soundfonts), for comparison")
+    parser.add_argument("--variants", nargs="+", default=[],
+                        help="exp_dirs of variants tried (other settings, same held-out soundfont), each against "
+                             "the direction with its training soundfont")
+    parser.add_argument("--note", default=None, help="a paragraph under the variants' table (what they show)")
     parser.add_argument("--out", default=str(DOCS / "generalisation.md"))
     args = parser.parse_args(argv)
     held = [model_row(Path(d) / t) for d in args.directions for t in TARGETS]
@@ -151,6 +205,14 @@ def main(argv=None):
                   "(the other direction's test split: same compositions, same excerpts), against the unseen "
                   "soundfont above. The paired change per song is the soundfont's cost alone.", ""]
         lines += gap_lines(pairs)
+    if args.variants:
+        lines += ["", "## Variants tried", "",
+                  "Other training settings, each one training run (seed 0) on the same data as the direction "
+                  "it is compared with; the change is paired per test song (mean ± s.e.). A change within about "
+                  "twice its standard error is not distinguished from run-to-run and song-to-song noise.", ""]
+        lines += variant_lines(args.variants, args.directions)
+        if args.note:
+            lines += ["", args.note]
     if args.main:
         lines += ["", "For comparison, the main job (`./run.sh`: trained and tested on both soundfonts):", ""]
         lines += table_lines([model_row(Path(args.main) / t) for t in TARGETS], with_target=False)
@@ -158,8 +220,12 @@ def main(argv=None):
               *[f"for t in vocals drums bass; do ./run.sh --target $t --stop_stage 4 --overlay \"egs/demo/conf.yml "
                 f"egs/demo/heldout_{Path(d).name.replace('heldout_', '')}.yml\" --data_dir data/{Path(d).name} "
                 f"--exp_dir {d}; done" for d in args.directions],
+              *[(Path(v) / t / "train_command.txt").read_text().strip() for v in args.variants for t in TARGETS
+                if (Path(v) / t / "train_command.txt").is_file()],
               f".venv/bin/python docs/make_generalisation.py {' '.join(args.directions)}"
-              + (f" --main {args.main}" if args.main else ""), "```", "",
+              + (f" --main {args.main}" if args.main else "")
+              + (f" --variants {' '.join(args.variants)}" if args.variants else "")
+              + (' --note "..."' if args.note else ""), "```", "",
               f"Generated by `docs/make_generalisation.py` from the runs' `conf.yml`, `results/si_snr.csv` and "
               f"`training_done.json`; machine: {cpu_name()}.", ""]
     write_text_atomic(args.out, "\n".join(lines))

@@ -583,6 +583,10 @@ def test_run_sh_parallel_targets_a_failure_then_the_resumed_run(tmp_path):
                 in (exp / "recipe" / f"{t}.log").read_text())
     assert not (exp / "combined").exists() and not (tmp_path / "marker").exists()
     trained = {t: (exp / t / "best_model.pth").stat().st_mtime_ns for t in ("vocals", "bass")}
+    import shlex   # each model's train_command.txt is the user's command, re-runnable as written (quoted)
+    assert shlex.split((exp / "vocals" / "train_command.txt").read_text()) == [
+        "./run.sh", "--setup", "no", "--python", sys.executable, "--overlay", str(tmp_path / "tiny.yml"),
+        "--data_dir", str(tmp_path / "data"), "--exp_dir", str(exp), "--stop_stage", "4", "--target_jobs", "2"]
 
     bad.unlink()
     out = tiny_recipe(tmp_path, "--stage", "2", "--stop_stage", "4", "--target_jobs", "3")

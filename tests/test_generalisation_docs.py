@@ -49,6 +49,38 @@ def test_page_from_run_files(tmp_path):
     assert "20 epochs (max epochs)" in page
 
 
+def test_variants_are_compared_with_their_direction(tmp_path):
+    """--variants: each variant model next to the demo model that trained on the same soundfont, the
+    paired change per song, and the settings that differ in the two resolved configs (threads and
+    other run-only settings are not a change; a key the older run lacks counts as its default)."""
+    one = tmp_path / "heldout_timgm6mb"
+    for target in ("vocals", "drums"):
+        _model(one, target, [FLUID], [TIM], [4, 4])
+    _model(one, "bass", [FLUID], [TIM], [2, 2, 4, 4])
+    conf = yaml.safe_load((one / "bass" / "conf.yml").read_text())
+    del conf["shaping"]["augment_stereo"]                        # a run from before the key existed
+    (one / "bass" / "conf.yml").write_text(yaml.safe_dump(conf))
+    variant = tmp_path / "eq6"
+    _model(variant, "bass", [FLUID], [TIM], [3, 3, 6, 6])
+    conf = yaml.safe_load((variant / "bass" / "conf.yml").read_text())
+    conf["shaping"]["augment_eq_db"] = 6.0
+    conf["runtime"]["threads"] = 1
+    (variant / "bass" / "conf.yml").write_text(yaml.safe_dump(conf))
+    (variant / "bass" / "train_command.txt").write_text("./run.sh --target bass --set shaping.augment_eq_db=6\n")
+    out = tmp_path / "page.md"
+    done = subprocess.run([sys.executable, "docs/make_generalisation.py", str(one), "--variants", str(variant),
+                           "--out", str(out)], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    page = out.read_text()
+    assert ("| eq6 | bass | FluidR3_GM | TimGM6mb | 4.5 ± 1.5 | 3.0 | +1.5 ± 0.5 | `shaping.augment_eq_db=6.0` |"
+            in page)
+    assert "./run.sh --target bass --set shaping.augment_eq_db=6" in page
+    (variant / "bass" / "results" / "si_snr.csv").unlink()
+    done = subprocess.run([sys.executable, "docs/make_generalisation.py", str(one), "--variants", str(variant),
+                           "--out", str(out)], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 2 and "no <target>/results/si_snr.csv" in done.stderr
+
+
 def test_missing_run_is_a_one_line_error(tmp_path):
     done = subprocess.run([sys.executable, "docs/make_generalisation.py", str(tmp_path / "nope")],
                           cwd=REPO, capture_output=True, text=True)
