@@ -101,7 +101,7 @@ RANGES = {
                  "shaping.min_song_seconds", "masker.skip_every", "training.num_workers",
                  "training.early_stop_patience", "training.gradient_clipping", "training.checkpoint_every_n_steps",
                  "optim.weight_decay", "scheduler.patience", "evaluation.overlap_seconds", "evaluation.n_examples",
-                 "midi_render.tail_seconds", "midi_render.gain"),
+                 "midi_render.tail_seconds", "midi_render.gain", "shaping.augment_stereo_delay_ms"),
     "(0, 1)": ("scheduler.factor",),
     "(0, 1]": ("shaping.database_fraction",),
     "[0, 1)": ("data.extra_test_fraction", "masker.dropout"),

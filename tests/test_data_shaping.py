@@ -177,7 +177,8 @@ def test_dataset_items_mixture_is_sum_of_stems(corpus, tmp_path):
     mono = ExcerptDataset(tmp_path / "ds" / "data" / "valid.csv", "vocals", n_channels=1)
     assert mono[0][1].shape == (2, 1, 10 * SR)
     aug = ExcerptDataset(tmp_path / "ds" / "data" / "train.csv", "bass",
-                         augment=Augment(gain=True, gain_range=(0.25, 1.25), channel_swap=True, remix=True))
+                         augment=Augment(gain=True, gain_range=(0.25, 1.25), channel_swap=True, remix=True,
+                                         eq_db=6.0, stereo=True, stereo_delay_s=0.001, stereo_width_range=(0.0, 1.5)))
     torch.manual_seed(0)
     mix, targets = aug[3]
     assert torch.equal(mix, targets.sum(0))
@@ -308,6 +309,9 @@ def test_training_set_applies_the_configured_augmentations(corpus, tmp_path):
 
     conf["shaping"].update(augment_gain=True, augment_gain_range=[1.5, 0.5])
     with pytest.raises(FrugalError, match="augment_gain_range"):
+        load_datasets(conf, exp)
+    conf["shaping"].update(augment_gain_range=[0.5, 1.5], augment_stereo_width_range=[1.0, 0.5])
+    with pytest.raises(FrugalError, match="augment_stereo_width_range"):
         load_datasets(conf, exp)
 
 

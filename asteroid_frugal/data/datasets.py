@@ -92,8 +92,10 @@ class Augment:
     gain_range: Tuple[float, float]
     channel_swap: bool
     remix: bool
-    eq_db: float = 0.0
-    stereo: bool = False
+    eq_db: float
+    stereo: bool
+    stereo_delay_s: float
+    stereo_width_range: Tuple[float, float]
 
     @classmethod
     def from_conf(cls, conf) -> Optional["Augment"]:
@@ -103,10 +105,15 @@ class Augment:
         if not 0 <= lo <= hi:
             raise FrugalError(f"shaping.augment_gain_range={s['augment_gain_range']}: expected [low, high] "
                               "with 0 <= low <= high")
-        eq_db = float(s["augment_eq_db"])        # range checked with the config (config.RANGES)
+        w_lo, w_hi = (float(v) for v in s["augment_stereo_width_range"])
+        if not 0 <= w_lo <= w_hi:
+            raise FrugalError(f"shaping.augment_stereo_width_range={s['augment_stereo_width_range']}: expected "
+                              "[low, high] with 0 <= low <= high")
         aug = cls(gain=bool(s["augment_gain"]), gain_range=(lo, hi),
-                  channel_swap=bool(s["augment_channel_swap"]), remix=bool(s["augment_remix"]), eq_db=eq_db,
-                  stereo=bool(s["augment_stereo"]))
+                  channel_swap=bool(s["augment_channel_swap"]), remix=bool(s["augment_remix"]),
+                  eq_db=float(s["augment_eq_db"]),              # ranges checked with the config (config.RANGES)
+                  stereo=bool(s["augment_stereo"]), stereo_delay_s=float(s["augment_stereo_delay_ms"]) / 1000,
+                  stereo_width_range=(w_lo, w_hi))
         return aug if (aug.gain or aug.channel_swap or aug.remix or aug.eq_db > 0 or aug.stereo) else None
 
 
@@ -183,7 +190,7 @@ class ExcerptDataset(Dataset):
             if aug.eq_db > 0:
                 stems = random_eq(stems, _draw_eq_gains(len(stems), aug.eq_db), plan["sample_rate"])
             if aug.stereo and stems.shape[1] == 2:
-                delays, widths = _draw_stereo(len(stems))
+                delays, widths = _draw_stereo(len(stems), aug.stereo_delay_s, aug.stereo_width_range)
                 stems = random_stereo(stems, delays, widths, plan["sample_rate"])
             target, rest = stems[0], list(stems[1:])
         return target, sum(rest[1:], rest[0]) if rest else None
@@ -249,10 +256,6 @@ def _draw_eq_gains(n_stems: int, eq_db: float) -> np.ndarray:
     return ((2 * torch.rand(n_stems, len(EQ_CENTRES_HZ), dtype=torch.float64) - 1) * eq_db).numpy()
 
 
-STEREO_MAX_DELAY_S = 0.001     # delays between a stem's channels: uniform in +-1 ms (Haas-effect range)
-STEREO_MAX_WIDTH = 1.5         # side signal scaled by a width uniform in [0, 1.5]: mono to wider than recorded
-
-
 def random_stereo(audio: np.ndarray, delays_s: np.ndarray, widths: np.ndarray, sample_rate: int) -> np.ndarray:
     """``audio`` [S, 2, T]: stem ``s``'s right channel delayed by ``delays_s[s]`` seconds against its
     left (half each way, exact fractional delay in the frequency domain, circular over the excerpt),
@@ -271,10 +274,11 @@ def random_stereo(audio: np.ndarray, delays_s: np.ndarray, widths: np.ndarray, s
     return torch.stack([mid + side, mid - side], dim=1).numpy()
 
 
-def _draw_stereo(n_stems: int) -> Tuple[np.ndarray, np.ndarray]:
-    """Delays (s) uniform in +-STEREO_MAX_DELAY_S and widths uniform in [0, STEREO_MAX_WIDTH], torch's RNG."""
+def _draw_stereo(n_stems: int, max_delay_s: float, width_range: Tuple[float, float]) -> Tuple[np.ndarray, np.ndarray]:
+    """Delays (s) uniform in +-max_delay_s and widths uniform in width_range, from torch's RNG."""
     u = torch.rand(2, n_stems, dtype=torch.float64).numpy()
-    return (2 * u[0] - 1) * STEREO_MAX_DELAY_S, u[1] * STEREO_MAX_WIDTH
+    lo, hi = width_range
+    return (2 * u[0] - 1) * max_delay_s, lo + (hi - lo) * u[1]
 
 
 def _apply_augment(targets: torch.Tensor, aug: Augment) -> torch.Tensor:
