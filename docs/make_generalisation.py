@@ -105,17 +105,22 @@ def table_lines(rows, with_target: bool):
     return lines
 
 
+def paired_change(row: dict, ref: dict) -> str:
+    """``+x.x ± s.e.``: mean and standard error of the per-song differences ``row - ref`` (songs paired)."""
+    diff = row["per_song"] - ref["per_song"]
+    n = int(diff.count())
+    sem = float(diff.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    return f"{diff.mean():+.1f} ± {sem:.1f}"
+
+
 def gap_lines(pairs):
     """Same songs, the soundfont heard in training against the unseen one: the cost of the soundfont
     alone (song to song differences cancel), paired per song: mean ± s.e. of the per-song differences."""
     head = "| model | trained on | same songs, own soundfont | same songs, unseen soundfont | change (paired) |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for own, unseen in pairs:
-        diff = unseen["per_song"] - own["per_song"]
-        n = int(diff.count())
-        sem = float(diff.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
         lines.append(f"| {own['target']} | {own['train']} | {own['mean']:.1f} ± {own['sem']:.1f} ({own['test']}) | "
-                     f"{unseen['mean']:.1f} ± {unseen['sem']:.1f} ({unseen['test']}) | {diff.mean():+.1f} ± {sem:.1f} |")
+                     f"{unseen['mean']:.1f} ± {unseen['sem']:.1f} ({unseen['test']}) | {paired_change(unseen, own)} |")
     return lines
 
 
@@ -160,11 +165,8 @@ def variant_lines(variant_dirs, held_dirs):
             flat_v, flat_b = {**defaults, **_flat(conf_v)}, {**defaults, **_flat(load_yaml(base / "conf.yml"))}
             changed = [f"`{k}={_yaml_value(flat_v.get(k))}`" for k in sorted(set(flat_v) | set(flat_b))
                        if flat_v.get(k) != flat_b.get(k) and not k.startswith(_NOT_A_CHANGE)]
-            diff = row["per_song"] - ref["per_song"]
-            n = int(diff.count())
-            sem = float(diff.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
             lines.append(f"| {Path(v).name} | {t} | {row['train']} | {row['test']} | {row['mean']:.1f} ± {row['sem']:.1f} | "
-                         f"{ref['mean']:.1f} | {diff.mean():+.1f} ± {sem:.1f} | {', '.join(changed) or 'none'} |")
+                         f"{ref['mean']:.1f} | {paired_change(row, ref)} | {', '.join(changed) or 'none'} |")
     return lines
 
 

@@ -282,30 +282,22 @@ def test_training_set_applies_the_configured_augmentations(corpus, tmp_path):
         other_song += i not in match                            # ...mostly another song's
     assert other_song > 0
 
-    conf["shaping"].update(augment_remix=False, augment_eq_db=6.0)
-    train_set, _ = load_datasets(conf, exp)
-    torch.manual_seed(0)
-    for i in range(len(train_set)):
-        mix, targets = train_set[i]
-        assert torch.equal(mix, targets.sum(0))
-        for got, ref in zip(targets.numpy(), stems(i)):
-            if not np.any(ref):
-                continue
-            assert not np.allclose(got, ref, atol=1e-4)                 # each stem re-equalised...
-            level = 10 * np.log10((got ** 2).sum() / (ref ** 2).sum())
-            assert abs(level) <= 6.0 + 1e-3                             # ...within +-6 dB at every frequency
-    assert train_set.augment.eq_db == 6.0 and valid_set.augment is None
+    def pairs(**settings):
+        """(augmented, plain) stem pairs of every training item, with ``settings`` on."""
+        conf["shaping"].update({"augment_remix": False, "augment_eq_db": 0, "augment_stereo": False, **settings})
+        train_set, _ = load_datasets(conf, exp)
+        torch.manual_seed(0)
+        for i in range(len(train_set)):
+            mix, targets = train_set[i]
+            assert torch.equal(mix, targets.sum(0))
+            yield from ((got, ref) for got, ref in zip(targets.numpy(), stems(i)) if np.any(ref))
 
-    conf["shaping"].update(augment_eq_db=0, augment_stereo=True)
-    train_set, _ = load_datasets(conf, exp)
-    torch.manual_seed(0)
-    for i in range(len(train_set)):
-        mix, targets = train_set[i]
-        assert torch.equal(mix, targets.sum(0))
-        for got, ref in zip(targets.numpy(), stems(i)):
-            if np.any(ref):      # each stem a new stereo image, its mid (mono sum) only delayed
-                assert not np.allclose(got, ref, atol=1e-4)
-                assert abs(np.sum(got.sum(0) ** 2) / np.sum(ref.sum(0) ** 2) - 1) < 0.5
+    for got, ref in pairs(augment_eq_db=6.0):
+        assert not np.allclose(got, ref, atol=1e-4)                     # each stem re-equalised...
+        assert abs(10 * np.log10((got ** 2).sum() / (ref ** 2).sum())) <= 6.0 + 1e-3   # ...within +-6 dB
+    for got, ref in pairs(augment_stereo=True):   # each stem a new stereo image, its mid (mono sum) only delayed
+        assert not np.allclose(got, ref, atol=1e-4)
+        assert abs(np.sum(got.sum(0) ** 2) / np.sum(ref.sum(0) ** 2) - 1) < 0.5
 
     conf["shaping"].update(augment_gain=True, augment_gain_range=[1.5, 0.5])
     with pytest.raises(FrugalError, match="augment_gain_range"):
