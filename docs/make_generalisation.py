@@ -145,7 +145,8 @@ _NOT_A_CHANGE = ("runtime.", "data.root", "default_corpus.jobs", "midi_render.jo
 
 def variant_lines(variant_dirs, held_dirs):
     """One row per model found under each variant exp_dir: its SI-SNRi on the unseen soundfont next to
-    the direction's demo model (same target, same soundfonts), and the settings that differ (from both
+    the direction's demo model (same target, same held-out soundfont, so the same test songs: the
+    variant may train on other soundfonts too), and the settings that differ (from both
     resolved conf.yml files, so the page says what was changed, not what was meant)."""
     head = "| variant | model | trained on | tested on | SI-SNRi (dB) | demo model | change (paired) | settings changed |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
@@ -156,10 +157,11 @@ def variant_lines(variant_dirs, held_dirs):
         for t in found:
             conf_v = load_yaml(Path(v) / t / "conf.yml")
             base = next((Path(d) / t for d in held_dirs
-                         if get(load_yaml(Path(d) / t / "conf.yml"), "default_corpus.soundfonts")
-                         == get(conf_v, "default_corpus.soundfonts")), None)
+                         if get(load_yaml(Path(d) / t / "conf.yml"), "default_corpus.test_soundfonts")
+                         == get(conf_v, "default_corpus.test_soundfonts")), None)
             if base is None:
-                raise FrugalError(f"{v}/{t}: no direction given trains on {get(conf_v, 'default_corpus.soundfonts')}")
+                raise FrugalError(f"{v}/{t}: no direction given holds out "
+                                  f"{get(conf_v, 'default_corpus.test_soundfonts')}")
             row, ref = model_row(Path(v) / t), model_row(base)
             defaults = _flat(load_yaml(DEFAULT_CONF))       # keys added to conf.yml after a run: their default
             flat_v, flat_b = {**defaults, **_flat(conf_v)}, {**defaults, **_flat(load_yaml(base / "conf.yml"))}
@@ -176,7 +178,7 @@ def main(argv=None):
     parser.add_argument("--main", default=None, help="exp_dir of the main job (both soundfonts), for comparison")
     parser.add_argument("--variants", nargs="+", default=[],
                         help="exp_dirs of variants tried (other settings, same held-out soundfont), each against "
-                             "the direction with its training soundfont")
+                             "the direction that holds out the same soundfont")
     parser.add_argument("--note", default=None, help="a paragraph under the variants' table (what they show)")
     parser.add_argument("--out", default=str(DOCS / "generalisation.md"))
     args = parser.parse_args(argv)
