@@ -73,7 +73,7 @@ def load_shaping(exp_dir) -> dict:
 @dataclass
 class Augment:
     """Peer recipes' augmentations (all off in the paper): per-stem gain, channel swap, remix,
-    random equalisation.
+    random equaliser, random stereo image.
 
     ``gain`` multiplies each stem by its own factor drawn uniformly in ``gain_range``;
     ``channel_swap`` swaps left and right of each stem with probability 1/2; ``remix``
