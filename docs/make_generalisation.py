@@ -65,9 +65,9 @@ def own_soundfont_csv(model_dir: Path, paired_dir: Path) -> Path:
     return out
 
 
-def model_row(model_dir: Path, csv: Optional[Path] = None) -> dict:
-    """SI-SNRi of one model over its test songs (``results/si_snr.csv``, or ``csv``): mean and median of
-    the per-song means, their spread."""
+def model_row(model_dir: Path, csv: Optional[Path] = None, tested_on: Optional[list] = None) -> dict:
+    """SI-SNRi of one model over its test songs (``results/si_snr.csv``, or ``csv`` scored on the
+    soundfonts ``tested_on``): mean and median of the per-song means, their spread."""
     conf = load_yaml(model_dir / "conf.yml")
     csv = csv or model_dir / "results" / "si_snr.csv"
     if not csv.is_file():
@@ -77,10 +77,8 @@ def model_row(model_dir: Path, csv: Optional[Path] = None) -> dict:
     table["imp"] = table[f"si_snr_{target}"] - table[f"input_si_snr_{target}"]
     per_song = table.groupby("song")["imp"].mean()
     train_fonts = get(conf, "default_corpus.soundfonts")
-    test_fonts = get(conf, "default_corpus.test_soundfonts") or train_fonts
+    test_fonts = tested_on or get(conf, "default_corpus.test_soundfonts") or train_fonts
     n = len(per_song)
-    if csv.name == OWN_CSV:
-        test_fonts = train_fonts
     return dict(target=target, train=_fonts(train_fonts), test=_fonts(test_fonts), songs=n, excerpts=len(table),
                 per_song=per_song,
                 mean=float(per_song.mean()), sem=float(per_song.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan"),
@@ -202,7 +200,8 @@ def main(argv=None):
                 conf_m, conf_t = load_yaml(mine / "conf.yml"), load_yaml(theirs / "conf.yml")
                 if (other != d and _same_songs(conf_m, conf_t) and get(conf_t, "default_corpus.test_soundfonts")
                         == get(conf_m, "default_corpus.soundfonts")):
-                    own = model_row(mine, own_soundfont_csv(mine, theirs))
+                    own = model_row(mine, own_soundfont_csv(mine, theirs),
+                                    tested_on=get(conf_m, "default_corpus.soundfonts"))
                     pairs.append((own, held[args.directions.index(d) * len(TARGETS) + TARGETS.index(t)]))
     if pairs:
         lines += ["", "Where the gap is: each model on the same test songs rendered with the soundfont it trained on "
