@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-all_targets="vocals drums bass"  # = asteroid_frugal.data.types.TARGETS (tests/test_config_and_recipe.py checks)
+all_targets="vocals drums bass"  # = asteroid_frugal.data.types.TARGETS (tests/test_recipe.py checks)
 stage=0               # first stage to run
 stop_stage=5          # last stage to run
 tag=""                # experiment name (exp/<tag>); default: the target name

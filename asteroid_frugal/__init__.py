@@ -1,11 +1,13 @@
 """asteroid-frugal: the original TasNet for music and the data recipes of
-"A frugal approach to music source separation", on Asteroid."""
-# the threading policy must be set before anything loads torch (see runtime.py)
-from .runtime import early_setup
+"A frugal approach to music source separation", on Asteroid.
 
-early_setup()
-from .model import FrugalTasNet, count_parameters  # noqa: E402
-from .registry import register  # noqa: E402
+Importing the package registers :class:`FrugalTasNet` with Asteroid (so that
+``asteroid.models.BaseModel.from_pretrained`` loads its files) and does nothing else: no
+command line is read, no environment variable is set. Commands set the process's threading
+policy themselves (``cli/common.py``, ``runtime.configure_process``).
+"""
+from .model import FrugalTasNet, count_parameters
+from .registry import register
 
 register()
 

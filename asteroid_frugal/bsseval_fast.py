@@ -9,7 +9,7 @@ framewise_filters=False, bsseval_sources_version=False)``, which museval's
   delayed channels of its own reference (least squares, ``G + eps I``);
 * each frame (``win`` samples every ``hop``) is scored with those filters applied
   to the frame's references alone (the convolution restarts at the frame start and
-  its ``filters_len - 1`` tail is kept, as museval does); see :func:`_frame_metrics`
+  its ``filters_len - 1`` tail is kept, as museval does); see :func:`frame_metrics`
   for the four ratios. Frames where any reference or estimate is silent are NaN.
 
 What makes it fast (same numbers, different arithmetic):
@@ -19,7 +19,7 @@ What makes it fast (same numbers, different arithmetic):
   per pair over the whole zero-padded track;
 * one Cholesky factorisation of the ``(nsrc*nchan*filters_len)`` system serves every
   estimate (museval factorises it with LU once per estimate); on CPU it is LAPACK's
-  ``dpotrf`` through SciPy, in place (see :func:`_solve`);
+  ``dpotrf`` through SciPy, in place (see :func:`solve_symmetric`);
 * frames are batched: one FFT per frame and channel, projections are products in
   the frequency domain and energies use Parseval, so no inverse FFT is needed.
 
@@ -72,12 +72,12 @@ def bss_eval_v4(references, estimates, win=44100, hop=44100, filters_len: int = 
     ref_t = torch.from_numpy(np.ascontiguousarray(refs.transpose(0, 2, 1))).to(device).reshape(nsrc * nchan, nsampl)
     est_t = torch.from_numpy(np.ascontiguousarray(ests.transpose(0, 2, 1))).to(device).reshape(nsrc * nchan, nsampl)
 
-    corr = _lag_correlations(ref_t, est_t, L, n_fft=_fast_len(64 * L if gpu else 8 * L))
-    C, Cj = _distortion_filters(corr, nsrc, nchan, L)
-    starts, width = _frames(win, hop, nsampl)
+    corr = lag_correlations(ref_t, est_t, L, n_fft=fast_len(64 * L if gpu else 8 * L))
+    C, Cj = distortion_filters(corr, nsrc, nchan, L)
+    starts, width = framing(win, hop, nsampl)
     out = np.full((4, nsrc, len(starts)), np.nan)
     if len(starts):
-        out[:] = _frame_metrics(ref_t, est_t, C, Cj, starts, width, nsrc, nchan, L,
+        out[:] = frame_metrics(ref_t, est_t, C, Cj, starts, width, nsrc, nchan, L,
                                 frames_per_step=32 if gpu else 1)
     sdr, isr, sir, sar = out
     return sdr, isr, sir, sar
@@ -103,7 +103,7 @@ def _silent_sources(x: np.ndarray) -> np.ndarray:
     return np.all(np.sum(x, axis=2) == 0, axis=1)
 
 
-def _frames(win, hop, nsampl: int) -> Tuple[Sequence[int], int]:
+def framing(win, hop, nsampl: int) -> Tuple[Sequence[int], int]:
     """Frame starts and width exactly as ``museval.metrics.Framing``."""
     if not np.isfinite(win) or win >= nsampl:
         return [0], nsampl
@@ -113,7 +113,7 @@ def _frames(win, hop, nsampl: int) -> Tuple[Sequence[int], int]:
     return starts, int(np.floor(win))
 
 
-def _fast_len(n: int) -> int:
+def fast_len(n: int) -> int:
     """Smallest 2^a 3^b 5^c >= n (sizes the FFT libraries handle fastest)."""
     best = 1 << max(0, (n - 1).bit_length())
     p5 = 1
@@ -129,7 +129,7 @@ def _fast_len(n: int) -> int:
     return best
 
 
-def _lag_correlations(ref: torch.Tensor, est: torch.Tensor, L: int, n_fft: int) -> torch.Tensor:
+def lag_correlations(ref: torch.Tensor, est: torch.Tensor, L: int, n_fft: int) -> torch.Tensor:
     """``R[m, n, k] = sum_t z_m[t + k] ref_n[t]`` for ``k < L``, ``z = [ref; est]``: ``(2M, M, L)``.
 
     Overlap-save: each block of ``B = n_fft - L + 1`` samples of ``ref_n`` against the
@@ -164,7 +164,7 @@ def _lag_correlations(ref: torch.Tensor, est: torch.Tensor, L: int, n_fft: int) 
     return torch.fft.irfft(acc, n=n_fft)[..., :L]
 
 
-def _distortion_filters(corr: torch.Tensor, nsrc: int, nchan: int, L: int):
+def distortion_filters(corr: torch.Tensor, nsrc: int, nchan: int, L: int):
     """Least-squares filters: ``C (M, L, E)`` on all references, ``Cj (nsrc, nchan, L, nchan)`` own reference.
 
     ``G[(p,a),(q,b)]`` is the inner product of reference channel ``p`` delayed by ``a``
@@ -181,10 +181,10 @@ def _distortion_filters(corr: torch.Tensor, nsrc: int, nchan: int, L: int):
     Gjj = G4[idx, :, idx, :]                                      # (nsrc, nchan*L, nchan*L)
     Djj = D4[idx, :, idx, :]                                      # (nsrc, nchan*L, nchan)
     Gjj.diagonal(dim1=-2, dim2=-1).add_(EPS)
-    Cj = torch.stack([_solve(Gjj[j], Djj[j], lambda j=j: _with_eps(G4[j, :, j, :].clone())) for j in range(nsrc)])
+    Cj = torch.stack([solve_symmetric(Gjj[j], Djj[j], lambda j=j: _with_eps(G4[j, :, j, :].clone())) for j in range(nsrc)])
     Cj = Cj.reshape(nsrc, nchan, L, nchan)
     G.diagonal().add_(EPS)                                        # museval's G + eps I, in place
-    C = _solve(G, D, lambda: _with_eps(_gram(corr[:M], L)))
+    C = solve_symmetric(G, D, lambda: _with_eps(_gram(corr[:M], L)))
     return C.reshape(M, L, M), Cj
 
 
@@ -211,7 +211,7 @@ def _with_eps(G: torch.Tensor) -> torch.Tensor:
     return G
 
 
-def _solve(A: torch.Tensor, B: torch.Tensor, rebuild) -> torch.Tensor:
+def solve_symmetric(A: torch.Tensor, B: torch.Tensor, rebuild) -> torch.Tensor:
     """Solve the symmetric system ``A X = B``: Cholesky (half of museval's LU work), LU when
     ``A`` is not numerically positive definite, least squares when exactly singular (as museval).
 
@@ -246,7 +246,7 @@ def _solve(A: torch.Tensor, B: torch.Tensor, rebuild) -> torch.Tensor:
         return torch.linalg.lstsq(A.cpu(), B.cpu(), driver="gelsd").solution.to(A.device)
 
 
-def _frame_metrics(ref, est, C, Cj, starts, width, nsrc, nchan, L, frames_per_step) -> np.ndarray:
+def frame_metrics(ref, est, C, Cj, starts, width, nsrc, nchan, L, frames_per_step) -> np.ndarray:
     """Per-frame ``(4, nsrc, nwin)`` SDR, ISR, SIR, SAR with museval's frame-local projections.
 
     With ``s`` the reference, ``e`` the estimate, ``P_j`` its projection on its own
@@ -256,7 +256,7 @@ def _frame_metrics(ref, est, C, Cj, starts, width, nsrc, nchan, L, frames_per_st
     Projections are products in the frequency domain; energies use Parseval.
     """
     M = nsrc * nchan
-    n_fft = _fast_len(width + L - 1)
+    n_fft = fast_len(width + L - 1)
     F = n_fft // 2 + 1
     weight = torch.full((F,), 2.0 / n_fft, dtype=torch.float64, device=ref.device)  # Parseval (rfft)
     weight[0] = 1.0 / n_fft
@@ -267,7 +267,7 @@ def _frame_metrics(ref, est, C, Cj, starts, width, nsrc, nchan, L, frames_per_st
 
     weight = weight.repeat_interleave(2)                          # over (real, imag) pairs
     step = min(frames_per_step, len(starts))
-    # buffers reused for every frame (see _lag_correlations)
+    # buffers reused for every frame (see lag_correlations)
     real = dict(dtype=ref.dtype, device=ref.device)
     cplx = dict(dtype=torch.complex128, device=ref.device)
     sbuf, ebuf = torch.zeros(step, M, n_fft, **real), torch.zeros(step, M, n_fft, **real)

@@ -1,14 +1,11 @@
 """One config file as the source of defaults: ``conf.yml``, overlays, ``section.key=value`` overrides.
 
-Usage from a stage script::
-
-    parser = argparse.ArgumentParser(); add_config_args(parser)
-    args = parser.parse_args(); conf = config_from_args(args)
+The defaults ship inside the package (``asteroid_frugal/conf.yml``; the recipe's ``conf.yml``
+links to it), so an installed library finds them without a checkout. Command lines reach this
+module through ``cli/common.py`` (``--conf``, ``--overlay``, ``--set`` and the shortcut flags).
 """
-import argparse
 import copy
 import math
-import sys
 from pathlib import Path
 from typing import Any, Dict, Iterable, Optional, Tuple
 
@@ -16,8 +13,7 @@ import yaml
 
 from .utils import FrugalError, write_text_atomic
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONF = REPO_ROOT / "conf.yml"
+DEFAULT_CONF = Path(__file__).resolve().parent / "conf.yml"
 
 
 def load_yaml(path) -> Dict[str, Any]:
@@ -84,6 +80,7 @@ TYPES = {
     "evaluation.bss_threads": (int, None),
     "runtime.threads": (int, str, None),   # also "auto" (runtime.py checks the value)
     "runtime.omp_wait_policy": (str, None),
+    "separate.precision": (str, int),      # also 16 and 32 (inference.PRECISIONS' short names)
 }
 NUMBER_SUFFIXES = ("_seconds", "_db")  # durations and levels take any number, even where the default is whole
 # Obvious ranges, in interval notation; a listed key whose value is null is not checked.
@@ -188,31 +185,6 @@ def load_config(base=DEFAULT_CONF, overlays: Iterable = (), overrides: Iterable[
 def save_config(conf: Dict[str, Any], path) -> None:
     """Write the resolved config (atomically) next to an experiment's results."""
     write_text_atomic(path, yaml.safe_dump(conf, sort_keys=False))
-
-
-def add_config_args(parser: argparse.ArgumentParser) -> None:
-    """``--conf``, ``--overlay`` (repeatable) and ``--set section.key=value`` (repeatable)."""
-    parser.add_argument("--conf", default=str(DEFAULT_CONF), help="base config (default: conf.yml)")
-    parser.add_argument("--overlay", action="append", default=[],
-                        help="config overlay merged on top of --conf (repeatable)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override one config value (repeatable), e.g. --set training.epochs=5")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch/OpenMP threads of this command (default: runtime.threads; see runtime.py)")
-
-
-def config_from_args(args: argparse.Namespace) -> Dict[str, Any]:
-    overlays = [o for item in args.overlay for o in str(item).split()]
-    threads = getattr(args, "threads", None)
-    conf = load_config(args.conf, overlays, [*args.overrides, *([f"runtime.threads={threads}"] if threads else [])])
-    # The threading policy (asteroid_frugal/runtime.py, which reads the config with this module
-    # before torch loads): looked up, not imported, so that config stays below runtime.
-    runtime = sys.modules.get(f"{__package__}.runtime")
-    if runtime is not None:
-        runtime.check_threads(get(conf, "runtime.threads"), "runtime.threads")   # one line, not a traceback
-        runtime.check_wait_policy(get(conf, "runtime.omp_wait_policy"), "runtime.omp_wait_policy")
-        runtime.apply(threads)   # the rest of the policy was set before torch loaded (runtime.early_setup)
-    return conf
 
 
 def get(conf: Dict[str, Any], dotted: str, default: Optional[Any] = None) -> Any:

@@ -1,7 +1,9 @@
 """Stage 4: score target-vs-rest models as the paper and SiSEC do.
 
-    local/evaluate.py --exp_dir exp/vocals                                   # {1}
-    local/evaluate.py --combined exp/vocals exp/drums exp/bass --exp_dir exp/combined   # {4}
+    evaluate(conf, "exp/vocals")                                                        # {1}
+    evaluate(conf, "exp/combined", combined=["exp/vocals", "exp/drums", "exp/bass"])    # {4}
+
+(command line: ``local/evaluate.py``, ``asteroid_frugal/cli/evaluate.py``.)
 
 {1}: one model's target and rest scored as a two-source problem (vocals/accompaniment,
 drums/no_drums, bass/no_bass), plus SI-SNR(i) on the experiment's held-out excerpts
@@ -18,10 +20,9 @@ Outputs in ``<exp_dir>/results/``: ``museval/<split>/<track>.json`` (museval's f
 validated by museval), ``scores/<track>.json`` (per-frame values, the resume marker),
 ``all_metrics.csv``, ``final_metrics.json``, ``si_snr.csv``, ``results.md``,
 ``sdr_distribution.png``, ``examples/<track>/*.wav``, ``eval_info.json``. Tracks already
-scored with the same models and settings are skipped; ``--jobs`` scores tracks in
+scored with the same models and settings are skipped; ``evaluation.jobs`` scores tracks in
 parallel processes (bounded by memory: museval needs ~7 MB per second and source).
 """
-import argparse
 import json
 import logging
 import math
@@ -36,14 +37,13 @@ import numpy as np
 import pandas as pd
 
 from .audio import read_audio, write_audio
-from .config import add_config_args, config_from_args
 from .data.layout import list_tracks, prepared_root, read_track_meta, rest_sources
 from .data.types import SOURCES, TARGETS, rest_name
 from .inference import chunking, load_target_models, resolve_device, separate_long, separate_stems
 from .metrics import (BACKENDS, METRICS, aggregate, bss_eval, frames_dataframe, per_track, si_snr)
-from .results_table import evaluation_facts, plot_sdr_distribution, sisnr_only_facts, table3_runs, write_results_md
+from .reports.results import evaluation_facts, plot_sdr_distribution, sisnr_only_facts, table3_runs, write_results_md
 from .runtime import torch_threads
-from .utils import FrugalError, atomic_path, read_json, run_cli, write_json_atomic, write_text_atomic
+from .utils import FrugalError, atomic_path, read_json, write_json_atomic, write_text_atomic
 
 log = logging.getLogger("asteroid_frugal.evaluate")
 
@@ -52,30 +52,6 @@ FAST_BYTES_PER_SOURCE_SECOND = 1.0e6
 
 
 # ---------------------------------------------------------------------- set-up
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_config_args(parser)
-    parser.add_argument("--exp_dir", required=True, help="experiment (exp/<tag>); results go to <exp_dir>/results")
-    parser.add_argument("--combined", nargs=3, metavar=("VOCALS_EXP", "DRUMS_EXP", "BASS_EXP"),
-                        help="{4}: the vocals, drums and bass experiments scored together")
-    parser.add_argument("--split", default=None, help="prepared split to score (default: evaluation.split)")
-    parser.add_argument("--jobs", type=int, default=None, help="tracks scored in parallel (default: evaluation.jobs)")
-    parser.add_argument("--backend", choices=BACKENDS, default=None,
-                        help="BSS Eval implementation: museval (reference) or fast (default: evaluation.bss_backend)")
-    parser.add_argument("--max_tracks", type=int, default=None, help="score only the first N tracks")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: evaluation.device)")
-    parser.add_argument("--no_sisnr", action="store_true", help="skip the SI-SNR test of the excerpts")
-    return parser
-
-
-def main(argv: Optional[Sequence[str]] = None) -> dict:
-    args = build_parser().parse_args(argv)
-    conf = config_from_args(args)
-    return evaluate(conf, args.exp_dir, combined=args.combined, split=args.split, jobs=args.jobs,
-                    backend=args.backend, max_tracks=args.max_tracks, device=args.device,
-                    sisnr=not args.no_sisnr)
-
-
 def _signature(models, backend: str, mode: str, opts: dict) -> dict:
     """What a track's scores depend on: a score file with another signature is redone."""
     files = []
@@ -90,22 +66,23 @@ def _safe_name(name: str) -> str:
 
 
 # --------------------------------------------------------------------- evaluate
-def evaluate(conf: dict, exp_dir, combined: Optional[Sequence[str]] = None, split: Optional[str] = None,
-             jobs: Optional[int] = None, backend: Optional[str] = None, max_tracks: Optional[int] = None,
-             device: Optional[str] = None, sisnr: bool = True) -> dict:
-    """Run stage 4 and write every output; returns the final metrics (flat dict of floats)."""
+def evaluate(conf: dict, exp_dir, combined: Optional[Sequence[str]] = None, sisnr: bool = True) -> dict:
+    """Run stage 4 and write every output; returns the final metrics (flat dict of floats).
+
+    ``exp_dir``: the experiment ({1}) or the folder of the {4} results; ``combined``: the vocals,
+    drums and bass experiments of {4}; ``sisnr``: also score {1}'s held-out excerpts. Everything
+    else is the config's ``evaluation`` section (split, jobs, bss_backend, max_tracks, device...).
+    """
     exp_dir = Path(exp_dir)
     results = exp_dir / "results"
     ev = conf["evaluation"]
-    split = split or ev["split"]
-    backend = backend or ev["bss_backend"]
+    split, backend, max_tracks = ev["split"], ev["bss_backend"], ev["max_tracks"]
     if backend not in BACKENDS:
         raise FrugalError(f"evaluation.bss_backend: unknown backend {backend!r} (choose {', '.join(BACKENDS)})")
-    jobs = int(jobs or ev["jobs"])
+    jobs = int(ev["jobs"])
     if jobs < 1:
-        raise FrugalError(f"--jobs must be >= 1, got {jobs}")
-    max_tracks = max_tracks if max_tracks is not None else ev["max_tracks"]
-    device = resolve_device(device or ev["device"])
+        raise FrugalError(f"evaluation.jobs must be >= 1, got {jobs}")
+    device = resolve_device(ev["device"])
     opts = chunking(conf)
 
     if combined:
@@ -449,6 +426,3 @@ def _write_summaries(conf, results: Path, records: List[dict], names, mode, exp_
                      sisnr=sisnr_summary, notes=notes, figure=figure)
     return final
 
-
-if __name__ == "__main__":
-    run_cli(main)

@@ -1,9 +1,10 @@
 """Export a trained FrugalTasNet for deployment: ONNX or TorchScript, offline or streaming.
 
-    python -m asteroid_frugal.export --model exp/vocals --format onnx --out vocals.onnx
-    python -m asteroid_frugal.export --model exp/vocals_causal --format onnx --streaming --out step.onnx
-    python -m asteroid_frugal.export --model exp/vocals_causal --format torchscript --streaming --out step.pt
-    python -m asteroid_frugal.export --model exp/vocals_causal --format onnx --streaming --int8 --out step8.onnx
+    export_checked("exp/vocals", "onnx", "vocals.onnx")
+    export_checked("exp/vocals_causal", "onnx", "step.onnx", streaming=True)
+    export_checked("exp/vocals_causal", "onnx", "step8.onnx", streaming=True, int8=True)
+
+(command line: ``asteroid-frugal-export``, ``asteroid_frugal/cli/export.py``.)
 
 Offline graph: input ``mixture`` ``(batch, channels, time)`` float32, any batch and time;
 output ``estimates`` ``(batch, n_src, channels, time)`` (target, rest), as ``model(mixture)``.
@@ -25,18 +26,18 @@ onnxruntime's dynamic quantisation (int8 LSTM and matrix weights): the fastest s
 measured here (``benchmarks/bench_streaming.py``), not equal to PyTorch, so its deviation is
 only reported: measure its quality before shipping it.
 """
-import argparse
 import logging
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .data.types import MIXTURE
+from .inference import load_model
 from .streaming import BlockStreamer, check_causal
-from .utils import FrugalError, atomic_path, run_cli
+from .utils import FrugalError, atomic_path
 
 log = logging.getLogger("asteroid_frugal.export")
 
@@ -112,15 +113,20 @@ def example_inputs(model, streaming: bool, seconds: float = 0.5, seed: int = 0):
     return (torch.randn(2, C, int(seconds * model.sample_rate) + 7, generator=gen),)
 
 
+def check_format(fmt: str, int8: bool = False) -> None:
+    """A one-line error unless ``fmt`` is one of :data:`FORMATS` (and ``int8`` goes with onnx)."""
+    if fmt not in FORMATS:
+        raise FrugalError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")
+    if int8 and fmt != "onnx":
+        raise FrugalError("--int8 is for --format onnx (onnxruntime's quantisation)")
+
+
 def export(model, fmt: str, out, streaming: bool = False, int8: bool = False) -> Path:
     """Write ``model`` as ``fmt`` (onnx | torchscript) to ``out`` (atomically); returns the path.
 
     ``int8`` (ONNX only): onnxruntime's dynamic quantisation of the written graph.
     """
-    if fmt not in FORMATS:
-        raise FrugalError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")
-    if int8 and fmt != "onnx":
-        raise FrugalError("--int8 is for --format onnx (onnxruntime's quantisation)")
+    check_format(fmt, int8)
     model = model.cpu().float().eval()
     graph = StreamingStep(model) if streaming else OfflineGraph(model)
     graph.eval()
@@ -136,8 +142,8 @@ def export(model, fmt: str, out, streaming: bool = False, int8: bool = False) ->
                 names_in, names_out = ["frames", "h", "c"], ["estimates", "h_out", "c_out"]
                 axes = {"frames": {1: "samples"}, "estimates": {2: "samples"}}
             else:
-                names_in, names_out = ["mixture"], ["estimates"]
-                axes = {"mixture": {0: "batch", 2: "time"}, "estimates": {0: "batch", 3: "time"}}
+                names_in, names_out = [MIXTURE], ["estimates"]    # ONNX input: the mixture
+                axes = {MIXTURE: {0: "batch", 2: "time"}, "estimates": {0: "batch", 3: "time"}}
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # tracer and LSTM-batch-size notices
                 torch.onnx.export(graph, inputs, str(tmp), input_names=names_in, output_names=names_out,
@@ -231,38 +237,21 @@ class TorchScriptStreamingSeparator(_ExportedStreamer):
     fmt = "torchscript"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m asteroid_frugal.export", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, metavar="EXP_OR_FILE",
-                        help="best_model.pth, or an experiment or publish folder holding one")
-    parser.add_argument("--format", required=True, choices=FORMATS)
-    parser.add_argument("--out", required=True, help="file to write (.onnx, .pt)")
-    parser.add_argument("--streaming", action="store_true",
-                        help="export the streaming step (causal models): LSTM states as inputs/outputs")
-    parser.add_argument("--int8", action="store_true",
-                        help="ONNX: int8 weights (onnxruntime dynamic quantisation; faster, not equal to PyTorch)")
-    return parser
-
-
-def main(argv: Optional[Sequence[str]] = None) -> Path:
-    args = build_parser().parse_args(argv)
-    from .inference import load_model
-
-    model = load_model(args.model)
-    if args.streaming:
+def export_checked(model_path, fmt: str, out, streaming: bool = False, int8: bool = False) -> Path:
+    """Load a model (file, experiment or publish folder), export it (:func:`export`) and check the
+    file against PyTorch (:func:`max_deviation`): a float export that deviates by more than 1e-4
+    of the peak is removed (an error); an ``int8`` one's deviation is only logged. Returns the path."""
+    check_format(fmt, int8)
+    model = load_model(model_path)
+    if streaming:
         check_causal(model, model.frugal_path)
-    out = export(model, args.format, args.out, args.streaming, args.int8)
-    dev = max_deviation(model, out, args.format, args.streaming)
-    kind = ("int8 " if args.int8 else "") + ("streaming step" if args.streaming else "offline model")
-    if not dev < 1e-4 and not args.int8:
+    out = export(model, fmt, out, streaming, int8)
+    dev = max_deviation(model, out, fmt, streaming)
+    kind = ("int8 " if int8 else "") + ("streaming step" if streaming else "offline model")
+    if not dev < 1e-4 and not int8:
         out.unlink()
         raise FrugalError(f"{out}: the exported {kind} deviates from PyTorch by {dev:.2e} "
                           f"(relative to the peak, limit 1e-4): file removed")
     log.info("wrote %s (%s, %s, %.1f MB); max deviation from PyTorch on random audio %.1e of the peak",
-             out, args.format, kind, out.stat().st_size / 2 ** 20, dev)
+             out, fmt, kind, out.stat().st_size / 2 ** 20, dev)
     return out
-
-
-if __name__ == "__main__":
-    run_cli(main)

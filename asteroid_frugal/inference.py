@@ -28,7 +28,7 @@ import torch
 
 from .audio import resample
 from .config import get, load_config, load_yaml
-from .data.types import TARGETS, stem_names
+from .data.types import TARGETS, rest_name, stem_names
 from .utils import FrugalError, torch_load
 
 MODEL_FILES = ("best_model.pth", "model.pth", "pytorch_model.bin")
@@ -319,9 +319,10 @@ def load_target_models(specs: Sequence[str], device) -> List[TargetModel]:
                               f"given as {name!r}")
         target = name or stored
         if target is None:
+            specs = [f"{t}={path}" for t in TARGETS]
             raise FrugalError(f"{model_file}: cannot tell which target this model separates "
                               f"(no target in the file or in a conf.yml beside it): give it as "
-                              f"vocals={path}, drums={path} or bass={path}")
+                              f"{', '.join(specs[:-1])} or {specs[-1]}")
         if target not in TARGETS:
             raise FrugalError(f"{model_file}: unknown target {target!r} (expected one of {', '.join(TARGETS)})")
         if any(m.target == target for m in models):
@@ -332,7 +333,7 @@ def load_target_models(specs: Sequence[str], device) -> List[TargetModel]:
                               f"this one has {model.n_src}")
         models.append(TargetModel(target, model, str(model_file)))
     if not models:
-        raise FrugalError("no model given: use --models vocals=exp/vocals ...")
+        raise FrugalError(f"no model given: use --models {TARGETS[0]}=exp/{TARGETS[0]} ...")
     return sorted(models, key=lambda m: TARGETS.index(m.target))
 
 
@@ -359,8 +360,8 @@ def separate_stems(models: Sequence[TargetModel], audio: np.ndarray, sample_rate
     """
     n_chan, n_samples = audio.shape
     mixture = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
+    names = stem_names([tm.target for tm in models])
     stems: Dict[str, torch.Tensor] = {}
-    rests: Dict[str, torch.Tensor] = {}
     for tm in models:
         model_sr = int(round(float(tm.model.sample_rate)))
         model_in = resample(audio, sample_rate, model_sr)
@@ -368,23 +369,18 @@ def separate_stems(models: Sequence[TargetModel], audio: np.ndarray, sample_rate
         est = separate_long(tm.model, model_in, chunk_seconds, overlap_seconds, batch_chunks,
                             progress=bar, precision=precision)
         del model_in
-        target, rest = (_back_to_input(est[i], model_sr, sample_rate, n_samples) for i in range(2))
+        target, rest = (back_to_input(est[i], model_sr, sample_rate, n_samples) for i in range(2))
         del est
         gain = least_squares_gain(mixture, target, rest)
         stems[tm.target] = target.mul_(gain)
-        if len(models) == 1 or tm.target == "vocals":  # the only rests used
-            rests[tm.target] = rest.mul_(gain)
+        if rest_name(tm.target) in names:  # the only rests used: a single model's, the vocals model's
+            stems[rest_name(tm.target)] = rest.mul_(gain)
         del rest
-    names = stem_names([tm.target for tm in models])
-    if len(models) == 1:
-        stems[names[1]] = rests.pop(models[0].target)
-    else:
+    if len(models) > 1:
         other = mixture.clone()
         for tm in models:
             other -= stems[tm.target]
         stems[names[len(models)]] = other
-        if "vocals" in rests:
-            stems["accompaniment"] = rests["vocals"]
     return {name: stems[name].numpy() for name in names}
 
 
@@ -404,11 +400,13 @@ def native_bf16(device) -> bool:
 
 
 def choose_precision(models: Sequence[TargetModel], audio: np.ndarray, sample_rate: int, requested: str,
-                     min_snr_db: float, probe_seconds: float, native=native_bf16) -> Tuple[str, str]:
+                     min_snr_db: float, probe_seconds: float, native=native_bf16,
+                     chunks: Optional[Dict[str, Any]] = None) -> Tuple[str, str]:
     """``(precision, why)`` for one song. ``requested`` other than ``auto`` is kept. ``auto``:
     bfloat16 only where the models' device runs it natively (:func:`native_bf16`) and a
     ``probe_seconds`` excerpt from the middle of the song, separated both ways, stays within
-    ``min_snr_db`` dB SNR of float32 over all stems; float32 otherwise."""
+    ``min_snr_db`` dB SNR of float32 over all stems; float32 otherwise. ``chunks``: the
+    :func:`chunking` the song is separated with (default: conf.yml's)."""
     if requested != "auto":
         return requested, "requested"
     device = _model_device(models[0].model)
@@ -417,8 +415,8 @@ def choose_precision(models: Sequence[TargetModel], audio: np.ndarray, sample_ra
     n = audio.shape[-1]
     length = min(n, max(1, int(round(probe_seconds * sample_rate))))
     probe = audio[:, (n - length) // 2:(n - length) // 2 + length]
-    ref = separate_stems(models, probe, sample_rate, precision="float32")
-    est = separate_stems(models, probe, sample_rate, precision="bfloat16")
+    ref = separate_stems(models, probe, sample_rate, precision="float32", **(chunks or {}))
+    est = separate_stems(models, probe, sample_rate, precision="bfloat16", **(chunks or {}))
     signal = sum(float(np.sum(np.square(ref[k], dtype=np.float64))) for k in ref)
     noise = sum(float(np.sum(np.square(ref[k].astype(np.float64) - est[k]))) for k in ref)
     if signal <= 0:
@@ -430,8 +428,9 @@ def choose_precision(models: Sequence[TargetModel], audio: np.ndarray, sample_ra
     return "float32", f"bfloat16 {seen}, under {min_snr_db:g} dB"
 
 
-def _back_to_input(est: torch.Tensor, model_sr: int, sample_rate: int, n_samples: int) -> torch.Tensor:
-    """Resample one stem back to the input rate, cut or pad to exactly ``n_samples``."""
+def back_to_input(est: torch.Tensor, model_sr: int, sample_rate: int, n_samples: int) -> torch.Tensor:
+    """One stem ``[C, T']`` at the model's rate ``model_sr`` back at the input's ``sample_rate``,
+    cut or zero-padded to exactly ``n_samples`` (unchanged when the rates are equal)."""
     if model_sr == sample_rate:
         return est
     back = torch.from_numpy(resample(est.numpy(), model_sr, sample_rate))

@@ -1,9 +1,7 @@
 """MIDI -> stems: render a folder of multitrack MIDI files into an extra-data corpus.
 
-Usage::
-
-    python -m asteroid_frugal.midi_render MIDI_DIR OUT_DIR [--soundfont F ...] [--jobs N]
-        [--max_seconds S] [--sample_rate 44100] [--format wav|flac] [--conf/--overlay/--set]
+Command line: ``local/render_midi.py MIDI_DIR OUT_DIR`` (:mod:`asteroid_frugal.cli.render_midi`);
+stage 1 renders ``midi_render.midi_dirs`` itself (:mod:`asteroid_frugal.data.extra`).
 
 Each MIDI file is split (with ``mido``) into one MIDI file per MUSDB18 source: the notes of the
 parts assigned to that source, every meta and sysex event, and the channel set-up (program,
@@ -21,13 +19,12 @@ process per stem, and needs only the Debian package; with pyfluidsynth we would 
 event by event from Python (as pretty_midi's ``fluidsynth()`` does), i.e. re-implement the
 player, and bind libfluidsynth through ctypes.
 
-Songs are rendered in parallel (``--jobs``), resumably (a finished ``<song>`` folder is skipped;
+Songs are rendered in parallel (``midi_render.jobs``), resumably (a finished ``<song>`` folder is skipped;
 songs are written in a hidden folder and renamed), deterministically (byte-identical output for
 the same file, soundfont and options). Bad or empty MIDI files are reported in one line and
 skipped; each soundfont is probed once before the run. Each song folder holds a hidden
 ``.render.json`` (its parts, their sources, the gain); ``OUT_DIR/render_report.json`` sums up a run.
 """
-import argparse
 import bisect
 import json
 import logging
@@ -53,7 +50,6 @@ log = logging.getLogger("asteroid_frugal.midi_render")
 
 SKIP = "skip"
 DRUM_CHANNEL = 9                       # 0-based: General MIDI channel 10
-DEFAULT_SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 MIDI_SUFFIXES = (".mid", ".midi", ".kar")
 FORMATS = {"wav": "FLOAT", "flac": "PCM_24"}
 REPORT = "render_report.json"
@@ -113,6 +109,23 @@ class SourceRules:
                    names=names, programs=programs, default=check("default", section["default"]))
 
 
+@dataclass(frozen=True)
+class SynthSettings:
+    """What a FluidSynth rendering depends on besides the MIDI file and the soundfont (the
+    ``midi_render`` keys of that name; the built-in corpus renders at ``data.sample_rate``)."""
+
+    sample_rate: int
+    gain: float
+    reverb: bool
+    chorus: bool
+
+    def validate(self) -> None:
+        if not 8000 <= self.sample_rate <= 96000:
+            raise FrugalError(f"midi_render: sample_rate {self.sample_rate} outside FluidSynth's 8000-96000")
+        if not 0 < self.gain < 10:
+            raise FrugalError(f"midi_render: gain {self.gain} must be in (0, 10)")
+
+
 @dataclass
 class RenderOptions:
     """Everything a rendering depends on (the ``midi_render`` config section, resolved)."""
@@ -130,49 +143,48 @@ class RenderOptions:
     jobs: int
 
     @classmethod
-    def from_conf(cls, section: Dict[str, Any], **overrides: Any) -> "RenderOptions":
-        """From a ``midi_render`` section (keys it lacks: conf.yml's); ``overrides`` that are
-        not None win (CLI flags)."""
-        from .config import load_config
-
-        defaults = load_config()["midi_render"]
-        unknown = set(section) - set(defaults)
-        if unknown:
-            raise FrugalError(f"midi_render config: unknown key(s) {sorted(unknown)} (known: {', '.join(defaults)})")
-        conf = {**defaults, **section, **{k: v for k, v in overrides.items() if v is not None}}
-        fonts = [Path(p).expanduser() for p in (conf["soundfonts"] or [])] or [default_soundfont()]
-        opts = cls(soundfonts=fonts, rules=SourceRules.from_conf(conf),
-                   max_seconds=None if conf["max_seconds"] is None else float(conf["max_seconds"]),
-                   tail_seconds=float(conf["tail_seconds"]), sample_rate=int(conf["sample_rate"]),
-                   format=str(conf["format"]), peak=float(conf["peak"]), gain=float(conf["gain"]),
-                   reverb=bool(conf["reverb"]), chorus=bool(conf["chorus"]), jobs=int(conf["jobs"]))
+    def from_conf(cls, section: Dict[str, Any]) -> "RenderOptions":
+        """From a whole ``midi_render`` config section (as :func:`config.load_config` gives it)."""
+        try:
+            fonts = [Path(str(p)).expanduser() for p in (section["soundfonts"] or [])]
+            opts = cls(soundfonts=fonts, rules=SourceRules.from_conf(section),
+                       max_seconds=None if section["max_seconds"] is None else float(section["max_seconds"]),
+                       tail_seconds=float(section["tail_seconds"]), sample_rate=int(section["sample_rate"]),
+                       format=str(section["format"]), peak=float(section["peak"]), gain=float(section["gain"]),
+                       reverb=bool(section["reverb"]), chorus=bool(section["chorus"]), jobs=int(section["jobs"]))
+        except KeyError as err:
+            raise FrugalError(f"midi_render config: missing key {err.args[0]!r} "
+                              "(the whole section is needed)") from None
         opts.validate()
         return opts
+
+    @property
+    def synth(self) -> SynthSettings:
+        return SynthSettings(self.sample_rate, self.gain, self.reverb, self.chorus)
 
     def validate(self) -> None:
         if self.format not in FORMATS:
             raise FrugalError(f"midi_render: format {self.format!r} is not one of {', '.join(FORMATS)}")
-        if not 8000 <= self.sample_rate <= 96000:
-            raise FrugalError(f"midi_render: sample_rate {self.sample_rate} outside FluidSynth's 8000-96000")
         if not 0 < self.peak <= 1:
             raise FrugalError(f"midi_render: peak {self.peak} must be in (0, 1] (stems must not clip)")
         if self.max_seconds is not None and self.max_seconds <= 0:
             raise FrugalError(f"midi_render: max_seconds {self.max_seconds} must be positive (or null)")
         if self.tail_seconds < 0 or not 0 < self.gain < 10 or self.jobs < 1:
             raise FrugalError("midi_render: need tail_seconds >= 0, 0 < gain < 10 and jobs >= 1")
+        self.synth.validate()
+        if not self.soundfonts:
+            raise FrugalError("midi_render.soundfonts is empty: name at least one .sf2/.sf3 file "
+                              "(--soundfont FILE.sf2)")
         tags = [soundfont_tag(p) for p in self.soundfonts]
         for path in self.soundfonts:
+            if not path.exists():
+                raise FrugalError(f"{path}: soundfont not found: install it (Debian: sudo apt-get install "
+                                  "fluid-soundfont-gm timgm6mb-soundfont, as local/setup_env.sh does) "
+                                  "or pass --soundfont FILE.sf2")
             check_soundfont(path)
         if len(set(tags)) != len(tags):
             raise FrugalError("midi_render: soundfonts with the same file name: "
                               + ", ".join(map(str, self.soundfonts)))
-
-
-def default_soundfont() -> Path:
-    if DEFAULT_SOUNDFONT.is_file():
-        return DEFAULT_SOUNDFONT
-    raise FrugalError(f"no soundfont given and {DEFAULT_SOUNDFONT} is absent: install it "
-                      "(sudo apt-get install fluid-soundfont-gm) or pass --soundfont FILE.sf2")
 
 
 def check_soundfont(path: Path) -> None:
@@ -264,7 +276,7 @@ def load_midi(path):
     return mid
 
 
-def split_midi(path, rules: SourceRules, max_seconds: Optional[float] = None) -> SplitSong:
+def split_midi(path, rules: SourceRules, max_seconds: Optional[float]) -> SplitSong:
     """Split a MIDI file into one MIDI file per source (see the module docstring)."""
     import mido
 
@@ -358,10 +370,11 @@ def _delta_track(events, end_tick: int):
 
 
 # --------------------------------------------------------------------------- rendering
-def fluidsynth_render(midi_path: Path, soundfont: Path, out_wav: Path, opts: RenderOptions,
+def fluidsynth_render(midi_path: Path, soundfont: Path, out_wav: Path, opts: SynthSettings,
                       seconds: float = 600.0) -> np.ndarray:
     """Render one MIDI file with the fluidsynth CLI; returns float32 ``(2, samples)``.
 
+    ``opts``: a :class:`SynthSettings` (or :class:`RenderOptions`, which has the same fields);
     ``seconds`` (the song's length) bounds the time allowed: at least 0.25x real time.
     """
     import soundfile as sf
@@ -388,7 +401,7 @@ def fluidsynth_render(midi_path: Path, soundfont: Path, out_wav: Path, opts: Ren
     return np.ascontiguousarray(audio.T)
 
 
-def probe_soundfont(soundfont: Path, opts: RenderOptions) -> None:
+def probe_soundfont(soundfont: Path, opts: SynthSettings) -> None:
     """Render one note with ``soundfont``: a one-line error now rather than one per song later."""
     import mido
 
@@ -599,37 +612,3 @@ def rendering_group(song_dir: Path) -> str:
         several = False
     name = song_dir.name
     return name.rsplit("__", 1)[0] if several and "__" in name else name
-
-
-# --------------------------------------------------------------------------- CLI
-def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
-    """``python -m asteroid_frugal.midi_render MIDI_DIR OUT_DIR [options]``."""
-    from .config import add_config_args, config_from_args
-
-    parser = argparse.ArgumentParser(description="Render multitrack MIDI files into per-source stems "
-                                     "(<out>/<song>/<source>.wav) with FluidSynth, for stage 1's extra data.")
-    parser.add_argument("midi_dir", help="folder of .mid/.midi/.kar files (searched recursively)")
-    parser.add_argument("out_dir", help="corpus folder to write (resumable)")
-    parser.add_argument("--soundfont", action="extend", nargs="+", default=None, metavar="SF2",
-                        help="soundfont(s); several = each song rendered once per soundfont "
-                             "(default: midi_render.soundfonts, else FluidR3_GM)")
-    parser.add_argument("--jobs", type=int, default=None, help="MIDI files rendered in parallel")
-    parser.add_argument("--max_seconds", type=float, default=None, help="cut songs to this length")
-    parser.add_argument("--sample_rate", type=int, default=None)
-    parser.add_argument("--format", choices=sorted(FORMATS), default=None, help="wav (float) or flac (24-bit)")
-    add_config_args(parser)
-    args = parser.parse_args(argv)
-    conf = config_from_args(args)
-    opts = RenderOptions.from_conf(conf.get("midi_render") or {}, soundfonts=args.soundfont, jobs=args.jobs,
-                                   max_seconds=args.max_seconds, sample_rate=args.sample_rate,
-                                   format=args.format)
-    report = render_midi_dir(args.midi_dir, args.out_dir, opts)
-    if report["rendered"] == 0 and report["already_rendered"] == 0:
-        raise FrugalError(f"{args.midi_dir}: no song could be rendered (see {Path(args.out_dir) / REPORT})")
-    return report
-
-
-if __name__ == "__main__":
-    from .utils import run_cli
-
-    run_cli(main)

@@ -22,13 +22,15 @@ Input shapes: ``(time,)`` mono example, ``(channels, time)`` one example,
 ``(batch, channels, time)``. Output: ``(n_src, time)``, ``(n_src, channels, time)``,
 ``(batch, n_src, channels, time)``.
 """
-from typing import Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from asteroid.models.base_models import BaseEncoderMaskerDecoder
+
+from .utils import FrugalError
 
 MODEL_NAME = "FrugalTasNet"
 
@@ -93,9 +95,8 @@ class GatedSegmentEncoder(nn.Module):
 class TasNetLSTMMasker(nn.Module):
     """Layer norm + deep (bi)LSTM with skip connections + one mask per source."""
 
-    def __init__(self, in_chan: int, n_src: int, hidden_size: int = 500, n_layers: int = 4,
-                 bidirectional: bool = True, skip_every: int = 2, dropout: float = 0.0,
-                 mask_act: str = "softmax"):
+    def __init__(self, in_chan: int, n_src: int, hidden_size: int, n_layers: int,
+                 bidirectional: bool, skip_every: int, dropout: float, mask_act: str):
         super().__init__()
         if mask_act not in ("softmax", "sigmoid"):
             raise ValueError(f"mask_act must be 'softmax' or 'sigmoid', got {mask_act!r}")
@@ -168,23 +169,27 @@ class SegmentDecoder(nn.Module):
 class FrugalTasNet(BaseEncoderMaskerDecoder):
     """Original TasNet with a BLSTM separator, for (stereo) music; see module docstring.
 
+    The keyword arguments are conf.yml's ``filterbank``, ``masker`` and ``data`` keys, with no
+    config defaults here: :func:`build_model` passes the config's values, ``from_pretrained``
+    the stored :meth:`get_model_args`.
+
     Args:
+        n_filters: encoder filters N (``filterbank.n_filters``).
+        kernel_size: segment length L in samples (``filterbank.kernel_size``).
+        stride: hop between segments (None: L, as the original; L // 2 overlaps).
+        n_channels: audio channels modelled jointly (``data.n_channels``; 2 for stereo music).
+        hidden_size, n_layers, bidirectional, skip_every, dropout, mask_act: separator (``masker``).
+        sample_rate: sampling rate the model was trained at (``data.sample_rate``).
+        causal: real-time variant (``masker.causal``; needs ``bidirectional=False`` and
+            ``stride == kernel_size``). Not a config default: model files saved before the
+            real-time variant existed have no ``causal`` in their ``model_args``, and are not causal.
         n_src: number of sources (2: target and rest of the mixture).
-        n_filters: encoder filters N (paper: 500).
-        kernel_size: segment length L in samples (paper: 220).
-        stride: hop between segments (default L, as the original; L // 2 overlaps).
-        n_channels: audio channels modelled jointly (2 for stereo music).
-        hidden_size, n_layers, bidirectional, skip_every, dropout, mask_act: separator.
-        causal: real-time variant (needs ``bidirectional=False`` and ``stride == kernel_size``).
-        sample_rate: sampling rate the model was trained at.
         eps: guard of the segment normalisation.
     """
 
-    def __init__(self, n_src: int = 2, n_filters: int = 500, kernel_size: int = 220,
-                 stride: Optional[int] = None, n_channels: int = 2, hidden_size: int = 500,
-                 n_layers: int = 4, bidirectional: bool = True, skip_every: int = 2,
-                 dropout: float = 0.0, mask_act: str = "softmax", causal: bool = False,
-                 sample_rate: float = 44100.0, eps: float = 1e-8):
+    def __init__(self, *, n_filters: int, kernel_size: int, stride: Optional[int], n_channels: int,
+                 hidden_size: int, n_layers: int, bidirectional: bool, skip_every: int, dropout: float,
+                 mask_act: str, sample_rate: float, causal: bool = False, n_src: int = 2, eps: float = 1e-8):
         stride = int(stride or kernel_size)
         if not 0 < stride <= kernel_size:
             raise ValueError(f"stride must be in (0, kernel_size], got {stride}")
@@ -261,6 +266,20 @@ class FrugalTasNet(BaseEncoderMaskerDecoder):
                 asteroid_version=str(asteroid.__version__),
             )),
         )
+
+
+def build_model(conf: Dict[str, Any]) -> FrugalTasNet:
+    """FrugalTasNet from the ``filterbank``/``masker``/``data`` sections; an inconsistent
+    combination (e.g. ``masker.causal`` with a bidirectional LSTM) is a one-line :class:`FrugalError`."""
+    fb, mk, data = conf["filterbank"], conf["masker"], conf["data"]
+    try:
+        return FrugalTasNet(
+            n_src=2, n_filters=fb["n_filters"], kernel_size=fb["kernel_size"], stride=fb["stride"],
+            n_channels=data["n_channels"], hidden_size=mk["hidden_size"], n_layers=mk["n_layers"],
+            bidirectional=mk["bidirectional"], skip_every=mk["skip_every"], dropout=mk["dropout"],
+            mask_act=mk["mask_act"], causal=mk["causal"], sample_rate=data["sample_rate"])
+    except ValueError as err:  # an inconsistent filterbank/masker section
+        raise FrugalError(f"model configuration (filterbank/masker sections): {err}") from None
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -8,36 +8,30 @@
   under torch's ``weights_only`` loader;
 * ``pytorch_model.bin``: the same file (hard link when possible), the name
   ``from_pretrained("user/repo")`` downloads from a Hugging Face repository;
-* ``README.md``: a model card (YAML front matter with tags, datasets, license and
-  metrics; metrics table; the exact command that trained the model; usage);
+* ``README.md``: a model card (:mod:`asteroid_frugal.reports.model_card`), with the license
+  ``publish.license`` of the config;
 * ``conf.yml``: the experiment's resolved config.
 
 The folder is built beside the old one and swapped in at the end.
 """
-import argparse
 import contextlib
 import io
 import json
 import logging
-import math
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict
 
-import yaml
-
-from .config import add_config_args, config_from_args, get, load_yaml, save_config
-from .data.types import rest_name, stem_names
+from .config import get, load_yaml, save_config
+from .data.types import stem_names
 from .inference import load_model, load_model_package
-from .metrics import backend_name
-from .utils import FrugalError, read_json, run_cli, write_text_atomic
+from .reports.model_card import PAPER, RECIPE, dataset_description, model_card
+from .utils import FrugalError, read_json, write_text_atomic
 
 log = logging.getLogger("asteroid_frugal.publish")
 
-RECIPE = "asteroid-frugal"
-PAPER = "A frugal approach to music source separation"
 MUSDB_LICENSE = dict(
     title="The MUSDB18 corpus", title_link="https://sigsep.github.io/datasets/musdb.html",
     author="Zafar Rafii, Antoine Liutkus, Fabian-Robert Stöter, Stylianos Ioannis Mimilakis, Rachel Bittner",
@@ -94,99 +88,11 @@ def experiment_info(exp_dir: Path, fallback_conf: Dict[str, Any]) -> Dict[str, A
                 metrics=metrics, metrics_path=str(metrics_path), command=command, bss_backend=bss_backend)
 
 
-def dataset_description(conf: Dict[str, Any]) -> Dict[str, Any]:
-    """Hugging Face dataset ids and a sentence on the training data."""
-    musdb = get(conf, "data.musdb_root")
-    extra = get(conf, "data.extra_roots") or []
-    if musdb or get(conf, "data.musdb_download"):
-        ids, text = ["musdb18"], "MUSDB18 (training split, validation tracks held out)"
-    else:
-        ids, text = [], ("the built-in procedurally generated corpus of asteroid-frugal "
-                         "(a demo corpus, not MUSDB18: its scores are not comparable with the paper's)")
-    if extra:
-        text += f", plus extra stems from {len(extra)} folder(s): {', '.join(map(str, extra))}"
-    shaping = conf.get("shaping") or {}
-    if shaping:
-        text += (f"; {shaping.get('excerpts_per_song', 1)} excerpt(s) of {shaping.get('excerpt_seconds')} s per song, "
-                 f"database fraction {shaping.get('database_fraction')}")
-    return dict(ids=ids, text=text)
-
-
-# --------------------------------------------------------------------- the card
-def model_card(name: str, target: str, info: Dict[str, Any], model_args: Dict[str, Any],
-               n_params: int, license_id: str, versions: Dict[str, Any]) -> str:
-    """README.md in the layout of a Hugging Face model repository."""
-    conf, metrics = info["conf"], info["metrics"]
-    data = dataset_description(conf)
-    rest = rest_name(target)
-    channels = {1: "mono", 2: "stereo"}.get(int(model_args.get("n_channels", 2)),
-                                            f"{model_args.get('n_channels')} channels")
-    front: Dict[str, Any] = dict(
-        library_name="asteroid",
-        tags=["asteroid", "audio", "music-source-separation", "audio-source-separation", "FrugalTasNet",
-              "TasNet", target],
-        datasets=data["ids"] or None, license=license_id, metrics=["si-snr", "sdr"],
-        pipeline_tag="audio-to-audio")
-    front = {k: v for k, v in front.items() if v is not None}
-    if metrics:
-        front["model-index"] = [dict(name=name, results=[dict(
-            task=dict(type="audio-source-separation", name="Music source separation"),
-            dataset=dict(type=(data["ids"] or ["custom"])[0], name=(data["ids"] or ["built-in corpus"])[0],
-                         split="test"),
-            metrics=[dict(type=k, value=_round(v), name=k) for k, v in metrics.items()
-                     if math.isfinite(v)])])]
-    lines = ["---", yaml.safe_dump(front, sort_keys=False).rstrip(), "---", "",
-             f"# {name}", "",
-             f"A **{target}-vs-rest** model: the original TasNet with a BLSTM separator, as in "
-             f"\"{PAPER}\", trained with [Asteroid](https://github.com/asteroid-team/asteroid) by the "
-             f"`{RECIPE}` recipe. Its two outputs are **{target}** and **{rest}** ({channels}, "
-             f"{int(float(model_args.get('sample_rate', 44100)))} Hz, {n_params:,} parameters).", "",
-             "## Training data", "", f"Trained on {data['text']}.", "",
-             "## Results", ""]
-    if metrics:
-        lines += [f"Test-set metrics from `results/final_metrics.json` (dB; see the evaluation stage for "
-                  f"the aggregation and, for vocals, which scenario — 4 sources or vocals/accompaniment — is "
-                  f"reported)" + (f"; BSS Eval v4 computed by {backend_name(info['bss_backend'])}"
-                                  if info.get("bss_backend") else "") + ":",
-                  "", "| metric | value |", "| --- | ---: |"]
-        lines += [f"| {k} | {_round(v)} |" for k, v in metrics.items()]
-    else:
-        lines += ["**Not evaluated yet**: the experiment has no `results/final_metrics.json` "
-                  "(run the evaluation stage, `./run.sh --stage 4 --stop_stage 5`, then publish again)."]
-    lines += ["", "## How it was trained", "", "The exact command:", "", "```bash",
-              info["command"] or "# unknown: the experiment has no train_command.txt", "```", "",
-              "Training configuration" + ("" if info["conf_from_experiment"] else
-                                          " (the experiment has no conf.yml: this is the publishing config)")
-              + ":", "", "```yaml", yaml.safe_dump(
-                  {k: conf[k] for k in ("data", "shaping", "filterbank", "masker", "training", "optim",
-                                        "scheduler") if k in conf}, sort_keys=False).rstrip(), "```", "",
-              "## Usage", "", "```bash",
-              f"asteroid-frugal-separate song.mp3 --models {target}=path/to/this/folder --out stems", "```", "",
-              "```python", "import asteroid_frugal  # registers FrugalTasNet with asteroid.models",
-              "from asteroid.models import BaseModel",
-              "from asteroid_frugal.inference import separate_long", "",
-              'model = BaseModel.from_pretrained("path/to/this/folder/model.pth")',
-              f"stems = separate_long(model, mixture)  # mixture [channels, time] at the model's rate "
-              f"-> [2 ({target}, {rest}), channels, time]", "```", "",
-              "## Software", ""]
-    lines += [f"- {k}: {v}" for k, v in versions.items()]
-    lines += ["", "## License", "",
-              f"Model weights: `{license_id}`. Trained on data with its own terms"
-              + (" (MUSDB18: non-commercial research only)." if data["ids"] else "."), ""]
-    return "\n".join(lines)
-
-
-def _round(v: float) -> float:
-    return float(f"{v:.4g}") if math.isfinite(v) else v
-
-
 # ------------------------------------------------------------------ the folder
-def publish(exp_dir, conf: Optional[Dict[str, Any]] = None, out_dir=None,
-            license_id: str = "cc-by-nc-sa-4.0") -> Path:
-    """Build ``exp_dir/publish`` (or ``out_dir``) from an experiment; returns the folder."""
-    from asteroid.models import BaseModel
-    from asteroid.models.publisher import save_publishable
-
+def publish(exp_dir, conf: Dict[str, Any], out_dir=None) -> Path:
+    """Build ``exp_dir/publish`` (or ``out_dir``) from an experiment; returns the folder. ``conf``: the
+    publishing config (its ``publish.license`` goes on the card; it stands in for the experiment's
+    ``conf.yml`` where the experiment has none)."""
     exp_dir = Path(exp_dir)
     if not exp_dir.is_dir():
         raise FrugalError(f"{exp_dir}: experiment folder not found")
@@ -194,14 +100,26 @@ def publish(exp_dir, conf: Optional[Dict[str, Any]] = None, out_dir=None,
     if not model_path.is_file():
         raise FrugalError(f"{model_path}: not found (train the model first: stage 3)")
     package, _ = load_model_package(model_path)
-    info = experiment_info(exp_dir, conf or {})
+    info = experiment_info(exp_dir, conf)
     target = package.get("target") or get(info["conf"], "data.target")
     if not isinstance(target, str) or not target:
         raise FrugalError(f"{model_path}: no target recorded in the model file or in {exp_dir / 'conf.yml'}")
     model = load_model(model_path)  # builds the model: proves the file is usable before publishing
     n_params = sum(p.numel() for p in model.parameters())
     name = f"FrugalTasNet_{'MUSDB18' if dataset_description(info['conf'])['ids'] else 'builtin'}_{target}"
+    model_dict = publishable(package, info, target, name)
+    card = model_card(name, target, info, model_dict["model_args"], n_params, get(conf, "publish.license"),
+                      model_dict["infos"].get("software_versions") or {})
+    out_dir = Path(out_dir) if out_dir else exp_dir / "publish"
+    build_folder(out_dir, model_dict, info, card)
+    if not info["metrics"]:
+        log.warning("%s: no %s yet: the card says the model is not evaluated", exp_dir, info["metrics_path"])
+    log.info("published %s -> %s", model_path, out_dir)
+    return out_dir
 
+
+def publishable(package: Dict[str, Any], info: Dict[str, Any], target: str, name: str) -> Dict[str, Any]:
+    """The model file's contents in Asteroid's ``save_publishable`` convention, plain types only."""
     infos = plain(package.get("infos") or {})
     infos.update(target=target, sources=stem_names([target]),
                  paper=PAPER, train_command=info["command"] or "")
@@ -211,8 +129,14 @@ def publish(exp_dir, conf: Optional[Dict[str, Any]] = None, out_dir=None,
                       task=f"{target}_separation", licenses=[MUSDB_LICENSE] if "MUSDB" in name else [])
     model_dict["training_config"] = info["conf"]
     model_dict["state_dict"] = package["state_dict"]  # tensors: already weights-only loadable
+    return model_dict
 
-    out_dir = Path(out_dir) if out_dir else exp_dir / "publish"
+
+def build_folder(out_dir: Path, model_dict: Dict[str, Any], info: Dict[str, Any], card: str) -> None:
+    """Write the folder beside ``out_dir`` and swap it in; nothing is left behind on failure."""
+    from asteroid.models import BaseModel
+    from asteroid.models.publisher import save_publishable
+
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
@@ -222,8 +146,6 @@ def publish(exp_dir, conf: Optional[Dict[str, Any]] = None, out_dir=None,
         BaseModel.from_pretrained(str(tmp / "model.pth"))  # the published file loads as users will load it
         _link_or_copy(tmp / "model.pth", tmp / "pytorch_model.bin")
         save_config(info["conf"], tmp / "conf.yml")
-        card = model_card(name, target, info, model_dict["model_args"], n_params, license_id,
-                          infos.get("software_versions") or {})
         write_text_atomic(tmp / "README.md", card)
         write_text_atomic(tmp / "final_metrics.json", json.dumps(info["metrics"] or {}, indent=2) + "\n")
         _make_readable(tmp)
@@ -231,10 +153,6 @@ def publish(exp_dir, conf: Optional[Dict[str, Any]] = None, out_dir=None,
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if not info["metrics"]:
-        log.warning("%s: no %s yet: the card says the model is not evaluated", exp_dir, info["metrics_path"])
-    log.info("published %s -> %s", model_path, out_dir)
-    return out_dir
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -262,20 +180,3 @@ def _swap_in(new: Path, dst: Path) -> None:
     os.replace(new, dst)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-
-
-# -------------------------------------------------------------------------- CLI
-def main(argv: Optional[Sequence[str]] = None) -> Path:
-    parser = argparse.ArgumentParser(description="Stage 5: publish folder (model file + model card) "
-                                                 "for one experiment")
-    parser.add_argument("--exp_dir", required=True, help="experiment folder (exp/<tag>)")
-    parser.add_argument("--out", default=None, help="publish folder (default: <exp_dir>/publish)")
-    parser.add_argument("--license", default="cc-by-nc-sa-4.0",
-                        help="license id for the card (default cc-by-nc-sa-4.0: MUSDB18 is non-commercial)")
-    add_config_args(parser)
-    args = parser.parse_args(argv)
-    return publish(args.exp_dir, config_from_args(args), args.out, args.license)
-
-
-if __name__ == "__main__":
-    run_cli(main)

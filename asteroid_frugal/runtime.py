@@ -31,24 +31,28 @@ Precedence: ``--threads`` and ``--set runtime.*`` on the command line, then the
 environment (``OMP_NUM_THREADS``, ``OMP_WAIT_POLICY`` exported before the command),
 then the config files (conf.yml and overlays).
 
-How every process gets it: ``asteroid_frugal/__init__.py`` calls :func:`early_setup`
-before anything imports torch, so the CLIs (``python -m asteroid_frugal.X``,
-``asteroid-frugal-separate``), the stage scripts (``local/*.py``) and the benchmarks
-all set it before torch loads. ``early_setup`` writes what it chose into
-``os.environ``, which evaluation worker processes (spawned) inherit; data-loader
-workers are forked and inherit the loaded runtime (PyTorch gives each one thread).
-``config_from_args`` then calls :func:`apply` for ``--threads`` given to an in-process
-``main(argv)``. A process that imported torch before this package keeps OpenMP's
-wait policy as it was (logged by :func:`describe`).
+How every process gets it: each entry point (``cli/common.py``'s ``run``, which every command,
+stage script and console script goes through, and each benchmark script) calls
+:func:`configure_process` before any work; importing the package changes nothing. OpenMP reads
+its wait policy once, when ``import torch`` loads it, so where the chosen policy differs from
+the one the process started with, :func:`configure_process` starts the command again in place
+(``os.execv``, same arguments) with the policy in its environment: a second interpreter start,
+only then. The thread count is set in place (torch's intra-op threads, and the BLAS pools
+through threadpoolctl). What it chose is exported in ``os.environ``, which evaluation worker
+processes (spawned) and child commands inherit; data-loader workers are forked and inherit the
+loaded runtime (PyTorch gives each one thread). A library caller (a notebook, a test) keeps
+its process as it is, or calls :func:`configure_process` itself.
 """
-import argparse
+import json
 import logging
 import os
 import sys
 import time
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+
+from .config import load_config
+from .utils import FrugalError
 
 log = logging.getLogger("asteroid_frugal.runtime")
 
@@ -57,16 +61,14 @@ WAIT_POLICIES = ("passive", "active")
 AUTO = "auto"
 # what ``auto`` chose in a parent process, for its spawned workers: "<threads|all>,<policy|default>"
 AUTO_ENV = "ASTEROID_FRUGAL_AUTO_RUNTIME"
-_PACKAGE_DIR = Path(__file__).resolve().parent
-_REPO_ROOT = _PACKAGE_DIR.parent
-# what early_setup chose in this process: threads, wait_policy, and where each came from
+# what a command chose before it restarted itself (:func:`restart`), read once by the restarted process
+RESTART_ENV = "ASTEROID_FRUGAL_RESTARTED_WITH"
+# what configure_process chose in this process: threads, wait_policy, and where each came from
 CHOSEN: Dict[str, Any] = {}
 
 
 def check_threads(value: Any, source: str) -> Optional[Any]:
     """``None`` (all cores), ``"auto"`` or an integer >= 1, else a one-line error naming ``source``."""
-    from .utils import FrugalError
-
     if value is None:
         return None
     if str(value).strip().lower() == AUTO:
@@ -82,8 +84,6 @@ def check_threads(value: Any, source: str) -> Optional[Any]:
 
 def check_wait_policy(value: Any, source: str) -> Optional[str]:
     """``None`` (OpenMP's default), ``auto``, ``passive`` or ``active`` (any case)."""
-    from .utils import FrugalError
-
     if value is None:
         return None
     policy = str(value).strip().lower()
@@ -139,53 +139,17 @@ def auto_policy(n_cores: int, free: Optional[float]) -> Tuple[Optional[int], Opt
     return max(1, int(free + 0.5)), "passive"
 
 
-def _our_command(argv0: str) -> bool:
-    """Whether this process runs one of this project's commands (whose flags we may read)."""
-    orig = getattr(sys, "orig_argv", [])
-    if argv0 == "-m":   # python -m asteroid_frugal.X: argv[0] is "-m" while the package loads
-        return any(a.startswith("asteroid_frugal") for a in orig)
-    if not argv0:
-        return False
-    path = Path(argv0)
-    if path.name.startswith("asteroid-frugal"):
-        return True
-    try:
-        parent = path.resolve().parent
-    except OSError:
-        return False
-    return parent in (_PACKAGE_DIR, _REPO_ROOT / "local", _REPO_ROOT / "benchmarks")
-
-
-def decide(argv: Sequence[str], environ, measure=free_cores) -> Dict[str, Any]:
-    """``{threads, wait_policy, threads_from, wait_policy_from}`` for a command line and environment
-    (``auto`` resolved: ``measure(n_cores)`` gives the free cores, see :func:`free_cores`)."""
-    from .config import DEFAULT_CONF, load_config
-
-    p = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    p.add_argument("--conf", default=str(DEFAULT_CONF))
-    p.add_argument("--overlay", action="append", default=[])
-    p.add_argument("--set", dest="overrides", action="append", default=[])
-    p.add_argument("--threads", default=None)
-    args, _ = p.parse_known_args(list(argv))
-    overlays = [o for item in args.overlay for o in str(item).split()]
-    conf = load_config(args.conf, overlays, args.overrides)
-    runtime = conf.get("runtime") or {}
-    on_cmdline = {s.split("=", 1)[0].strip() for s in args.overrides if "=" in s}
-
-    threads_from = "config"
-    threads = runtime.get("threads")
-    if args.threads is not None:
-        threads, threads_from = args.threads, "--threads"
-    elif "runtime.threads" in on_cmdline:
-        threads_from = "--set"
-    elif environ.get("OMP_NUM_THREADS"):
+def decide(settings: Dict[str, Any], given: Dict[str, str], environ, measure=free_cores) -> Dict[str, Any]:
+    """``{threads, wait_policy, threads_from, wait_policy_from}`` from the config's resolved
+    ``runtime`` section (``settings``), which of its keys the command line set (``given``:
+    ``{"threads": "--threads" | "--set", "omp_wait_policy": "--set"}``) and the environment;
+    ``auto`` resolved (``measure(n_cores)`` gives the free cores, see :func:`free_cores`)."""
+    threads, threads_from = settings["threads"], given.get("threads", "config")
+    if threads_from == "config" and environ.get("OMP_NUM_THREADS"):
         threads, threads_from = environ["OMP_NUM_THREADS"], "OMP_NUM_THREADS"
-    policy_from = "config"
-    policy = runtime.get("omp_wait_policy")
-    if "runtime.omp_wait_policy" not in on_cmdline and environ.get("OMP_WAIT_POLICY"):
+    policy, policy_from = settings["omp_wait_policy"], given.get("omp_wait_policy", "config")
+    if policy_from == "config" and environ.get("OMP_WAIT_POLICY"):
         policy, policy_from = environ["OMP_WAIT_POLICY"], "OMP_WAIT_POLICY"
-    else:
-        policy_from = "--set" if "runtime.omp_wait_policy" in on_cmdline else "config"
     names = {"config": "runtime.{}", "--set": "--set runtime.{}"}
     threads = check_threads(threads, names.get(threads_from, threads_from).format("threads"))
     policy = check_wait_policy(policy, names.get(policy_from, policy_from).format("omp_wait_policy"))
@@ -213,28 +177,35 @@ def _resolve_auto(environ, measure) -> Tuple[Optional[int], Optional[str], str]:
     return threads, policy, f"auto, {seen}"
 
 
-def early_setup(argv: Optional[Sequence[str]] = None, environ=None) -> Dict[str, Any]:
-    """Choose and export the threading policy of this process; a no-op once torch is loaded.
+def configure_process(settings: Dict[str, Any], given: Dict[str, str], environ=None, measure=free_cores,
+                      reexec: Optional[Callable[[], None]] = None) -> Dict[str, Any]:
+    """Choose this process's threading policy (:func:`decide`: the config's ``runtime`` section,
+    what the command line set, the environment) and put it in effect; called once where a
+    command starts (``cli.common.setup_process``).
 
-    The command line is read only in the main process of this project's commands (a
-    spawned worker gets its parent's choice through the environment); any problem
-    (a bad value, a missing config file) is left to the command's own checks, which
-    report it in one line: here the config defaults are used.
+    Exports the choice in ``environ`` (for child processes); sets torch's and the BLAS pools'
+    thread counts now; where OpenMP, loaded with torch, started with another wait policy than
+    the one chosen, calls ``reexec`` (default: start this command again with the new
+    environment, see :func:`restart`), which does not return. A bad value is left to the
+    command's own checks, which report it in one line: here the config defaults are used.
     """
     environ = os.environ if environ is None else environ
-    if "torch" in sys.modules or CHOSEN:
+    if CHOSEN:
         return CHOSEN
-    if argv is None:
-        import multiprocessing
-
-        main_process = multiprocessing.parent_process() is None
-        argv = sys.argv[1:] if main_process and sys.argv and _our_command(sys.argv[0]) else []
+    restarted = environ.pop(RESTART_ENV, None)
+    if restarted:   # this command, started again by restart(): the same choice, not a new measurement
+        chosen = json.loads(restarted)
+        CHOSEN.update(chosen)
+        if chosen["threads"] is not None:
+            _set_threads_in_place(int(chosen["threads"]))
+        return CHOSEN
+    started_with = environ.get("OMP_WAIT_POLICY", "").strip().upper()
     try:
-        chosen = decide(argv, environ)
-    except Exception:   # noqa: BLE001 - reported by the command itself (config_from_args, apply)
+        chosen = decide(settings, given, environ, measure)
+    except FrugalError:   # reported by the command itself (cli.common.config_from_args)
         try:
-            chosen = decide([], environ)
-        except Exception:   # noqa: BLE001 - e.g. a broken OMP_* variable: leave the process as it is
+            chosen = decide(load_config()["runtime"], {}, environ, measure)
+        except FrugalError:   # e.g. a broken OMP_* variable: leave the process as it is
             return CHOSEN
     if chosen["threads"] is not None:
         for var in THREAD_VARS:
@@ -242,21 +213,48 @@ def early_setup(argv: Optional[Sequence[str]] = None, environ=None) -> Dict[str,
     if chosen["wait_policy"] is not None:
         environ["OMP_WAIT_POLICY"] = chosen["wait_policy"].upper()
     if "auto" in (chosen["threads_from"] + chosen["wait_policy_from"]) and AUTO_ENV not in environ:
-        # spawned workers and child commands reuse this choice instead of measuring a machine
-        # that this process is now loading
+        # child commands (and this one, restarted) reuse this choice instead of measuring a
+        # machine that this process is now loading
         environ[AUTO_ENV] = f"{chosen['threads'] or 'all'},{chosen['wait_policy'] or 'default'}"
+    if "torch" in sys.modules and environ.get("OMP_WAIT_POLICY", "").strip().upper() != started_with:
+        environ[RESTART_ENV] = json.dumps(chosen)
+        (reexec or restart)()
     CHOSEN.update(chosen)
+    if chosen["threads"] is not None:
+        _set_threads_in_place(int(chosen["threads"]))
     return CHOSEN
 
 
-def apply(threads: Any = None) -> None:
-    """``--threads`` given to an in-process ``main(argv)``: torch's intra-op threads now
-    (the thread count, unlike the wait policy, can change after torch has loaded); logs
+def restart() -> None:
+    """Start this command again in this process (``os.execv``) with ``os.environ``: the only way
+    to give OpenMP, already loaded with torch, another wait policy."""
+    argv = list(getattr(sys, "orig_argv", []) or [sys.executable, *sys.argv])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, *argv[1:]])
+
+
+def _set_threads_in_place(n: int) -> None:
+    """torch's intra-op threads and the BLAS pools (NumPy's, SciPy's) to ``n`` in this process."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    threadpool_limits(n, user_api="blas")
+
+
+def apply(conf: Dict[str, Any]) -> None:
+    """Check the config's runtime values (one line, not a traceback); an integer
+    ``runtime.threads`` set for an in-process command (a test's ``main(argv)``) takes effect
+    now (the thread count, unlike the wait policy, can change after torch has loaded); logs
     the policy in effect."""
     import torch
 
-    n = check_threads(threads, "--threads")
-    if n is not None and torch.get_num_threads() != n:
+    runtime = conf["runtime"]
+    n = check_threads(runtime["threads"], "runtime.threads")
+    check_wait_policy(runtime["omp_wait_policy"], "runtime.omp_wait_policy")
+    if isinstance(n, int) and torch.get_num_threads() != n:
         torch.set_num_threads(n)
     log.info("runtime: %s", describe())
 
@@ -266,8 +264,9 @@ def describe() -> str:
     import torch
 
     policy = os.environ.get("OMP_WAIT_POLICY", "OpenMP default").lower()
-    if not CHOSEN:
-        where = " (set before this package was imported)"
+    if not CHOSEN:   # a worker process or a library caller: what the environment set, if anything
+        inherited = [var for var in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY") if os.environ.get(var)]
+        where = f" (from the environment: {', '.join(inherited)})" if inherited else " (PyTorch's defaults)"
     elif CHOSEN["threads_from"] == CHOSEN["wait_policy_from"]:
         where = f" (threads and wait policy from {CHOSEN['threads_from']})"
     else:

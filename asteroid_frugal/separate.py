@@ -1,7 +1,10 @@
-"""Turn songs into stems with trained target-vs-rest models.
+"""Turn songs into stems with trained target-vs-rest models: files in, stem files out.
 
-    python -m asteroid_frugal.separate song.mp3 album/ --models exp/vocals --out stems
-    asteroid-frugal-separate album/ --models vocals=exp/vocals drums=exp/drums bass=exp/bass --out stems
+    separate_files(conf, ["song.mp3", "album/"], ["vocals=exp/vocals"], "stems")
+
+:func:`separate_files` is the library side of the separation command (its command line:
+``asteroid-frugal-separate``, ``asteroid_frugal/cli/separate.py``); songs in memory are
+:func:`asteroid_frugal.inference.separate_stems`'s.
 
 One model gives its target and the rest of the mix (``accompaniment`` for vocals,
 ``no_drums``, ``no_bass``). Several models give each target, plus ``other`` (the
@@ -22,31 +25,29 @@ and published together with ``separation.json``, the record of the models and se
 made them: a song counts as done only with that record, so an interrupted song is separated
 again, and stems made by other models or settings are refused (kept) unless ``--overwrite``.
 """
-import argparse
 import hashlib
 import logging
 import os
 import shutil
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .audio import AUDIO_EXTENSIONS, read_audio, write_audio
-from .config import add_config_args, config_from_args
-from .data.types import EXTRA_SOURCES, stem_names
+from .data.types import EXTRA_SOURCES, MIXTURE, stem_names
 from .inference import (PRECISIONS, TargetModel, choose_precision, chunking, load_target_models, resolve_device,
                         separate_stems)
 from .streaming import stream_stems, streaming_options
-from .utils import FrugalError, read_json, run_cli, write_json_atomic
+from .utils import FrugalError, read_json, write_json_atomic
 
 log = logging.getLogger("asteroid_frugal.separate")
 
 SUBTYPES = {"wav": ("PCM_16", "PCM_24", "FLOAT"), "flac": ("PCM_16", "PCM_24")}
 MANIFEST = "separation.json"      # in each song folder: what made its stems (written last)
-MIXTURE_NAME = "mixture"          # MUSDB18-HQ and most stem datasets: <song>/mixture.wav
 PARTIAL = ".partial-"             # temporary song folders: OUT/.<song>.partial-XXXX
 
 
@@ -85,7 +86,7 @@ def _bare_name(path: Path) -> str:
 
 
 def _is_mixture(path: Path) -> bool:
-    return _bare_name(path).lower() == MIXTURE_NAME
+    return _bare_name(path).lower() == MIXTURE     # MUSDB18-HQ and most stem datasets: <song>/mixture.wav
 
 
 def song_name(rel: Path, folder: str = "") -> Path:
@@ -154,10 +155,10 @@ def _same_models(a: Dict, b: Dict) -> bool:
 
 
 def song_state(song_dir: Path, record: Dict, ext: str) -> Tuple[str, str]:
-    """``("done" | "absent" | "incomplete" | "other", detail)`` of a song's output folder.
+    """``("done" | "absent" | "incomplete" | "foreign", detail)`` of a song's output folder.
 
     done: its record matches ``record`` (same models, stems, settings and input) and every
-    stem exists; other: its record names other models or settings (not ours to replace);
+    stem exists; foreign: its record names other models or settings (not ours to replace);
     incomplete: stems without a record (an interrupted or older run) or a stem missing.
     """
     stems = [song_dir / f"{n}.{ext}" for n in record["stems"]]
@@ -175,7 +176,7 @@ def song_state(song_dir: Path, record: Dict, ext: str) -> Tuple[str, str]:
     if not _same_models(old, record):
         differ.insert(0, "models")
     if differ:
-        return "other", ", ".join(differ)
+        return "foreign", ", ".join(differ)
     missing = [p.name for p in stems if not p.exists()]
     return ("incomplete", f"missing {', '.join(missing)}") if missing else ("done", "")
 
@@ -226,106 +227,74 @@ def check_writable(out_dir: Path) -> None:
             shutil.rmtree(first_new, ignore_errors=True)
 
 
-# -------------------------------------------------------------------------- CLI
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="asteroid-frugal-separate", description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Chunking defaults come from conf.yml (evaluation.chunk_seconds, overlap_seconds, batch_chunks).")
-    parser.add_argument("inputs", nargs="+", help="audio files or folders (wav, flac, ogg, mp3, m4a/mp4, ...)")
-    parser.add_argument("--models", nargs="+", required=True, metavar="[TARGET=]PATH",
-                        help="best_model.pth, experiment or publish folder per target, e.g. "
-                             "vocals=exp/vocals drums=exp/drums bass=exp/bass")
-    parser.add_argument("--out", required=True, help="output folder: OUT/<song>/<stem>.<ext>")
-    parser.add_argument("--format", default="wav", choices=sorted(SUBTYPES), help="output format (default wav)")
-    parser.add_argument("--subtype", default="PCM_24", choices=("PCM_16", "PCM_24", "FLOAT"),
-                        help="sample format (default PCM_24; FLOAT: wav only, never clips)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="separate again songs whose stems exist (made by any models or settings)")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda if available)")
-    parser.add_argument("--chunk_seconds", type=float, default=None, help="chunk length (default: conf.yml)")
-    parser.add_argument("--overlap_seconds", type=float, default=None, help="cross-fade length (default: conf.yml)")
-    parser.add_argument("--batch_chunks", type=int, default=None, help="chunks per forward pass (default: conf.yml)")
-    parser.add_argument("--precision", default=None, choices=sorted([*PRECISIONS, "auto"]),
-                        help="auto (conf.yml separate.precision: bfloat16 where native and within "
-                             "separate.min_snr_db of float32 on a probe, else float32), float32, bfloat16, float16")
-    parser.add_argument("--stream", action="store_true",
-                        help="run one causal model block by block as if live (asteroid_frugal/streaming.py); "
-                             "logs latency and real-time factor")
-    parser.add_argument("--block", type=int, default=None,
-                        help="--stream block size in samples (default: conf.yml streaming.block)")
-    parser.add_argument("--stream_precision", default=None,
-                        help="--stream weights: float32, bfloat16 or int8 (default: conf.yml streaming.precision)")
-    add_config_args(parser)
-    return parser
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Separate every input; returns the number of files that failed (exits 1 if any)."""
-    args = build_parser().parse_args(argv)
-    if args.subtype not in SUBTYPES[args.format]:
-        raise FrugalError(f"--subtype {args.subtype} is not available for {args.format} "
-                          f"(choose {' or '.join(SUBTYPES[args.format])})")
-    conf = config_from_args(args)
-    opts = chunking(conf)
-    opts.update({k: getattr(args, k) for k in opts if getattr(args, k) is not None})
-    precision = args.precision or conf["separate"]["precision"]
+# ------------------------------------------------------------------- the files
+def output_settings(conf: Dict) -> Tuple[str, str, str]:
+    """``(format, subtype, precision)`` of the config's ``separate`` section, each checked
+    (one line naming the key and the choices)."""
+    sec = conf["separate"]
+    fmt, subtype, precision = sec["format"], sec["subtype"], str(sec["precision"])
+    if fmt not in SUBTYPES:
+        raise FrugalError(f"separate.format: expected {' or '.join(SUBTYPES)}; got {fmt!r}")
+    if subtype not in SUBTYPES[fmt]:
+        raise FrugalError(f"separate.subtype {subtype} is not available for {fmt} "
+                          f"(choose {' or '.join(SUBTYPES[fmt])})")
     if precision not in (*PRECISIONS, "auto"):
         raise FrugalError(f"separate.precision: expected auto, {', '.join(PRECISIONS)}; got {precision!r}")
-    device = resolve_device(args.device)
-    out_dir = Path(args.out)
+    return fmt, subtype, precision
+
+
+@dataclass
+class SeparationJob:
+    """What every song of one run is separated with (made by :func:`separate_files`)."""
+
+    conf: Dict
+    models: List[TargetModel]
+    record: Dict              # the run's separation record (each song adds its input)
+    fmt: str
+    subtype: str
+    overwrite: bool
+    stream_opts: Optional[Dict] = None   # --stream: block and weight precision
+
+
+def separate_files(conf: Dict, inputs: Sequence[str], model_specs: Sequence[str], out,
+                   overwrite: bool = False, stream: bool = False) -> Dict[str, Any]:
+    """Separate every input (files, or folders searched recursively) into ``OUT/<song>/<stem>.<ext>``.
+
+    ``model_specs``: ``[target=]path`` of each model (:func:`~asteroid_frugal.inference.load_target_models`).
+    Settings come from ``conf``: ``separate`` (format, subtype, precision), ``evaluation``
+    (device, chunking), ``streaming`` (with ``stream``: one causal model, block by block).
+    Songs already separated with the same models and settings are skipped; stems made by others
+    are refused unless ``overwrite``. A file that fails is reported as one ``error:`` line on
+    stderr and the others go on. Returns ``{"files", "done", "skipped", "failed": [paths]}``.
+    """
+    fmt, subtype, precision = output_settings(conf)
+    device = resolve_device(conf["evaluation"]["device"])
+    out_dir = Path(out)
     check_writable(out_dir)
-    models = load_target_models(args.models, device)
-    songs = find_inputs(args.inputs, out_dir)
+    models = load_target_models(model_specs, device)
+    songs = find_inputs(inputs, out_dir)
     names = stem_names([m.target for m in models])
     log.info("%d file(s); models: %s; stems: %s; device %s", len(songs),
              ", ".join(f"{m.target}={m.path}" for m in models), ", ".join(names), device)
-    if args.stream:  # the live path, block by block (asteroid_frugal/streaming.py)
-        stream_opts = streaming_options(models, conf, block=args.block, precision=args.stream_precision)
-        settings = dict(stream_opts, stream=True, format=args.format, subtype=args.subtype)
+    stream_opts = streaming_options(models, conf) if stream else None  # the live path (streaming.py)
+    if stream_opts:
+        settings = dict(stream_opts, stream=True, format=fmt, subtype=subtype)
     else:
-        settings = dict(opts, precision=precision, format=args.format, subtype=args.subtype)
-    run_record = separation_record(models, names, settings)
-
+        settings = dict(chunking(conf), precision=precision, format=fmt, subtype=subtype)
+    job = SeparationJob(conf, models, separation_record(models, names, settings), fmt, subtype, overwrite,
+                        stream_opts)
     failed, done, skipped = [], 0, 0
     claimed: Dict[Path, Path] = {}
     for index, (path, rel) in enumerate(songs, 1):
         song_dir = out_dir / rel
-        desc = f"[{index}/{len(songs)}] {path}"
-        tmp_dir: Optional[Path] = None
         try:
             if song_dir in claimed:
                 raise FrugalError(f"{path}: same output folder {song_dir} as {claimed[song_dir]}; rename one")
             claimed[song_dir] = path
-            remove_partials(song_dir)
-            record = dict(run_record, input={"file": path.name, "bytes": path.stat().st_size}
-                          if path.is_file() else {"file": path.name})
-            state, detail = song_state(song_dir, record, args.format)
-            if state == "done" and not args.overwrite:
-                log.info("%s: already separated into %s, skipped (use --overwrite)", desc, song_dir)
-                skipped += 1
-                continue
-            if state == "other" and not args.overwrite:
-                raise FrugalError(f"{song_dir}: holds stems made with other {detail} (see its {MANIFEST}); "
-                                  f"kept: use --overwrite to replace them, or another --out")
-            if state == "incomplete":
-                log.info("%s: %s holds an incomplete separation (%s): separating again", desc, song_dir, detail)
-            audio, sr = load_song(path)
-            log.info("%s: %.1f s, %d Hz, %d channel(s)", desc, audio.shape[-1] / sr, sr, audio.shape[0])
-            if args.stream:
-                stems = stream_stems(models[0], audio, sr, desc=desc, **stream_opts)
+            if separate_song(job, path, song_dir, f"[{index}/{len(songs)}] {path}"):
+                done += 1
             else:
-                song_precision, why = choose_precision(models, audio, sr, precision, conf["separate"]["min_snr_db"],
-                                                       conf["separate"]["probe_seconds"])
-                log.info("%s: precision %s (%s)", desc, song_precision, why)
-                stems = separate_stems(models, audio, sr, progress=True, desc=desc, precision=song_precision, **opts)
-            del audio
-            song_dir.parent.mkdir(parents=True, exist_ok=True)
-            tmp_dir = Path(tempfile.mkdtemp(prefix=f".{song_dir.name}{PARTIAL}", dir=song_dir.parent))
-            write_stems(stems, tmp_dir, sr, args.format, args.subtype, shown_dir=song_dir)
-            del stems
-            publish_song(tmp_dir, song_dir, record, args.format)
-            done += 1
+                skipped += 1
         except FrugalError as err:
             print(f"error: {err}", file=sys.stderr)
             failed.append(path)
@@ -333,22 +302,43 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             print(f"error: {path}: {first[:300]}", file=sys.stderr)
             failed.append(path)
-        finally:  # every exit path, Ctrl-C included; a SIGKILL's leftovers go at the next run
-            if tmp_dir is not None:
-                shutil.rmtree(tmp_dir, ignore_errors=True)
     log.info("separated %d file(s) into %s, %d skipped (already separated), %d failed",
              done, out_dir, skipped, len(failed))
-    if failed:
-        print(f"error: {len(failed)} of {len(songs)} file(s) failed: {', '.join(map(str, failed))}",
-              file=sys.stderr)
-        sys.exit(1)
-    return 0
+    return dict(files=len(songs), done=done, skipped=skipped, failed=failed)
 
 
-def cli() -> None:
-    """Console-script entry point (``asteroid-frugal-separate``)."""
-    run_cli(main)
-
-
-if __name__ == "__main__":
-    cli()
+def separate_song(job: SeparationJob, path: Path, song_dir: Path, desc: str) -> bool:
+    """Separate one file into ``song_dir`` (complete or absent: written to a temporary folder,
+    then published with its record); False when it was already separated (skipped)."""
+    remove_partials(song_dir)
+    record = dict(job.record, input={"file": path.name, "bytes": path.stat().st_size}
+                  if path.is_file() else {"file": path.name})
+    state, detail = song_state(song_dir, record, job.fmt)
+    if state == "done" and not job.overwrite:
+        log.info("%s: already separated into %s, skipped (use --overwrite)", desc, song_dir)
+        return False
+    if state == "foreign" and not job.overwrite:
+        raise FrugalError(f"{song_dir}: holds stems made with other {detail} (see its {MANIFEST}); "
+                          f"kept: use --overwrite to replace them, or another --out")
+    if state == "incomplete":
+        log.info("%s: %s holds an incomplete separation (%s): separating again", desc, song_dir, detail)
+    audio, sr = load_song(path)
+    log.info("%s: %.1f s, %d Hz, %d channel(s)", desc, audio.shape[-1] / sr, sr, audio.shape[0])
+    if job.stream_opts:
+        stems = stream_stems(job.models[0], audio, sr, desc=desc, **job.stream_opts)
+    else:
+        sec, chunks = job.conf["separate"], chunking(job.conf)
+        precision, why = choose_precision(job.models, audio, sr, sec["precision"], sec["min_snr_db"],
+                                          sec["probe_seconds"], chunks=chunks)
+        log.info("%s: precision %s (%s)", desc, precision, why)
+        stems = separate_stems(job.models, audio, sr, progress=True, desc=desc, precision=precision, **chunks)
+    del audio
+    song_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{song_dir.name}{PARTIAL}", dir=song_dir.parent))
+    try:  # every exit path, Ctrl-C included; a SIGKILL's leftovers go at the next run
+        write_stems(stems, tmp_dir, sr, job.fmt, job.subtype, shown_dir=song_dir)
+        del stems
+        publish_song(tmp_dir, song_dir, record, job.fmt)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    return True

@@ -19,7 +19,7 @@ than ``mkldnn_min_frames`` segments with ``torch.backends.mkldnn`` disabled (sam
 PyTorch's native LSTM kernel). One step reads every LSTM weight once (32 MB in fp32 for
 the paper model), so it is memory-bound: ``precision="int8"`` (dynamically quantised LSTM
 and linear layers, 4x fewer bytes) is the fast PyTorch path; ``bfloat16`` is available too.
-The fastest path measured is onnxruntime on the int8 export (``asteroid_frugal.export
+The fastest path measured is onnxruntime on the int8 export (``asteroid-frugal-export
 --streaming --int8``, driven by ``OnnxStreamingSeparator`` with this class's buffering);
 ``benchmarks/bench_streaming.py`` measures them all.
 
@@ -273,16 +273,16 @@ def log_stats(name: str, stats: Dict[str, float]) -> None:
              stats["p99_ms"], stats["max_ms"], stats["late_blocks"], stats["blocks"])
 
 
-def streaming_options(models, conf, block: Optional[int] = None, precision: Optional[str] = None) -> Dict[str, object]:
+def streaming_options(models, conf) -> Dict[str, object]:
     """Check that ``models`` is one causal target-vs-rest model; the block size and weight precision
-    (command line first, else conf.yml's ``streaming`` section)."""
+    of the config's ``streaming`` section (``--block``, ``--stream_precision``)."""
     if len(models) != 1:
         raise FrugalError("--stream takes one causal model (a live stream runs one target-vs-rest model)")
     check_causal(models[0].model, models[0].path)
-    block = int(block if block is not None else conf["streaming"]["block"])
+    block = int(conf["streaming"]["block"])
     if block < 1:
         raise FrugalError(f"--block {block}: must be at least 1 sample")
-    precision = precision or conf["streaming"]["precision"]
+    precision = conf["streaming"]["precision"]
     if precision not in PRECISIONS:
         raise FrugalError(f"streaming precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
     return dict(block=block, precision=precision)
@@ -298,14 +298,14 @@ def stream_stems(tm, audio: np.ndarray, sample_rate: int, block: int, precision:
     real-time factor."""
     from .audio import resample
     from .data.types import stem_names
-    from .inference import _back_to_input, least_squares_gain
+    from .inference import back_to_input, least_squares_gain
 
     model_sr = int(round(float(tm.model.sample_rate)))
     res = stream_file(tm.model, resample(audio, sample_rate, model_sr), model_sr, block, precision,
                       progress=desc or True)
     log_stats(desc or tm.path, res["stats"])
     est = res["estimates"]
-    target, rest = (_back_to_input(est[i], model_sr, sample_rate, audio.shape[-1]) for i in range(2))
+    target, rest = (back_to_input(est[i], model_sr, sample_rate, audio.shape[-1]) for i in range(2))
     gain = least_squares_gain(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)), target, rest)
     names = stem_names([tm.target])
     return {names[0]: (target * gain).numpy(), names[1]: (rest * gain).numpy()}

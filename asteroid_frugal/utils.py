@@ -8,7 +8,7 @@ import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 log = logging.getLogger("asteroid_frugal")
 _UMASK = os.umask(0)
@@ -39,19 +39,6 @@ def setup_logging(level: int = logging.INFO) -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s",
                             datefmt="%H:%M:%S", stream=sys.stderr)
-
-
-def run_cli(main: Callable[[], Any]) -> None:
-    """Run a command-line ``main``; a :class:`FrugalError` becomes ``error: ...`` and exit 2."""
-    setup_logging()
-    try:
-        main()
-    except FrugalError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
 
 
 @contextmanager

@@ -142,16 +142,16 @@ def fast_phases(refs, ests, rate, device):
     phases = {"transfer": time.perf_counter() - t}
     gpu = dev.type == "cuda"
     t = time.perf_counter()
-    corr = bsseval_fast._lag_correlations(ref_t, est_t, 512, bsseval_fast._fast_len(64 * 512 if gpu else 8 * 512))
+    corr = bsseval_fast.lag_correlations(ref_t, est_t, 512, bsseval_fast.fast_len(64 * 512 if gpu else 8 * 512))
     sync()
     phases["correlations"] = time.perf_counter() - t
     t = time.perf_counter()
-    C, Cj = bsseval_fast._distortion_filters(corr, nsrc, nchan, 512)
+    C, Cj = bsseval_fast.distortion_filters(corr, nsrc, nchan, 512)
     sync()
     phases["filters (solve)"] = time.perf_counter() - t
     t = time.perf_counter()
-    starts, width = bsseval_fast._frames(rate, rate, n)
-    bsseval_fast._frame_metrics(ref_t, est_t, C, Cj, starts, width, nsrc, nchan, 512, 32 if gpu else 1)
+    starts, width = bsseval_fast.framing(rate, rate, n)
+    bsseval_fast.frame_metrics(ref_t, est_t, C, Cj, starts, width, nsrc, nchan, 512, 32 if gpu else 1)
     sync()
     phases["frames"] = time.perf_counter() - t
     return {k: round(v, 3) for k, v in phases.items()}
@@ -224,4 +224,7 @@ def main():
 
 
 if __name__ == "__main__":
+    from asteroid_frugal.cli.common import setup_process
+
+    setup_process(sys.argv[1:])   # the threading policy, set as every command sets it
     main()

@@ -10,8 +10,8 @@ settings, and the ratio of the shipped time to the best one.
 Commands (each its own process, started like a user starts it; wall seconds of the whole
 command, Python and torch start-up included, minus nothing):
 
-* ``separate``: ``python -m asteroid_frugal.separate SONG --models EXP --out OUT`` with a
-  paper-size untrained model (``FrugalTasNet()``, same cost as a trained one) on a generated
+* ``separate``: ``python -m asteroid_frugal.cli.separate SONG --models EXP --out OUT`` with a
+  paper-size untrained model (``build_model(load_config())``, same cost as a trained one) on a generated
   stereo song (``--song_minutes``); also reported as a real-time factor.
 * ``bss``: the fast BSS Eval (``asteroid_frugal.bsseval_fast.evaluate``, what stage 4 calls,
   with ``evaluation.bss_threads`` as stage 4 uses it) on ``--bss_seconds`` of generated 4-stem
@@ -48,10 +48,9 @@ SETTINGS = {
     "active": ["--set", "runtime.threads=null", "--set", "runtime.omp_wait_policy=active"],
 }
 COMMANDS = ("separate", "bss", "train")
-# what a command's threading could inherit, none of it; the last name is runtime.AUTO_ENV (a parent's
-# "auto" choice), copied because this process must not import the package (tests/test_runtime.py checks)
-OMP_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT",
-            "ASTEROID_FRUGAL_AUTO_RUNTIME")
+# what a command's threading could inherit, none of it (and no ASTEROID_FRUGAL_* variable: a parent's
+# runtime choice, runtime.AUTO_ENV and runtime.RESTART_ENV)
+OMP_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 
 
 def parse_args(argv=None):
@@ -67,7 +66,7 @@ def parse_args(argv=None):
     p.add_argument("--museval", action="store_true", help="bss: also time museval (shipped settings)")
     p.add_argument("--out", default=None, help="write the results as JSON here")
     p.add_argument("--child", choices=("bss", "museval", "train"), help=argparse.SUPPRESS)
-    args, _ = p.parse_known_args(argv)   # a child also gets --threads/--set (read by asteroid_frugal.runtime)
+    args, _ = p.parse_known_args(argv)   # a child also gets --threads/--set (read by cli.common.setup_process)
     q = args.quick
     args.song_minutes = args.song_minutes or (0.5 if q else 4.0)
     args.bss_seconds = args.bss_seconds or (30.0 if q else 240.0)
@@ -94,9 +93,12 @@ def four_stems(seconds: float, sr: int = 44100):
 def child(args) -> None:
     """One measurement in this process; prints one JSON line."""
     sys.path.insert(0, str(REPO))
-    import asteroid_frugal  # noqa: F401 - the threading policy, before torch loads
     import torch
+
+    from asteroid_frugal.cli.common import setup_process
     from asteroid_frugal.runtime import describe
+
+    setup_process(sys.argv[1:])   # as every command does (cli.common.run), before any work
 
     if args.child in ("bss", "museval"):
         refs, ests = four_stems(args.bss_seconds)
@@ -118,7 +120,8 @@ def child(args) -> None:
     else:
         from asteroid_frugal.config import load_config
         from asteroid_frugal.losses import TargetRestSISNRLoss
-        from asteroid_frugal.train import build_model, make_optimizer
+        from asteroid_frugal.model import build_model
+        from asteroid_frugal.system import make_optimizer
 
         conf = load_config()
         tr = conf["training"]
@@ -148,7 +151,7 @@ def child(args) -> None:
 
 # ------------------------------------------------------------------- parent
 def clean_env():
-    env = {k: v for k, v in os.environ.items() if k not in OMP_VARS}
+    env = {k: v for k, v in os.environ.items() if k not in OMP_VARS and not k.startswith("ASTEROID_FRUGAL_")}
     env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
 
@@ -159,13 +162,14 @@ def prepare(tmp: Path, args):
     import torch
     import yaml
 
-    from asteroid_frugal.model import FrugalTasNet
+    from asteroid_frugal.config import load_config
+    from asteroid_frugal.model import build_model
     from bench_inference import synthetic_song
 
     exp = tmp / "exp"
     exp.mkdir()
     torch.manual_seed(0)
-    torch.save(FrugalTasNet().serialize(), exp / "best_model.pth")   # paper size (untrained: same cost)
+    torch.save(build_model(load_config()).serialize(), exp / "best_model.pth")   # paper size (untrained: same cost)
     (exp / "conf.yml").write_text(yaml.safe_dump({"data": {"target": "vocals"}}))
     song = tmp / "song.wav"
     sf.write(song, synthetic_song(args.song_minutes * 60, 44100).T, 44100, subtype="FLOAT")
@@ -175,7 +179,7 @@ def prepare(tmp: Path, args):
 def measure(command: str, setting: str, args, exp: Path, song: Path, tmp: Path) -> dict:
     flags = SETTINGS[setting]
     if command == "separate":
-        cmd = [sys.executable, "-m", "asteroid_frugal.separate", str(song), "--models", str(exp),
+        cmd = [sys.executable, "-m", "asteroid_frugal.cli.separate", str(song), "--models", str(exp),
                "--out", str(tmp / "out"), "--overwrite", *flags]
     else:
         child_kind = "museval" if command == "museval" else command

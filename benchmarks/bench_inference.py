@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Inference benchmark: real-time factor and peak memory of separating 1, 4 and 10-minute
-songs with the paper's model (``FrugalTasNet()`` defaults), chunked and batched
+songs with the paper's model (conf.yml's, ``build_model(load_config())``), chunked and batched
 (``separate_long``) against the same model over the whole song in one pass.
 
     .venv/bin/python benchmarks/bench_inference.py                     # CPU, 1 thread
@@ -60,12 +60,13 @@ def worker(args) -> dict:
 
     torch.set_num_threads(args.threads)
     import asteroid_frugal  # noqa: F401
+    from asteroid_frugal.config import load_config
     from asteroid_frugal.inference import separate_long
-    from asteroid_frugal.model import FrugalTasNet
+    from asteroid_frugal.model import build_model
 
     torch.manual_seed(0)
     device = torch.device(args.device)
-    model = FrugalTasNet().eval().to(device)
+    model = build_model(load_config()).eval().to(device)
     sr = int(model.sample_rate)
     song = torch.from_numpy(synthetic_song(args.minutes * 60, sr))
     warm = song[:, : sr * 2]
@@ -109,10 +110,11 @@ def profile_worker(args) -> dict:
     from torch.profiler import ProfilerActivity, profile
 
     torch.set_num_threads(args.threads)
-    from asteroid_frugal.model import FrugalTasNet
+    from asteroid_frugal.config import load_config
+    from asteroid_frugal.model import build_model
 
     torch.manual_seed(0)
-    model = FrugalTasNet().eval()
+    model = build_model(load_config()).eval()
     frames = int(args.chunk_seconds * model.sample_rate / model.kernel_size)
     x = torch.randn(args.batch_chunks, frames, 500)
     out = dict(frames=frames, batch=args.batch_chunks)
@@ -195,7 +197,7 @@ def main(argv=None):
     parser.add_argument("--mode", default="chunked", choices=MODES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.profile:
-        print(f"FrugalTasNet() paper configuration, CPU, {args.threads} thread(s)")
+        print(f"FrugalTasNet, paper configuration (conf.yml), CPU, {args.threads} thread(s)")
         print_profile(profile_worker(args))
         return
     if args.worker:
@@ -203,7 +205,7 @@ def main(argv=None):
         worker(args)
         return
 
-    print(f"FrugalTasNet() paper configuration on {args.device}, {args.threads} thread(s); chunks of "
+    print(f"FrugalTasNet, paper configuration (conf.yml) on {args.device}, {args.threads} thread(s); chunks of "
           f"{args.chunk_seconds:g} s, overlap {args.overlap_seconds:g} s, {args.batch_chunks} per batch", flush=True)
     results = []
     for minutes in sorted(args.minutes):
@@ -250,4 +252,7 @@ def print_table(results):
 
 
 if __name__ == "__main__":
+    from asteroid_frugal.cli.common import setup_process
+
+    setup_process(sys.argv[1:])   # the threading policy, set as every command sets it
     main()

@@ -17,9 +17,10 @@ import torch
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from asteroid_frugal.cli.common import run  # noqa: E402
 from asteroid_frugal.config import load_config  # noqa: E402
 from asteroid_frugal.data.datasets import Augment, ExcerptDataset  # noqa: E402
-from asteroid_frugal.utils import run_cli, write_json_atomic  # noqa: E402
+from asteroid_frugal.utils import write_json_atomic  # noqa: E402
 
 
 def _one_thread(_worker_id=None):
@@ -28,7 +29,7 @@ def _one_thread(_worker_id=None):
 
 def bench(manifest, target, workers, batch_size, epochs, augment=None):
     _one_thread()
-    ds = ExcerptDataset(manifest, target, augment=augment)
+    ds = ExcerptDataset(manifest, target, n_channels=2, augment=augment)   # stereo, as prepared
     loader = DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=workers,
                         worker_init_fn=_one_thread, persistent_workers=workers > 0)
     per_epoch = []
@@ -44,7 +45,7 @@ def bench(manifest, target, workers, batch_size, epochs, augment=None):
             "workers": workers, "batch_size": batch_size, "augment": augment is not None, "epochs": per_epoch}
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--manifest", default="exp/vocals/data/train.csv")
     parser.add_argument("--target", default="vocals")
@@ -53,7 +54,7 @@ def main():
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--augment", action="store_true", help="gain + channel swap + remix")
     parser.add_argument("--out", default=None, help="write the result as JSON")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     aug = Augment.from_conf(load_config(overrides=["shaping.augment_gain=true", "shaping.augment_channel_swap=true",
                                                    "shaping.augment_remix=true"])) if args.augment else None
     result = bench(args.manifest, args.target, args.workers, args.batch_size, args.epochs, aug)
@@ -67,4 +68,4 @@ def main():
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run(main)

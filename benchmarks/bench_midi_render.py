@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import mido  # noqa: E402
 
+from asteroid_frugal.config import load_config  # noqa: E402
 from asteroid_frugal.midi_render import RenderOptions, render_midi_dir  # noqa: E402
 
 PROGRESSIONS = [(0, 7, 9, 5), (0, 5, 7, 5), (9, 5, 0, 7), (0, 9, 5, 7)]   # I-V-vi-IV and friends
@@ -84,14 +85,17 @@ def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--songs", type=int, default=6)
     parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--jobs", type=int, default=1)
-    parser.add_argument("--sample_rate", type=int, default=44100)
-    parser.add_argument("--format", default="wav", choices=("wav", "flac"))
-    parser.add_argument("--soundfont", action="append", default=None)
+    parser.add_argument("--jobs", type=int, default=None, help="default: conf.yml's midi_render.jobs")
+    parser.add_argument("--sample_rate", type=int, default=None, help="default: conf.yml's midi_render.sample_rate")
+    parser.add_argument("--format", default=None, choices=("wav", "flac"),
+                        help="default: conf.yml's midi_render.format")
+    parser.add_argument("--soundfont", action="append", default=None,
+                        help="default: conf.yml's midi_render.soundfonts")
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args()
-    opts = RenderOptions.from_conf({}, soundfonts=args.soundfont, jobs=args.jobs,
-                                   sample_rate=args.sample_rate, format=args.format)
+    given = {"soundfonts": args.soundfont, "jobs": args.jobs, "sample_rate": args.sample_rate, "format": args.format}
+    opts = RenderOptions.from_conf({**load_config()["midi_render"],
+                                    **{k: v for k, v in given.items() if v is not None}})
     with tempfile.TemporaryDirectory() as tmp:
         midi_dir = Path(tmp) / "midi"
         midi_dir.mkdir()
@@ -100,15 +104,15 @@ def main() -> dict:
         cpu0, wall0 = cpu_seconds(), time.time()
         report = render_midi_dir(midi_dir, Path(tmp) / "out", opts)
         cpu, wall = cpu_seconds() - cpu0, time.time() - wall0
-    result = {"songs": report["rendered"], "song_seconds": args.seconds, "jobs": args.jobs,
-              "sample_rate": args.sample_rate, "format": args.format, "soundfonts": report["soundfonts"],
+    result = {"songs": report["rendered"], "song_seconds": args.seconds, "jobs": opts.jobs,
+              "sample_rate": opts.sample_rate, "format": opts.format, "soundfonts": report["soundfonts"],
               "stem_hours": report["stem_hours"], "song_hours": report["song_hours"],
               "cpu_seconds": cpu, "wall_seconds": wall,
               "stem_hours_per_cpu_hour": report["stem_hours"] * 3600 / cpu,
               "song_hours_per_cpu_hour": report["song_hours"] * 3600 / cpu,
               "stem_hours_per_wall_hour": report["stem_hours"] * 3600 / wall}
     print(f"{result['songs']} songs x {args.seconds:g} s, {len(report['soundfonts'])} soundfont(s), jobs "
-          f"{args.jobs}: {result['stem_hours']:.3f} h of stems in {cpu:.1f} s CPU ({wall:.1f} s wall)\n"
+          f"{opts.jobs}: {result['stem_hours']:.3f} h of stems in {cpu:.1f} s CPU ({wall:.1f} s wall)\n"
           f"  {result['stem_hours_per_cpu_hour']:.0f} h of stems per CPU hour "
           f"({result['song_hours_per_cpu_hour']:.0f} h of songs; 300 h of stems ~ "
           f"{300 / result['stem_hours_per_cpu_hour']:.1f} CPU hours)")
@@ -118,4 +122,7 @@ def main() -> dict:
 
 
 if __name__ == "__main__":
+    from asteroid_frugal.cli.common import setup_process
+
+    setup_process(sys.argv[1:])   # the threading policy, set as every command sets it
     main()

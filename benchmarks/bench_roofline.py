@@ -66,7 +66,7 @@ def main(argv=None) -> None:
     from asteroid_frugal.config import get, load_config
     from asteroid_frugal.inference import native_bf16
     from asteroid_frugal.runtime import describe
-    from asteroid_frugal.train import build_model
+    from asteroid_frugal.model import build_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -121,4 +121,7 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
+    from asteroid_frugal.cli.common import setup_process
+
+    setup_process(sys.argv[1:])   # the threading policy, set as every command sets it
     main()

@@ -5,10 +5,10 @@
     .venv/bin/python benchmarks/bench_separate_memory.py --minutes 4 --threads 2
 
 The models are untrained FrugalTasNets built from ``conf.yml``'s (paper) values through
-``train.build_model`` and saved as ``best_model.pth`` the way training exports them (an
+``model.build_model`` and saved as ``best_model.pth`` the way training exports them (an
 untrained model costs the same memory and time as a trained one). The song is a
 synthetic 44.1 kHz stereo wav (``bench_inference.synthetic_song``). Each run is
-``python -m asteroid_frugal.separate SONG --models ... --out ...`` in its own process
+``python -m asteroid_frugal.cli.separate SONG --models ... --out ...`` in its own process
 with the shipped defaults; ``peak RSS`` is that process's ``ru_maxrss`` (``os.wait4``),
 so it is the figure ``/usr/bin/time -v`` would print. Memory does not depend on how
 busy the machine is; the times printed beside it do.
@@ -31,7 +31,7 @@ def make_models(root: Path, targets):
     import torch
 
     from asteroid_frugal.config import load_config
-    from asteroid_frugal.train import build_model
+    from asteroid_frugal.model import build_model
     from asteroid_frugal.utils import torch_save_atomic
 
     out = {}
@@ -85,11 +85,14 @@ def main(argv=None):
         for models in args.sets:
             targets = models.split(",")
             out = tmp / f"out_{len(targets)}"
-            cmd = [sys.executable, "-m", "asteroid_frugal.separate", str(song), "--out", str(out),
+            cmd = [sys.executable, "-m", "asteroid_frugal.cli.separate", str(song), "--out", str(out),
                    "--device", "cpu", "--models", *(f"{t}={exps[t]}" for t in targets)]
             peak, wall = measure(cmd, env)
             print(f"| {'+'.join(targets)} | {peak:.0f} MB | {wall:.0f} s |", flush=True)
 
 
 if __name__ == "__main__":
+    from asteroid_frugal.cli.common import setup_process
+
+    setup_process(sys.argv[1:])   # the threading policy, set as every command sets it
     main()

@@ -41,10 +41,13 @@ VARIANTS = ("float32", "float32-onednn", "bfloat16", "int8", "onnxruntime", "onn
 def causal_model(size: int):
     import torch
 
-    from asteroid_frugal.model import FrugalTasNet
+    from asteroid_frugal.config import load_config
+    from asteroid_frugal.model import build_model
 
     torch.manual_seed(0)
-    return FrugalTasNet(n_filters=size, hidden_size=size, n_layers=4, bidirectional=False, causal=True).eval()
+    conf = load_config(overlays=[REPO / "egs/realtime/conf.yml"],
+                       overrides=[f"filterbank.n_filters={size}", f"masker.hidden_size={size}", "masker.n_layers=4"])
+    return build_model(conf).eval()
 
 
 def make_streamer(model, variant: str, tmpdir: str):
@@ -182,4 +185,7 @@ def print_table(rows) -> None:
 
 
 if __name__ == "__main__":
+    from asteroid_frugal.cli.common import setup_process
+
+    setup_process(sys.argv[1:])   # the threading policy, set as every command sets it
     main()

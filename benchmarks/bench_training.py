@@ -152,16 +152,17 @@ def child(which: str, batch: int, seconds: float, steps: int, device: str, preci
 
     from asteroid.models import LSTMTasNet
     from asteroid_frugal.config import load_config
-    from asteroid_frugal.losses import TargetRestSISNRLoss
-    from asteroid_frugal.model import FrugalTasNet
+    from asteroid_frugal.model import build_model
+    from asteroid_frugal.system import make_loss
 
+    conf = load_config()  # the paper's configuration
     torch.manual_seed(0)
-    sr = 44100
+    sr = int(conf["data"]["sample_rate"])
     n = int(seconds * sr)
     mix = torch.randn(batch, 2, n, device=device)
     targets = torch.randn(batch, 2, 2, n, device=device)
     if which == "frugal":
-        model = FrugalTasNet().to(device)
+        model = build_model(conf).to(device)
         forward = model
     else:
         model = LSTMTasNet(n_src=2, n_layers=4, hid_size=500, dropout=0.0, bidirectional=True,
@@ -170,7 +171,7 @@ def child(which: str, batch: int, seconds: float, steps: int, device: str, preci
         def forward(x):  # stereo as two mono passes: (B, 2, T) -> (B*2, T) -> (B, n_src, 2, T)
             out = model(x.reshape(-1, x.shape[-1]))
             return out.reshape(x.shape[0], 2, 2, -1)[..., : x.shape[-1]].transpose(1, 2)
-    loss_fn = TargetRestSISNRLoss(pit=False, silence_db=float(load_config()["training"]["silence_db"]))
+    loss_fn = make_loss(conf)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     autocast = torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=precision == "bf16")
 
@@ -281,4 +282,7 @@ def print_profile(rows: dict, args, gemm: float) -> None:
 
 
 if __name__ == "__main__":
+    from asteroid_frugal.cli.common import setup_process
+
+    setup_process(sys.argv[1:])   # the threading policy, set as every command sets it
     main()

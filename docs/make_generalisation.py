@@ -1,177 +1,24 @@
 #!/usr/bin/env python
-"""Rebuild docs/generalisation.md (issue 19) from the held-out-soundfont runs' own files.
+"""Rebuild docs/generalisation.md from the held-out-soundfont runs' own files.
 
     .venv/bin/python docs/make_generalisation.py exp/heldout_timgm6mb exp/heldout_fluidr3 [--main exp]
 
-Each positional argument is the ``--exp_dir`` of one direction, run as egs/demo/README.md says
-(``<exp_dir>/{vocals,drums,bass}``, one demo model each, trained on one soundfont's renderings
-and tested on the other's). ``--main`` adds the main job's models (trained and tested on both
-soundfonts) for comparison. Every figure comes from the runs' files: the soundfonts from each
-model's resolved ``conf.yml``, the scores from ``results/si_snr.csv`` (one row per test
-excerpt), the training length from ``training_done.json``. With both directions given, each
-model is also scored on the same test songs rendered with its own training soundfont (the
-other direction's test split), once, with stage 4's SI-SNR code: ``results/si_snr_own_soundfont.csv``.
+Each positional argument is the ``--exp_dir`` of one direction, run as egs/demo/README.md says.
+``--main`` adds the main job's models (trained and tested on both soundfonts) for comparison.
+What the page holds and where each figure comes from: :mod:`asteroid_frugal.reports.docs_generalisation`.
 """
 import argparse
-import sys
 from pathlib import Path
-from typing import Optional
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import yaml  # noqa: E402
-
-from asteroid_frugal.config import DEFAULT_CONF, get, load_yaml  # noqa: E402
-from asteroid_frugal.data.types import TARGETS  # noqa: E402
-from asteroid_frugal.results_table import training_length  # noqa: E402
-from asteroid_frugal.utils import FrugalError, cpu_name, run_cli, write_text_atomic  # noqa: E402
+from asteroid_frugal.cli.common import run
+from asteroid_frugal.reports.docs_generalisation import page
+from asteroid_frugal.utils import write_text_atomic
 
 DOCS = Path(__file__).resolve().parent
-TARGET_DB = {"vocals": 4.0, "drums": 5.0, "bass": 5.0}      # issue 19's targets on the unseen soundfont
 
 
-def _fonts(paths) -> str:
-    return " + ".join(Path(str(p)).stem for p in paths or [])
-
-
-OWN_CSV = "si_snr_own_soundfont.csv"   # results/<this>: the model on the same test songs, its training soundfont
-
-
-def _same_songs(conf: dict, other: dict) -> bool:
-    """Both corpora compose the same test songs (generator, seed and sizes alike; soundfonts may differ)."""
-    keys = ("default_corpus.generator", "default_corpus.seed", "default_corpus.n_train", "default_corpus.n_valid",
-            "default_corpus.n_test", "default_corpus.song_seconds", "data.valid_chunk_seconds")
-    return all(get(conf, k) == get(other, k) for k in keys)
-
-
-def own_soundfont_csv(model_dir: Path, paired_dir: Path) -> Path:
-    """``results/si_snr_own_soundfont.csv`` of ``model_dir``: its SI-SNR on ``paired_dir``'s test excerpts,
-    the same songs rendered with the soundfont(s) the model trained on (the other direction's test
-    split). Computed once with stage 4's own SI-SNR code (evaluate.run_sisnr), then read."""
-    out = model_dir / "results" / OWN_CSV
-    if out.is_file():
-        return out
-    import tempfile
-
-    from asteroid_frugal.evaluate import run_sisnr
-    from asteroid_frugal.inference import chunking, load_target_models
-
-    conf = load_yaml(model_dir / "conf.yml")
-    tm = load_target_models([str(model_dir)], "cpu")[0]
-    with tempfile.TemporaryDirectory(dir=model_dir / "results") as tmp:
-        run_sisnr(tm, paired_dir, Path(tmp), chunking(conf), "cpu", float(get(conf, "training.silence_db")))
-        (Path(tmp) / "si_snr.csv").replace(out)          # complete or absent
-    return out
-
-
-def model_row(model_dir: Path, csv: Optional[Path] = None, tested_on: Optional[list] = None) -> dict:
-    """SI-SNRi of one model over its test songs (``results/si_snr.csv``, or ``csv`` scored on the
-    soundfonts ``tested_on``): mean and median of the per-song means, their spread."""
-    conf = load_yaml(model_dir / "conf.yml")
-    csv = csv or model_dir / "results" / "si_snr.csv"
-    if not csv.is_file():
-        raise FrugalError(f"{csv}: not found (run stage 4 for {model_dir})")
-    target = get(conf, "data.target")
-    table = pd.read_csv(csv)
-    table["imp"] = table[f"si_snr_{target}"] - table[f"input_si_snr_{target}"]
-    per_song = table.groupby("song")["imp"].mean()
-    train_fonts = get(conf, "default_corpus.soundfonts")
-    test_fonts = tested_on or get(conf, "default_corpus.test_soundfonts") or train_fonts
-    n = len(per_song)
-    return dict(target=target, train=_fonts(train_fonts), test=_fonts(test_fonts), songs=n, excerpts=len(table),
-                per_song=per_song,
-                mean=float(per_song.mean()), sem=float(per_song.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan"),
-                median=float(per_song.median()), low=float(per_song.min()), high=float(per_song.max()),
-                excerpt_mean=float(table["imp"].mean()), length=training_length(model_dir),
-                generator=f"{get(conf, 'default_corpus.generator')}, {get(conf, 'default_corpus.n_train')} train / "
-                          f"{get(conf, 'default_corpus.n_test')} test songs of {get(conf, 'default_corpus.song_seconds')} s")
-
-
-def table_lines(rows, with_target: bool):
-    head = ("| model | trained on | tested on | SI-SNRi mean ± s.e. (dB) | median | range over songs | songs |"
-            + (" target | met |" if with_target else ""))
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    for r in rows:
-        line = (f"| {r['target']} | {r['train']} | {r['test']} | {r['mean']:.1f} ± {r['sem']:.1f} | "
-                f"{r['median']:.1f} | {r['low']:.1f} to {r['high']:.1f} | {r['songs']} |")
-        if with_target:
-            goal = TARGET_DB[r["target"]]
-            gap = r["mean"] - goal
-            line += f" >= {goal:g} | {'yes' if gap >= 0 else f'no ({gap:+.1f} dB)'} |"
-        lines.append(line)
-    return lines
-
-
-def paired_change(row: dict, ref: dict) -> str:
-    """``+x.x ± s.e.``: mean and standard error of the per-song differences ``row - ref`` (songs paired)."""
-    diff = row["per_song"] - ref["per_song"]
-    n = int(diff.count())
-    sem = float(diff.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
-    return f"{diff.mean():+.1f} ± {sem:.1f}"
-
-
-def gap_lines(pairs):
-    """Same songs, the soundfont heard in training against the unseen one: the cost of the soundfont
-    alone (song to song differences cancel), paired per song: mean ± s.e. of the per-song differences."""
-    head = "| model | trained on | same songs, own soundfont | same songs, unseen soundfont | change (paired) |"
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    for own, unseen in pairs:
-        lines.append(f"| {own['target']} | {own['train']} | {own['mean']:.1f} ± {own['sem']:.1f} ({own['test']}) | "
-                     f"{unseen['mean']:.1f} ± {unseen['sem']:.1f} ({unseen['test']}) | {paired_change(unseen, own)} |")
-    return lines
-
-
-def _flat(conf: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in conf.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def _yaml_value(value) -> str:
-    """``value`` as written in a config or ``--set`` (true, 440, [a, b])."""
-    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("\n...")
-
-
-# Keys that differ between runs without making another experiment (threads, where files are)
-_NOT_A_CHANGE = ("runtime.", "data.root", "default_corpus.jobs", "midi_render.jobs", "evaluation.")
-
-
-def variant_lines(variant_dirs, held_dirs):
-    """One row per model found under each variant exp_dir: its SI-SNRi on the unseen soundfont next to
-    the direction's demo model (same target, same held-out soundfont, so the same test songs: the
-    variant may train on other soundfonts too), and the settings that differ (from both
-    resolved conf.yml files, so the page says what was changed, not what was meant)."""
-    head = "| variant | model | trained on | tested on | SI-SNRi (dB) | demo model | change (paired) | settings changed |"
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    for v in variant_dirs:
-        found = [t for t in TARGETS if (Path(v) / t / "results" / "si_snr.csv").is_file()]
-        if not found:
-            raise FrugalError(f"{v}: no <target>/results/si_snr.csv (run stages 3-4 of the variant)")
-        for t in found:
-            conf_v = load_yaml(Path(v) / t / "conf.yml")
-            base = next((Path(d) / t for d in held_dirs
-                         if get(load_yaml(Path(d) / t / "conf.yml"), "default_corpus.test_soundfonts")
-                         == get(conf_v, "default_corpus.test_soundfonts")), None)
-            if base is None:
-                raise FrugalError(f"{v}/{t}: no direction given holds out "
-                                  f"{get(conf_v, 'default_corpus.test_soundfonts')}")
-            row, ref = model_row(Path(v) / t), model_row(base)
-            defaults = _flat(load_yaml(DEFAULT_CONF))       # keys added to conf.yml after a run: their default
-            flat_v, flat_b = {**defaults, **_flat(conf_v)}, {**defaults, **_flat(load_yaml(base / "conf.yml"))}
-            changed = [f"`{k}={_yaml_value(flat_v.get(k))}`" for k in sorted(set(flat_v) | set(flat_b))
-                       if flat_v.get(k) != flat_b.get(k) and not k.startswith(_NOT_A_CHANGE)]
-            lines.append(f"| {Path(v).name} | {t} | {row['train']} | {row['test']} | {row['mean']:.1f} ± {row['sem']:.1f} | "
-                         f"{ref['mean']:.1f} | {paired_change(row, ref)} | {', '.join(changed) or 'none'} |")
-    return lines
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("directions", nargs="+", help="exp_dir of each held-out-soundfont run")
     parser.add_argument("--main", default=None, help="exp_dir of the main job (both soundfonts), for comparison")
     parser.add_argument("--variants", nargs="+", default=[],
@@ -179,61 +26,14 @@ def main(argv=None):
                              "the direction that holds out the same soundfont")
     parser.add_argument("--note", default=None, help="a paragraph under the variants' table (what they show)")
     parser.add_argument("--out", default=str(DOCS / "generalisation.md"))
-    args = parser.parse_args(argv)
-    held = [model_row(Path(d) / t) for d in args.directions for t in TARGETS]
-    first = held[0]
-    lines = ["# Generalisation to an unseen soundfont (issue 19)", "",
-             "The demo models (`egs/demo/conf.yml`) trained on the built-in corpus v3 rendered with one "
-             "General MIDI soundfont only, and tested on the test songs (other compositions) rendered with "
-             "the other soundfont, which they never heard. SI-SNRi (dB) of the target, per test song the "
-             "mean over its excerpts, then mean ± standard error, median and range over the songs. One "
-             "training run per model (seed 0): the spread between songs is the only noise shown, run-to-run "
-             "noise is not measured.", "",
-             f"Corpus: {first['generator']}; training: {first['length']} (vocals model of the first direction).",
-             "Targets of the issue: vocals >= 4 dB, drums and bass >= 5 dB on the unseen soundfont.", ""]
-    lines += table_lines(held, with_target=True)
-    pairs = []
-    for d in args.directions:
-        for other in args.directions:
-            for t in TARGETS:
-                mine, theirs = Path(d) / t, Path(other) / t
-                conf_m, conf_t = load_yaml(mine / "conf.yml"), load_yaml(theirs / "conf.yml")
-                if (other != d and _same_songs(conf_m, conf_t) and get(conf_t, "default_corpus.test_soundfonts")
-                        == get(conf_m, "default_corpus.soundfonts")):
-                    own = model_row(mine, own_soundfont_csv(mine, theirs),
-                                    tested_on=get(conf_m, "default_corpus.soundfonts"))
-                    pairs.append((own, held[args.directions.index(d) * len(TARGETS) + TARGETS.index(t)]))
-    if pairs:
-        lines += ["", "Where the gap is: each model on the same test songs rendered with the soundfont it trained on "
-                  "(the other direction's test split: same compositions, same excerpts), against the unseen "
-                  "soundfont above. The paired change per song is the soundfont's cost alone.", ""]
-        lines += gap_lines(pairs)
-    if args.variants:
-        lines += ["", "## Variants tried", "",
-                  "Other training settings, each one training run (seed 0) on the same data as the direction "
-                  "it is compared with; the change is paired per test song (mean ± s.e.). A change within about "
-                  "twice its standard error is not distinguished from run-to-run and song-to-song noise.", ""]
-        lines += variant_lines(args.variants, args.directions)
-        if args.note:
-            lines += ["", args.note]
-    if args.main:
-        lines += ["", "For comparison, the main job (`./run.sh`: trained and tested on both soundfonts):", ""]
-        lines += table_lines([model_row(Path(args.main) / t) for t in TARGETS], with_target=False)
-    lines += ["", "Commands (egs/demo/README.md), then this page:", "", "```bash",
-              *[f"for t in vocals drums bass; do ./run.sh --target $t --stop_stage 4 --overlay \"egs/demo/conf.yml "
-                f"egs/demo/heldout_{Path(d).name.replace('heldout_', '')}.yml\" --data_dir data/{Path(d).name} "
-                f"--exp_dir {d}; done" for d in args.directions],
-              *[(Path(v) / t / "train_command.txt").read_text().strip() for v in args.variants for t in TARGETS
-                if (Path(v) / t / "train_command.txt").is_file()],
-              f".venv/bin/python docs/make_generalisation.py {' '.join(args.directions)}"
-              + (f" --main {args.main}" if args.main else "")
-              + (f" --variants {' '.join(args.variants)}" if args.variants else "")
-              + (' --note "..."' if args.note else ""), "```", "",
-              f"Generated by `docs/make_generalisation.py` from the runs' `conf.yml`, `results/si_snr.csv` and "
-              f"`training_done.json`; machine: {cpu_name()}.", ""]
-    write_text_atomic(args.out, "\n".join(lines))
+    return parser
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
+    write_text_atomic(args.out, page(args.directions, args.main, args.variants, args.note))
     print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run(main)

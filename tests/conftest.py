@@ -23,8 +23,8 @@ SHARED = REPO.parent / "shared"
 
 @pytest.fixture
 def tiny_model_args():
-    return dict(n_src=2, n_filters=16, kernel_size=20, n_channels=2, hidden_size=8,
-                n_layers=2, skip_every=1, sample_rate=8000)
+    return dict(n_src=2, n_filters=16, kernel_size=20, stride=None, n_channels=2, hidden_size=8, n_layers=2,
+                bidirectional=True, skip_every=1, dropout=0.0, mask_act="softmax", causal=False, sample_rate=8000)
 
 
 @pytest.fixture

@@ -4,6 +4,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from asteroid_frugal.data.types import SOURCES
+
 FREQS = {"vocals": 440.0, "drums": 0.0, "bass": 55.0, "other": 330.0, "accompaniment": 220.0}
 
 
@@ -35,7 +37,7 @@ def write_wav(path: Path, audio: np.ndarray, sr: int = 44100, subtype: str = "PC
 def make_hq_root(root: Path, songs: dict, sr: int = 44100) -> Path:
     """MUSDB18-HQ layout: ``songs[name] = (subset, seconds)``; mixture.wav = sum of the stems."""
     for i, (name, (subset, seconds)) in enumerate(songs.items()):
-        stems = {s: stem_signal(s, seconds, sr, seed=i) for s in ("vocals", "drums", "bass", "other")}
+        stems = {s: stem_signal(s, seconds, sr, seed=i) for s in SOURCES}
         for s, a in stems.items():
             write_wav(root / subset / name / f"{s}.wav", a, sr)
         write_wav(root / subset / name / "mixture.wav", sum(stems.values()), sr)

@@ -86,7 +86,7 @@ def test_errors_like_museval():
 
 def test_fast_len_is_smooth_and_large_enough():
     for n in (1, 7, 44611, 45001, 65537):
-        m = bsseval_fast._fast_len(n)
+        m = bsseval_fast.fast_len(n)
         assert m >= n and m < 2 * n + 2
         for p in (2, 3, 5):
             while m % p == 0:
@@ -104,17 +104,17 @@ def test_cuda_matches_cpu():
 def test_solve_fallbacks_match_torch():
     """Not positive definite: LU (as museval); exactly singular: least squares; the factorised
     matrix may be overwritten in place, so the fallbacks get it again from ``rebuild``."""
-    from asteroid_frugal.bsseval_fast import _solve
+    from asteroid_frugal.bsseval_fast import solve_symmetric
 
     indefinite = torch.tensor([[1.0, 2.0], [2.0, 1.0]], dtype=torch.float64)
     rhs = torch.tensor([[1.0], [0.5]], dtype=torch.float64)
-    got = _solve(indefinite.clone(), rhs, lambda: indefinite.clone())
+    got = solve_symmetric(indefinite.clone(), rhs, lambda: indefinite.clone())
     assert torch.allclose(got, torch.linalg.solve(indefinite, rhs))
     singular = torch.tensor([[1.0, 1.0], [1.0, 1.0]], dtype=torch.float64)
-    got = _solve(singular.clone(), rhs, lambda: singular.clone())
+    got = solve_symmetric(singular.clone(), rhs, lambda: singular.clone())
     assert torch.allclose(got, torch.linalg.lstsq(singular, rhs, driver="gelsd").solution)
     spd = torch.tensor([[4.0, 1.0], [1.0, 3.0]], dtype=torch.float64)
-    assert torch.allclose(_solve(spd.clone(), rhs, lambda: spd.clone()), torch.linalg.solve(spd, rhs))
+    assert torch.allclose(solve_symmetric(spd.clone(), rhs, lambda: spd.clone()), torch.linalg.solve(spd, rhs))
 
 
 def test_solve_runs_blas_with_the_evaluations_threads(monkeypatch):
@@ -136,7 +136,7 @@ def test_solve_runs_blas_with_the_evaluations_threads(monkeypatch):
     try:
         torch.set_num_threads(1)
         with threadpool_limits(limits=2, user_api="blas"):   # the process' pool, as runtime.threads: 2 sets it
-            X = bsseval_fast._solve(A.clone(), B, lambda: A.clone())
+            X = bsseval_fast.solve_symmetric(A.clone(), B, lambda: A.clone())
     finally:
         torch.set_num_threads(old)
     assert torch.allclose(X, B / 2)

@@ -1,62 +1,24 @@
-"""The built-in corpus: deterministic, MUSDB18-HQ layout, vocal-like, through the same stage 0 path.
-
-The synth generator (v2, NumPy) first; then corpus v3 (midi: composed GM MIDI rendered with
-FluidSynth, two soundfonts) on a few very short real renderings."""
-from pathlib import Path
+"""The built-in corpus: MUSDB18-HQ layout, resumable, regenerated when its content changes, and
+through the same stage 0 path. The synth generator (v2, NumPy) first; then corpus v3 (midi:
+composed GM MIDI rendered with FluidSynth, two soundfonts) on a few very short real renderings.
+The songs themselves: tests/test_data_synth_corpus.py and tests/test_data_midi_corpus.py."""
+import json
+import shutil
 
 import numpy as np
 import pytest
 import soundfile as sf
 import yaml
 
-from asteroid_frugal.data.default_corpus import SETUP_FILE, CorpusParams, generate_corpus, generate_song
-from asteroid_frugal.data.layout import frame_levels_db, list_tracks, prepared_root, read_track_meta
+from asteroid_frugal.data.default_corpus import SETUP_FILE, CorpusParams, generate_corpus, synth_settings
+from asteroid_frugal.data.layout import list_tracks, prepared_root, read_track_meta
 from asteroid_frugal.data.musdb_prep import prepare_musdb
 from asteroid_frugal.data.types import SOURCES as SOURCES_
+from asteroid_frugal.midi_render import SynthSettings
+from asteroid_frugal.utils import FrugalError
 from data_helpers import base_conf
 
 SR = 44100
-
-
-@pytest.fixture(scope="module")
-def song():
-    return generate_song(seed=0, split="train", index=0, seconds=8.0)
-
-
-def test_song_is_deterministic_and_songs_differ(song):
-    again = generate_song(seed=0, split="train", index=0, seconds=8.0)
-    other = generate_song(seed=0, split="train", index=1, seconds=8.0)
-    for s in ("vocals", "drums", "bass", "other"):
-        assert song[s].shape == (2, 8 * SR) and song[s].dtype == np.float32
-        np.testing.assert_array_equal(song[s], again[s])
-        assert not np.allclose(song[s], other[s])
-
-
-def test_vocals_are_pitched_with_gaps_and_centred(song):
-    v = song["vocals"]
-    levels = frame_levels_db(v)
-    active = levels > -50
-    assert 0.2 < active.mean() < 0.95          # sung passages and silent ones
-    # centred: left and right nearly equal. The dry voice is identical in both channels;
-    # the room reverb (up to 0.3 x a unit-energy decorrelated IR, RT60 up to 1.4 s) lowers the
-    # correlation to 0.70-0.93 over the first songs, so 0.6 still rules out independent channels
-    assert np.corrcoef(v[0], v[1])[0, 1] > 0.6
-    assert abs(10 * np.log10(np.mean(v[0] ** 2) / np.mean(v[1] ** 2))) < 1.0
-    # a voiced frame has a clear fundamental in the singing range and harmonics above it
-    frame = int(np.argmax(levels)) * 4410
-    x = v[0, frame:frame + 4096] * np.hanning(4096)
-    spec = np.abs(np.fft.rfft(x, 16384))
-    freqs = np.fft.rfftfreq(16384, 1 / SR)
-    peak = freqs[np.argmax(spec * (freqs < 1200))]
-    assert 80 < peak < 1100
-    assert spec[(freqs > 1500) & (freqs < 4000)].max() > 1e-3 * spec.max()   # formant region energy
-
-
-def test_levels_are_musdb_like(song):
-    rms = {k: 20 * np.log10(np.sqrt(np.mean(a ** 2))) for k, a in song.items()}
-    assert all(-40 < v < -8 for v in rms.values()), rms
-    assert max(rms.values()) - min(rms.values()) < 15
-    assert np.abs(sum(song.values())).max() <= 0.95 + 1e-6
 
 
 def test_generated_corpus_goes_through_stage0(tmp_path):
@@ -84,8 +46,6 @@ def test_generated_corpus_goes_through_stage0(tmp_path):
 
 
 def test_bad_corpus_settings_are_clear_errors(tmp_path):
-    from asteroid_frugal.utils import FrugalError
-
     with pytest.raises(FrugalError, match="n_valid"):
         CorpusParams.from_conf(base_conf(tmp_path, default_corpus={"n_valid": 0}))
     with pytest.raises(FrugalError, match="generator: 'fm' is not one of midi, synth"):
@@ -99,8 +59,6 @@ def test_bad_corpus_settings_are_clear_errors(tmp_path):
 
 
 def test_foreign_folder_is_not_overwritten(tmp_path):
-    from asteroid_frugal.utils import FrugalError
-
     (tmp_path / "mine.txt").write_text("user data")
     with pytest.raises(FrugalError, match="not written by the corpus generator"):
         generate_corpus(tmp_path, CorpusParams.from_conf(base_conf(tmp_path)), progress=False)
@@ -139,8 +97,6 @@ def test_v3_is_identical_whatever_the_number_of_jobs(v3_corpus, tmp_path):
 
 
 def test_v3_songs_are_rendered_with_both_soundfonts_and_sum_to_the_mixture(v3_corpus):
-    import json
-
     songs = sorted(p for p in v3_corpus.glob("*/Frugal GM - *") if p.is_dir())
     records = {p.name: json.loads((p / ".song.json").read_text()) for p in songs}
     assert records["Frugal GM - Train 001"]["soundfont"] == "FluidR3_GM.sf2"     # song i: soundfonts[i % 2]
@@ -177,52 +133,8 @@ def test_v3_stems_sound_like_their_sources(v3_corpus):
     assert np.corrcoef(other[0], other[1])[0, 1] < 0.999          # stereo placement, not a mono copy
 
 
-def test_v3_soundfonts_change_the_sound_not_the_song(tmp_path):
-    """One composed song rendered with each soundfont: the same notes (record), different samples;
-    its vocals are sung phrases and rests, centred, with a fundamental in the singing range."""
-    from asteroid_frugal.data import midi_corpus
-    from asteroid_frugal.data.default_corpus import _render_options
-
-    params = _v3_params(tmp_path, song_seconds=8)
-    songs = {f: midi_corpus.generate_song(0, "train", 5, 8.0, SR, Path(f), _render_options(params, Path(f)),
-                                          tmp_path) for f in (FLUID, TIM)}
-    (a, rec_a), (b, rec_b) = songs[FLUID], songs[TIM]
-    assert {k: v for k, v in rec_a.items() if k != "soundfont"} == {k: v for k, v in rec_b.items() if k != "soundfont"}
-    for s in ("drums", "bass", "other"):
-        assert np.any(a[s]) and np.any(b[s]) and not np.allclose(a[s], b[s], atol=1e-3)
-    v = a["vocals"]
-    levels = frame_levels_db(v)
-    assert 0.15 < (levels > -50).mean() < 0.95                     # sung phrases and rests
-    assert abs(10 * np.log10(np.mean(v[0] ** 2) / np.mean(v[1] ** 2))) < 1.5
-    frame = int(np.argmax(levels)) * 4410
-    x = v[0, frame:frame + 4096] * np.hanning(4096)
-    spec = np.abs(np.fft.rfft(x, 16384))
-    freqs = np.fft.rfftfreq(16384, 1 / SR)
-    assert 80 < freqs[np.argmax(spec * (freqs < 1200))] < 1100
-
-
-def test_v3_melody_follows_the_key_and_lands_on_chord_tones():
-    from asteroid_frugal.data import midi_corpus
-
-    for index in range(4):
-        rng = np.random.default_rng([0, 0, index, 3])
-        c = midi_corpus._Composer(rng, 30.0, SR)
-        phrases = midi_corpus._melody(c, 53)
-        notes = [n for p in phrases for n in p]
-        assert len(phrases) >= 2 and len(notes) >= 10
-        scale = {(c.song.key + d) % 12 for d in c.song.scale}
-        assert all(m % 12 in scale for _, _, m, _ in notes)
-        assert {m % 12 for m in c.chord(0, 28) + c.chord(0, 55)} <= scale        # bass and chords too
-        on_beat = [(t, m) for t, _, m, _ in notes if abs(t / c.song.beat - round(t / c.song.beat)) < 0.05]
-        chord_tone = [m % 12 in {x % 12 for x in c.chord(int(round(t / c.song.beat)) // 4, 53)}
-                      for t, m in on_beat]
-        assert np.mean(chord_tone) > 0.8
-
-
 def test_v3_new_generator_version_or_soundfonts_regenerate_the_corpus(v3_corpus, tmp_path):
     """An old (v2) corpus is rebuilt, not mixed; so is one rendered with other soundfonts."""
-    import shutil
-
     root = tmp_path / "corpus"
     generate_corpus(root, CorpusParams.from_conf(base_conf(tmp_path, default_corpus={
         "generator": "synth", "n_train": 1, "n_valid": 1, "n_test": 1, "song_seconds": 4, "jobs": 1})),
@@ -233,8 +145,6 @@ def test_v3_new_generator_version_or_soundfonts_regenerate_the_corpus(v3_corpus,
     shutil.copytree(v3_corpus / "test", root / "test")
     stamp = (root / "generator.json").read_text()
     # same content as v3_corpus, under a v2 stamp: everything is regenerated
-    import json
-
     content = _v3_params(tmp_path).content_key()
     assert content["version"] == 3 and content["soundfonts"] == ["FluidR3_GM.sf2", "TimGM6mb.sf2"]
     (root / "generator.json").write_text(json.dumps({"content": {**content, "version": 2}}))
@@ -247,3 +157,47 @@ def test_v3_new_generator_version_or_soundfonts_regenerate_the_corpus(v3_corpus,
     held = _v3_params(tmp_path, soundfonts=[FLUID], test_soundfonts=[TIM])
     assert held.content_key() != content and held.soundfont("test", 0).name == "TimGM6mb.sf2"
     assert {held.soundfont("train", i).name for i in range(3)} == {"FluidR3_GM.sf2"}
+
+
+def test_v3_synth_settings_are_the_midi_render_ones_at_the_corpus_rate(tmp_path):
+    params = CorpusParams.from_conf(base_conf(tmp_path, data={"sample_rate": 22050},
+                                              midi_render={"gain": 0.3, "reverb": False, "sample_rate": 8000}))
+    assert synth_settings(params) == SynthSettings(sample_rate=22050, gain=0.3, reverb=False, chorus=True)
+    params = CorpusParams.from_conf(base_conf(tmp_path, midi_render={"gain": 20.0}))
+    with pytest.raises(FrugalError, match="gain 20.0 must be in"):
+        synth_settings(params)
+
+
+# ------------------------------------------------------------------ faults
+def _midi_params(tmp_path, fonts):
+    return CorpusParams.from_conf(base_conf(tmp_path, default_corpus={
+        "generator": "midi", "n_train": 1, "n_valid": 1, "n_test": 1, "song_seconds": 4, "jobs": 1,
+        "soundfonts": fonts, "test_soundfonts": None}))
+
+
+def test_corpus_missing_or_bad_soundfont_is_one_line_before_any_song(tmp_path):
+    missing = tmp_path / "gone.sf2"
+    with pytest.raises(FrugalError, match=f"{missing}: cannot read soundfont") as err:
+        generate_corpus(tmp_path / "c1", _midi_params(tmp_path, [FLUID, str(missing)]), progress=False)
+    assert "\n" not in str(err.value)
+    bad = tmp_path / "bad.sf2"
+    bad.write_bytes(b"RIFF\0\0\0\0WAVEfmt ")
+    with pytest.raises(FrugalError, match=f"{bad}: not a SoundFont"):
+        generate_corpus(tmp_path / "c2", _midi_params(tmp_path, [str(bad)]), progress=False)
+    for root in (tmp_path / "c1", tmp_path / "c2"):     # nothing generated, nothing half-written
+        assert not list(root.rglob("*.wav"))
+
+
+def test_corpus_leftovers_of_a_killed_run_are_removed_and_the_corpus_completed(tmp_path):
+    params = CorpusParams.from_conf(base_conf(tmp_path, default_corpus={
+        "generator": "synth", "n_train": 1, "n_valid": 1, "n_test": 1, "song_seconds": 4, "jobs": 1}))
+    root = tmp_path / "corpus"
+    generate_corpus(root, params, progress=False)
+    # what a kill leaves: a song being written, a FluidSynth work folder, a missing song
+    (root / "train" / ".tmp-Frugal Synth - Train 001-abc").mkdir()
+    (root / "train" / ".tmp-render-xyz").mkdir()
+    (root / "train" / ".tmp-render-xyz" / "other.wav").write_bytes(b"partial")
+    shutil.rmtree(root / "test" / "Frugal Synth - Test 001")
+    generate_corpus(root, params, progress=False)
+    assert sorted(p.name for p in (root / "train").iterdir()) == ["Frugal Synth - Train 001", "Frugal Synth - Valid 001"]
+    assert (root / "test" / "Frugal Synth - Test 001" / "mixture.wav").is_file()

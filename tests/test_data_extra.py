@@ -6,11 +6,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from asteroid_frugal.cli.prepare_extra import main
+from asteroid_frugal.config import load_config
 from asteroid_frugal.data import extra
-from asteroid_frugal.data.extra import iter_extra_songs, main, prepare_extra, root_id
-from asteroid_frugal.data.layout import read_track_meta, rest_sources
+from asteroid_frugal.data.extra import iter_extra_songs, prepare_extra, root_id, song_targets
+from asteroid_frugal.data.layout import read_track_meta
 from asteroid_frugal.data.types import ExtraSong
+from asteroid_frugal.utils import FrugalError
 from data_helpers import base_conf, stem_signal, write_wav
+
+SLAKH = load_config()["slakh"]
 
 
 @pytest.fixture
@@ -32,7 +37,7 @@ def extra_root(tmp_path):
 
 
 def test_iter_extra_songs_lists_stems(extra_root):
-    songs = {s.name: s for s in iter_extra_songs(extra_root)}
+    songs = {s.name: s for s in iter_extra_songs(extra_root, SLAKH)}
     assert set(songs) == {"mono48k", "karaoke", "unequal", "broken", "solo"}
     assert sorted(songs["mono48k"].stems) == ["bass", "drums", "vocals"]
     assert songs["karaoke"].stems["accompaniment"][0].name == "accompaniment.wav"
@@ -75,10 +80,8 @@ def test_cli_takes_extra_roots(extra_root, tmp_path):
 
 
 def test_missing_root_is_a_clear_error(tmp_path):
-    from asteroid_frugal.utils import FrugalError
-
     with pytest.raises(FrugalError, match="extra data folder not found"):
-        list(iter_extra_songs(tmp_path / "nope"))
+        list(iter_extra_songs(tmp_path / "nope", SLAKH))
 
 
 def test_slakh_roots_are_delegated(tmp_path, monkeypatch, extra_root):
@@ -86,11 +89,11 @@ def test_slakh_roots_are_delegated(tmp_path, monkeypatch, extra_root):
     v = write_wav(tmp_path / "slakh" / "S02.wav", stem_signal("vocals", 1.0))
     fake = types.ModuleType("asteroid_frugal.data.slakh")
     fake.is_slakh_root = lambda root: root.name == "slakh"
-    fake.iter_slakh_songs = lambda root, mapping=None: iter(
+    fake.iter_slakh_songs = lambda root, mapping: iter(
         [ExtraSong("Track00001", {"bass": [a, b], "vocals": [v]}, str(root), "validation")])
     monkeypatch.setattr(extra, "slakh", fake)
-    assert [s.name for s in iter_extra_songs(tmp_path / "slakh")] == ["Track00001"]
-    assert {s.name for s in iter_extra_songs(extra_root)} >= {"karaoke"}   # plain roots unaffected
+    assert [s.name for s in iter_extra_songs(tmp_path / "slakh", SLAKH)] == ["Track00001"]
+    assert {s.name for s in iter_extra_songs(extra_root, SLAKH)} >= {"karaoke"}   # plain roots unaffected
     conf = base_conf(tmp_path / "data", data={"extra_roots": [str(tmp_path / "slakh")]})
     (song,) = prepare_extra(conf, progress=False)["songs"]
     assert song["split"] == "validation" and song["targets"] == ["vocals", "bass"]
@@ -99,9 +102,22 @@ def test_slakh_roots_are_delegated(tmp_path, monkeypatch, extra_root):
     np.testing.assert_allclose(bass, expected, atol=2 / 32768)     # several files of a source are summed
 
 
-def test_rest_sources_rules():
-    assert rest_sources("vocals", ["vocals", "accompaniment", "drums"]) == ["accompaniment"]
-    assert rest_sources("vocals", ["vocals", "drums", "other"]) == ["drums", "other"]
-    assert rest_sources("drums", ["drums", "accompaniment", "vocals"]) == ["vocals"]
-    assert rest_sources("bass", ["drums", "other"]) is None
-    assert rest_sources("vocals", ["vocals"]) is None
+def test_song_targets_follow_the_sources():
+    assert song_targets(["vocals", "drums", "bass", "other"]) == ["vocals", "drums", "bass"]
+    assert song_targets(["vocals", "accompaniment"]) == ["vocals"]   # accompaniment holds drums and bass
+    assert song_targets(["drums", "other"]) == ["drums"]
+    assert song_targets(["vocals"]) == []
+
+
+def test_nan_in_an_extra_stem_is_a_logged_skip(tmp_path):
+    root = tmp_path / "stems"
+    for song in ("good", "nan"):
+        write_wav(root / song / "vocals.wav", stem_signal("vocals", 0.5), 44100)
+        bass = stem_signal("bass", 0.5)
+        if song == "nan":
+            bass[1, 100:110] = np.nan  # PCM_16 stored this as -1.0: full-scale clicks indexed as usable
+        write_wav(root / song / "bass.wav", bass, 44100, subtype="FLOAT")
+    index = prepare_extra(base_conf(tmp_path / "data", data={"extra_roots": [str(root)]}), progress=False)
+    assert [s["name"] for s in index["songs"]] == ["good"]
+    (skip,) = index["skipped"]
+    assert skip["reason"] == f"{root / 'nan' / 'bass.wav'}: contains 10 NaN or infinite sample(s)"

@@ -1,15 +1,16 @@
-"""Stage 2 shaping, the datasets over its manifests, and the manifest report."""
+"""Stage 2 shaping, the datasets over its manifests (through training's loader), and the manifest report."""
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
 
-from asteroid_frugal.data.datasets import (EQ_CENTRES_HZ, Augment, ExcerptDataset, load_shaping, random_eq,
-                                           random_stereo, read_manifest)
-from asteroid_frugal.data.extra import prepare_extra
+from asteroid_frugal.cli.shape_trainset import main
+from asteroid_frugal.data.datasets import Augment, ExcerptDataset, load_shaping, read_manifest
+from asteroid_frugal.data.extra import prepare_extra, root_id
 from asteroid_frugal.data.layout import write_track
-from asteroid_frugal.data.report import manifest_report
-from asteroid_frugal.data.shaping import assign_extra_split, excerpt_starts, main, shape
+from asteroid_frugal.data.shaping import assign_extra_split, excerpt_starts, shape
+from asteroid_frugal.data.types import SOURCES
+from asteroid_frugal.reports.data import manifest_report
 from asteroid_frugal.utils import FrugalError
 from data_helpers import base_conf, stem_signal, write_wav
 
@@ -19,7 +20,7 @@ LENGTHS = [31, 33, 35, 38, 40, 45, 50, 32, 36, 42, 12, 34, 37, 39, 41, 44, 47, 3
 
 def _song(seconds, seed, silent=None):
     return {s: stem_signal(s, seconds, SR, seed=seed, silent=silent if s == "vocals" else None)
-            for s in ("vocals", "drums", "bass", "other")}
+            for s in SOURCES}
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +113,7 @@ def test_short_songs_padded_when_asked(corpus, tmp_path):
     summary, rows = _train(corpus, tmp_path, "pad", excerpt_seconds=20, short_songs="pad")
     (row,) = [r for r in rows if r["song"] == "Song 10"]
     assert row["start"] == 0 and row["length"] == 20 * SR
-    ds = ExcerptDataset(tmp_path / "pad" / "data" / "train.csv", "vocals")
+    ds = ExcerptDataset(tmp_path / "pad" / "data" / "train.csv", "vocals", n_channels=2)
     mix, targets = ds[rows.index(row)]
     assert mix.shape == (2, 20 * SR)
     assert targets[:, :, 12 * SR:].abs().max() == 0 and targets[:, :, :12 * SR].abs().max() > 0
@@ -150,7 +151,7 @@ def test_valid_and_test_chunks_cover_tracks(corpus, tmp_path):
 
 def test_rerun_is_idempotent_and_records_everything(corpus, tmp_path):
     main(["--set", f"data.root={corpus}", "--set", f"data.sample_rate={SR}", "--exp_dir", str(tmp_path / "a"),
-          "--no_report"])
+          "--no_report"])                                                          # the stage's command
     first = {p.name: p.read_bytes() for p in (tmp_path / "a" / "data").iterdir()}
     main(["--set", f"data.root={corpus}", "--set", f"data.sample_rate={SR}", "--exp_dir", str(tmp_path / "a"),
           "--no_report"])
@@ -163,7 +164,7 @@ def test_rerun_is_idempotent_and_records_everything(corpus, tmp_path):
 
 def test_dataset_items_mixture_is_sum_of_stems(corpus, tmp_path):
     _train(corpus, tmp_path, "ds", excerpt_seconds=10)
-    ds = ExcerptDataset(tmp_path / "ds" / "data" / "train.csv", "bass")
+    ds = ExcerptDataset(tmp_path / "ds" / "data" / "train.csv", "bass", n_channels=2)
     assert len(ds) == 20 and ds.sample_rate == SR        # the 12 s song fits a 10 s excerpt
     mix, targets = ds[3]
     assert mix.dtype == targets.dtype == torch.float32
@@ -171,12 +172,12 @@ def test_dataset_items_mixture_is_sum_of_stems(corpus, tmp_path):
     assert torch.equal(mix, targets.sum(0))
     info = ds.get_infos(3)
     stems = {s: sf.read(f"{info['track_dir']}/{s}.wav", dtype="float32", start=info["start"],
-                        frames=info["length"])[0].T for s in ("vocals", "drums", "bass", "other")}
+                        frames=info["length"])[0].T for s in SOURCES}
     np.testing.assert_array_equal(targets[0].numpy(), stems["bass"])
     np.testing.assert_allclose(targets[1].numpy(), stems["vocals"] + stems["drums"] + stems["other"], atol=1e-6)
     mono = ExcerptDataset(tmp_path / "ds" / "data" / "valid.csv", "vocals", n_channels=1)
     assert mono[0][1].shape == (2, 1, 10 * SR)
-    aug = ExcerptDataset(tmp_path / "ds" / "data" / "train.csv", "bass",
+    aug = ExcerptDataset(tmp_path / "ds" / "data" / "train.csv", "bass", n_channels=2,
                          augment=Augment(gain=True, gain_range=(0.25, 1.25), channel_swap=True, remix=True,
                                          eq_db=6.0, stereo=True, stereo_delay_s=0.001, stereo_width_range=(0.0, 1.5)))
     torch.manual_seed(0)
@@ -211,32 +212,19 @@ def test_extra_songs_join_train_and_test_splits(corpus, tmp_path):
     conf["data"]["target"] = "bass"
     bass = shape(conf, tmp_path / "xb")
     assert voc["test"]["extra_tracks"] > 0 and bass["test"]["extra_tracks"] > 0 and voc["n_songs"] > 19
-    split = {f"x{i:02d}": assign_extra_split(f"extra/{_rid(stems)}/x{i:02d}", 0.3, 0.0) for i in range(30)}
+    split = {f"x{i:02d}": assign_extra_split(f"extra/{root_id(stems)}/x{i:02d}", 0.3, 0.0, seed=0)
+             for i in range(30)}
     for exp, target in (("xv", "vocals"), ("xb", "bass")):
         test_rows = read_manifest(tmp_path / exp / "data" / "test.csv")
         assert {r["song"] for r in test_rows if r["corpus"] == "extra"} == \
             {k for k, v in split.items() if v == "test"} | ({"karaoke"} & {r["song"] for r in test_rows})
-    ds = ExcerptDataset(tmp_path / "xv" / "data" / "train.csv", "vocals")
+    ds = ExcerptDataset(tmp_path / "xv" / "data" / "train.csv", "vocals", n_channels=2)
     rows = ds.rows
     if any(r["song"] == "karaoke" for r in rows):   # rest = the accompaniment file
         i = [r["song"] for r in rows].index("karaoke")
         acc = sf.read(rows[i]["track_dir"] + "/accompaniment.wav", dtype="float32", start=rows[i]["start"],
                       frames=rows[i]["length"])[0].T
         np.testing.assert_array_equal(ds[i][1][1].numpy(), acc)
-
-
-def _rid(root):
-    from asteroid_frugal.data.extra import root_id
-
-    return root_id(root)
-
-
-def test_bad_manifest_is_a_clear_error(tmp_path):
-    (tmp_path / "m.csv").write_text("a,b\n1,2\n")
-    with pytest.raises(FrugalError, match="not a manifest"):
-        ExcerptDataset(tmp_path / "m.csv", "vocals")
-    with pytest.raises(FrugalError, match="manifest not found"):
-        ExcerptDataset(tmp_path / "none.csv", "vocals")
 
 
 def test_training_set_applies_the_configured_augmentations(corpus, tmp_path):
@@ -307,44 +295,3 @@ def test_training_set_applies_the_configured_augmentations(corpus, tmp_path):
         load_datasets(conf, exp)
 
 
-def test_random_eq_gives_each_band_its_gain():
-    """A sine at each band centre comes out scaled by that band's gain (and only that band's: the
-    curve is linear in dB over log frequency between centres, flat beyond the ends); channels share
-    one filter; a sine between two centres gets the dB mean of their gains."""
-    sr = 16000
-    t = np.arange(2 * sr) / sr
-    freqs = [f for f in EQ_CENTRES_HZ if f < sr / 2]
-    gains = np.array([-12.0, 6.0, -3.0, 9.0, 0.0, -6.0, 3.0, 12.0])
-    sines = np.stack([np.stack([np.sin(2 * np.pi * f * t), 0.5 * np.cos(2 * np.pi * f * t)]) for f in freqs])
-    out = random_eq(sines.astype(np.float32), np.tile(gains, (len(freqs), 1)), sr)
-    assert out.shape == sines.shape and out.dtype == np.float32
-    mid = slice(sr // 4, -sr // 4)
-    measured = 10 * np.log10((out[..., mid] ** 2).mean(-1) / (sines[..., mid] ** 2).mean(-1))
-    np.testing.assert_allclose(measured, np.repeat(gains[:len(freqs), None], 2, axis=1), atol=0.05)
-    between = np.sqrt(EQ_CENTRES_HZ[1] * EQ_CENTRES_HZ[2])             # geometric middle of bands 1 and 2
-    sine = np.sin(2 * np.pi * between * t)[None].astype(np.float32)
-    got = random_eq(sine, gains, sr)
-    assert 10 * np.log10((got[:, mid] ** 2).mean() / (sine[:, mid] ** 2).mean()) == pytest.approx(1.5, abs=0.1)
-    np.testing.assert_allclose(random_eq(sines.astype(np.float32), np.zeros((len(freqs), 8)), sr), sines, atol=1e-5)
-
-
-def test_random_stereo_delays_then_sets_the_width():
-    """The right channel lags the left by the delay asked (a 0.5 ms lag is 8 samples at 16 kHz, found
-    by cross-correlation); width 0 leaves the mid signal on both channels (mono), width 1 only the
-    delay, width 2 doubles the side signal; the stem's mid is untouched by the width."""
-    sr = 16000
-    rng = np.random.default_rng(0)
-    noise = rng.standard_normal(sr).astype(np.float32)
-    mono = np.stack([noise, noise])[None]
-    delayed = random_stereo(mono, np.array([0.0005]), np.array([1.0]), sr)[0]
-    lag = np.argmax(np.correlate(delayed[0, 100:-100], delayed[1, 100:-100], "full")) - (sr - 201)
-    assert lag == -8 and not np.allclose(delayed[0], delayed[1])
-    np.testing.assert_allclose(delayed[0], np.roll(noise, -4), atol=1e-4)    # exact, circular, half each way
-    np.testing.assert_allclose(delayed[1], np.roll(noise, 4), atol=1e-4)
-    wide = rng.standard_normal((2, 2, sr)).astype(np.float32)
-    out = random_stereo(wide, np.zeros(2), np.array([0.0, 2.0]), sr)
-    mid, side = wide.mean(1), (wide[:, 0] - wide[:, 1]) / 2
-    np.testing.assert_allclose(out[0, 0], mid[0], atol=1e-5)
-    np.testing.assert_allclose(out[0, 1], mid[0], atol=1e-5)
-    np.testing.assert_allclose((out[1, 0] - out[1, 1]) / 2, 2 * side[1], atol=1e-5)
-    np.testing.assert_allclose(out.mean(1), mid, atol=1e-5)

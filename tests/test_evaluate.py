@@ -9,6 +9,7 @@ import torch
 import yaml
 
 from asteroid_frugal import evaluate as stage
+from asteroid_frugal.cli.evaluate import build_parser, main
 from asteroid_frugal.config import load_config
 from asteroid_frugal.data.datasets import write_manifest
 from asteroid_frugal.data.layout import prepared_root, write_track
@@ -44,8 +45,9 @@ def corpus(tmp_path_factory):
     exps = {}
     for k, target in enumerate(("vocals", "drums", "bass")):
         torch.manual_seed(k)
-        model = FrugalTasNet(n_src=2, n_filters=16, kernel_size=20, n_channels=2, hidden_size=8,
-                             n_layers=2, skip_every=1, sample_rate=SR)
+        model = FrugalTasNet(n_src=2, n_filters=16, kernel_size=20, stride=None, n_channels=2, hidden_size=8,
+                             n_layers=2, bidirectional=True, skip_every=1, dropout=0.0, mask_act="softmax",
+                             causal=False, sample_rate=SR)
         exp = root / "exp" / target
         exp.mkdir(parents=True)
         torch.save(model.serialize(), exp / "best_model.pth")
@@ -75,7 +77,7 @@ def _table_rows(markdown, heading):
 
 def test_single_model_matches_museval_called_directly(corpus):
     exp = corpus["exps"]["vocals"]
-    final = stage.main(_args(corpus, "--exp_dir", str(exp), "--backend", "museval"))
+    final = main(_args(corpus, "--exp_dir", str(exp), "--backend", "museval"))
     results = exp / "results"
     models = load_target_models([str(exp)], "cpu")
     for name in TRACKS:
@@ -121,7 +123,7 @@ def test_single_model_matches_museval_called_directly(corpus):
 def test_combined_four_sources_and_other_is_exact(corpus):
     exps = corpus["exps"]
     out = corpus["root"] / "exp" / "combined"
-    final = stage.main(_args(corpus, "--combined", str(exps["vocals"]), str(exps["drums"]), str(exps["bass"]),
+    final = main(_args(corpus, "--combined", str(exps["vocals"]), str(exps["drums"]), str(exps["bass"]),
                              "--exp_dir", str(out), "--backend", "fast", "--max_tracks", "1"))
     data = json.loads((out / "results" / "museval" / "test" / f"{TRACKS[0]}.json").read_text())
     assert [t["name"] for t in data["targets"]] == ["vocals", "drums", "bass", "other"]
@@ -168,19 +170,19 @@ def test_interrupted_evaluation_resumes(corpus, monkeypatch):
     monkeypatch.setattr(stage, "score_track", flaky)
     args = _args(corpus, "--exp_dir", str(exp), "--backend", "fast", "--no_sisnr")
     with pytest.raises(RuntimeError, match="killed"):
-        stage.main(args)
+        main(args)
     scores = exp / "results" / "scores"
     assert [p.stem for p in scores.glob("*.json")] == [TRACKS[0]]
     assert not (exp / "results" / "final_metrics.json").exists()
     first = (scores / f"{TRACKS[0]}.json").stat().st_mtime_ns
     calls.clear()
-    final = stage.main(args)
+    final = main(args)
     assert calls == [TRACKS[1]] and (scores / f"{TRACKS[0]}.json").stat().st_mtime_ns == first
     assert final["n_tracks"] == 2.0 and "sdr_no_bass" in final
     # another backend: every track is scored again, here by two worker processes
     monkeypatch.setattr(stage, "score_track", real)
     fast = json.loads((exp / "results" / "final_metrics.json").read_text())
-    again = stage.main(args + ["--backend", "museval", "--jobs", "2"])
+    again = main(args + ["--backend", "museval", "--jobs", "2"])
     assert all(json.loads((scores / f"{n}.json").read_text())["backend"] == "museval" for n in TRACKS)
     assert "museval 0.4.1" in (exp / "results" / "results.md").read_text()
     for key in ("sdr_bass", "sir_no_bass", "sar_bass", "isr_no_bass"):
@@ -189,9 +191,21 @@ def test_interrupted_evaluation_resumes(corpus, monkeypatch):
 
 def test_user_errors_are_one_line(corpus, tmp_path):
     with pytest.raises(FrugalError, match="no prepared tracks"):
-        stage.main(_args(corpus, "--exp_dir", str(corpus["exps"]["vocals"]), "--split", "nope"))
+        main(_args(corpus, "--exp_dir", str(corpus["exps"]["vocals"]), "--split", "nope"))
     with pytest.raises(FrugalError, match="no model file"):
-        stage.main(_args(corpus, "--exp_dir", str(tmp_path)))
-    with pytest.raises(SystemExit):
-        stage.main(_args(corpus, "--exp_dir", str(tmp_path), "--backend", "bogus"))
-    assert re.search(r"museval", stage.build_parser().format_help())
+        main(_args(corpus, "--exp_dir", str(tmp_path)))
+    with pytest.raises(FrugalError, match=r"^evaluation.bss_backend: unknown backend 'bogus' \(choose museval, fast\)$"):
+        main(_args(corpus, "--exp_dir", str(tmp_path), "--backend", "bogus"))
+    with pytest.raises(FrugalError, match="evaluation.jobs"):   # a config check, before any work
+        main(_args(corpus, "--exp_dir", str(tmp_path), "--jobs", "0"))
+    assert re.search(r"--backend VALUE\s+shortcut for --set evaluation.bss_backend=VALUE", build_parser().format_help())
+
+
+def test_the_library_function_takes_every_knob_from_the_config(corpus, monkeypatch):
+    """``evaluate(conf, exp_dir)``: split, jobs, backend, max_tracks and device are conf keys only."""
+    import inspect
+
+    assert list(inspect.signature(stage.evaluate).parameters) == ["conf", "exp_dir", "combined", "sisnr"]
+    conf = load_config(overrides=corpus["overrides"] + ["evaluation.split=nope"])
+    with pytest.raises(FrugalError, match="nope: no prepared tracks"):
+        stage.evaluate(conf, corpus["exps"]["vocals"], sisnr=False)

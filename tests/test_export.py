@@ -1,10 +1,14 @@
 """Exported models (ONNX through onnxruntime, TorchScript) reproduce PyTorch, offline and streaming."""
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
+import yaml
 
-from asteroid_frugal.export import (OnnxStreamingSeparator, TorchScriptStreamingSeparator, main,
-                                    run_exported)
+from asteroid_frugal.cli import separate as separate_cli
+from asteroid_frugal.cli.common import run
+from asteroid_frugal.cli.export import main
+from asteroid_frugal.export import OnnxStreamingSeparator, TorchScriptStreamingSeparator, run_exported
 from asteroid_frugal.inference import load_model
 from asteroid_frugal.model import FrugalTasNet
 from asteroid_frugal.streaming import StreamingSeparator
@@ -80,3 +84,42 @@ def test_int8_onnx_streaming_export_runs_close_to_the_float_step(tmp_path, tiny_
     ref = torch.cat([reference.process(x[:, i:i + 256]) for i in range(0, 2000, 256)] + [reference.flush()], -1)
     err = float((got - ref).norm() / ref.norm())
     assert 0 < err < 0.2
+
+
+def _cli(main_function, argv, capsys):
+    """Run a command's ``main`` as its console script does (``cli.common.run``); returns (exit code, stderr)."""
+    with pytest.raises(SystemExit) as exit_info:
+        run(main_function, argv)
+    return exit_info.value.code, capsys.readouterr().err
+
+
+def test_cli_stream_and_export_refuse_a_bidirectional_model(tmp_path, tiny_model_args, capsys):
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    torch.save(FrugalTasNet(**tiny_model_args).serialize(), exp / "best_model.pth")
+    (exp / "conf.yml").write_text(yaml.safe_dump({"data": {"target": "vocals"}}))
+    sf.write(tmp_path / "a.wav", np.full((800, 2), 0.1, np.float32), 8000)
+    code, err = _cli(separate_cli.main, [str(tmp_path / "a.wav"), "--models", str(exp), "--out",
+                                         str(tmp_path / "stems"), "--stream", "--device", "cpu"], capsys)
+    assert code == 2 and "not a causal model" in err and "Traceback" not in err
+    code, err = _cli(main, ["--model", str(exp), "--format", "onnx", "--streaming",
+                            "--out", str(tmp_path / "x.onnx")], capsys)
+    assert code == 2 and "not a causal model" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x.onnx").exists() and not (tmp_path / "stems").exists()
+    code, err = _cli(main, ["--model", str(tmp_path / "missing"), "--format", "onnx",
+                            "--out", str(tmp_path / "x.onnx")], capsys)
+    assert code == 2 and "missing: model file not found" in err
+
+
+def test_export_checked_is_the_command_without_its_command_line(tmp_path, tiny_model_args):
+    """The library entry point: format checked before the model is read; int8 only with onnx."""
+    from asteroid_frugal.export import export_checked
+    from asteroid_frugal.utils import FrugalError
+
+    with pytest.raises(FrugalError, match="--format tflite: expected one of onnx, torchscript"):
+        export_checked(tmp_path / "missing", "tflite", tmp_path / "x")
+    with pytest.raises(FrugalError, match="--int8 is for --format onnx"):
+        export_checked(tmp_path / "missing", "torchscript", tmp_path / "x", int8=True)
+    model_file = saved_model(tmp_path, tiny_model_args, causal=False)
+    out = export_checked(model_file, "torchscript", tmp_path / "m.pt")
+    assert out == tmp_path / "m.pt" and out.is_file()

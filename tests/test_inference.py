@@ -1,14 +1,19 @@
 """Chunked inference: exact lengths, exact cross-fades, equality with one pass away from seams,
 bounded chunk sizes, batching invariance, and model loading errors."""
+import pathlib
+
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
 from torch import nn
 
 import asteroid_frugal  # noqa: F401  (registers FrugalTasNet)
 from asteroid.models import BaseModel
-from asteroid_frugal.inference import balanced_chunk, chunk_plan, crossfade_ramp, load_model, separate_long
+from asteroid_frugal.inference import (balanced_chunk, chunk_plan, crossfade_ramp, load_model, load_model_package,
+                                       separate_long)
 from asteroid_frugal.model import FrugalTasNet
-from asteroid_frugal.utils import FrugalError
+from asteroid_frugal.utils import FrugalError, UnsafeFileError
 
 SR = 8000
 
@@ -173,3 +178,29 @@ def test_load_model_errors_are_one_line_and_name_the_file(tmp_path):
                     state_dict={}), bad_args)
     with pytest.raises(FrugalError, match="cannot build model"):
         load_model(bad_args)
+
+
+class _RunsCode:
+    """Pickles as a call to ``Path.touch(marker)``: unpickling it (weights_only=False) creates the marker."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (self.marker,))
+
+
+def test_audio_file_given_as_a_model_says_what_it_is(tmp_path):
+    wav = tmp_path / "song.wav"
+    sf.write(wav, np.zeros((800, 2), np.float32), 8000)
+    with pytest.raises(FrugalError) as err:
+        load_model_package(wav)
+    assert str(err.value) == (f"{wav}: not a loadable model file (best_model.pth, or an experiment or publish "
+                              f"folder holding one): it is a WAV audio file")
+    marker = tmp_path / "marker"
+    crafted = tmp_path / "model.pth"
+    torch.save({"state_dict": {}, "epoch": 0, "payload": _RunsCode(marker), "model_name": "FrugalTasNet",
+                "model_args": {}}, crafted)
+    with pytest.raises(UnsafeFileError, match="nothing in it was run .*only for a file you trust"):
+        load_model_package(crafted)
+    assert not marker.exists()

@@ -12,13 +12,16 @@ import pytest
 import soundfile as sf
 
 from asteroid_frugal import midi_render as mr
+from asteroid_frugal.config import load_config
+from asteroid_frugal.data.types import SOURCES
 from asteroid_frugal.utils import FrugalError
 
 from conftest import REPO
 
 SR = 22050           # a low rate keeps the renders quick
-SOURCES = ("vocals", "drums", "bass", "other")
-pytestmark = pytest.mark.skipif(shutil.which("fluidsynth") is None or not mr.DEFAULT_SOUNDFONT.is_file(),
+SECTION = load_config()["midi_render"]
+FLUID = Path(SECTION["soundfonts"][0])      # conf.yml's soundfont: FluidR3_GM
+pytestmark = pytest.mark.skipif(shutil.which("fluidsynth") is None or not FLUID.is_file(),
                                 reason="fluidsynth and fluid-soundfont-gm are needed (local/setup_env.sh)")
 
 
@@ -55,7 +58,8 @@ def write_song(path, beats=4, tempo_bpm=120, tpb=480):
 
 
 def _opts(**kw):
-    return mr.RenderOptions.from_conf({"sample_rate": SR, **kw})
+    """RenderOptions of conf.yml's midi_render section at ``SR``, with ``kw`` changed."""
+    return mr.RenderOptions.from_conf({**SECTION, "sample_rate": SR, **kw})
 
 
 def _stems(song_dir):
@@ -91,7 +95,7 @@ def test_tracks_are_assigned_to_sources_by_channel_name_and_program(rendered):
 
 
 def test_split_files_hold_only_their_sources_notes(tmp_path):
-    split = mr.split_midi(write_song(tmp_path / "s.mid"), _opts().rules)
+    split = mr.split_midi(write_song(tmp_path / "s.mid"), _opts().rules, None)
     notes = {s: {(m.channel, m.note) for t in f.tracks for m in t if m.type == "note_on" and m.velocity}
              for s, f in split.files.items()}
     assert {ch for ch, _ in notes["drums"]} == {9}
@@ -118,7 +122,7 @@ def test_stems_have_equal_length_do_not_clip_and_sum_to_the_song(rendered, tmp_p
     assert all(np.sqrt(np.mean(a ** 2)) > 1e-3 for a in stems.values())
     # the stems add up to the whole file rendered at once (FluidSynth is linear per voice)
     record = json.loads((out / "song_a" / mr.SONG_RECORD).read_text())
-    full = mr.fluidsynth_render(root / "song_a.mid", mr.DEFAULT_SOUNDFONT, tmp_path / "full.wav", _opts())
+    full = mr.fluidsynth_render(root / "song_a.mid", FLUID, tmp_path / "full.wav", _opts())
     full = full[:, :mixture.shape[1]] * record["gain"]
     assert np.linalg.norm(mixture - full) / np.linalg.norm(full) < 0.02
 
@@ -153,7 +157,7 @@ def test_max_seconds_flac_and_several_soundfonts(tmp_path):
     write_song(midi / "long.mid", beats=8)                          # 4 s
     fonts = [tmp_path / "gm_one.sf2", tmp_path / "gm_two.sf2"]
     for font in fonts:
-        font.symlink_to(mr.DEFAULT_SOUNDFONT)
+        font.symlink_to(FLUID)
     opts = _opts(soundfonts=[str(f) for f in fonts], max_seconds=1.5, format="flac")
     mr.render_midi_dir(midi, tmp_path / "out", opts, progress=False)
     for tag in ("gm_one", "gm_two"):
@@ -179,12 +183,25 @@ def test_source_rules_precedence_and_overrides():
     ({"default": "guitar"}, "not one of"),
     ({"format": "mp3"}, "format"),
     ({"soundfonts": ["/nonexistent/font.sf2"]}, "font.sf2"),
-    ({"speed": 2}, "unknown key"),
+    ({"soundfonts": []}, "midi_render.soundfonts is empty"),
+    ({"gain": 12}, "0 < gain < 10"),
+    ({"sample_rate": 4000}, "8000-96000"),
 ])
 def test_bad_options_are_one_line_errors(bad, match):
     with pytest.raises(FrugalError, match=match) as err:
-        mr.RenderOptions.from_conf(bad)
+        _opts(**bad)
     assert "\n" not in str(err.value)
+
+
+def test_options_come_from_a_whole_section():
+    """Unknown keys are the config's errors; a partial section is a one-line error, not a KeyError."""
+    with pytest.raises(FrugalError, match="unknown config key 'speed'"):
+        load_config(overrides=["midi_render.speed=2"])
+    with pytest.raises(FrugalError, match="missing key 'tail_seconds'"):
+        mr.RenderOptions.from_conf({k: v for k, v in SECTION.items() if k != "tail_seconds"})
+    opts = _opts(gain=0.5, reverb=False)
+    assert opts.synth == mr.SynthSettings(sample_rate=SR, gain=0.5, reverb=False, chorus=True)
+    assert opts.soundfonts == [FLUID] and opts.jobs == 1 and opts.format == "wav"
 
 
 def test_a_soundfont_fluidsynth_cannot_load_stops_the_run_before_any_song(tmp_path):
@@ -225,17 +242,18 @@ def test_stage1_reads_the_rendered_corpus(tmp_path):
                                   f"midi_render.sample_rate={SR}", "midi_render.max_seconds=1"])
     (root,) = render_configured_midi_dirs(conf, progress=False)
     assert root.parent == tmp_path / "data" / "midi_rendered"
-    (song,) = list(iter_extra_songs(root))                  # .render.json and the report are ignored
+    (song,) = list(iter_extra_songs(root, conf["slakh"]))   # .render.json and the report are ignored
     assert song.name == "x" and sorted(song.stems) == sorted(SOURCES)
     decoded = decode_extra_song(song, SR)
     assert {a.shape for a in decoded.values()} == {(2, SR)}
     assert render_configured_midi_dirs(load_config()) == []   # the option is off by default
 
 
-def test_missing_default_soundfont_says_what_to_install(monkeypatch, tmp_path):
-    monkeypatch.setattr(mr, "DEFAULT_SOUNDFONT", tmp_path / "FluidR3_GM.sf2")
-    with pytest.raises(FrugalError, match="apt-get install fluid-soundfont-gm.*--soundfont"):
-        mr.RenderOptions.from_conf({})
+def test_missing_soundfont_says_what_to_install(tmp_path):
+    missing = tmp_path / "FluidR3_GM.sf2"
+    with pytest.raises(FrugalError, match=f"{missing}: soundfont not found.*apt-get install fluid-soundfont-gm"
+                                          ".*--soundfont"):
+        _opts(soundfonts=[str(missing)])
 
 
 def test_stage1_renders_midi_dirs_and_soundfont_renderings_share_a_split(tmp_path):
@@ -252,7 +270,7 @@ def test_stage1_renders_midi_dirs_and_soundfont_renderings_share_a_split(tmp_pat
         write_song(midi / f"s{i}.mid", beats=2)
     fonts = [tmp_path / "gm_one.sf2", tmp_path / "gm_two.sf2"]
     for font in fonts:
-        font.symlink_to(mr.DEFAULT_SOUNDFONT)
+        font.symlink_to(FLUID)
     hq = make_hq_root(tmp_path / "hq", {"a": ("train", 2.0), "b": ("test", 2.0)}, sr=SR)
     conf = base_conf(tmp_path / "data", data={"musdb_root": str(hq), "sample_rate": SR,
                                               "extra_test_fraction": 0.5},

@@ -1,4 +1,5 @@
-"""FrugalTasNet: shapes, normalisation, scale equivariance, Asteroid round trip, parameters, learning."""
+"""FrugalTasNet: shapes, normalisation, scale equivariance, Asteroid round trip, parameters, learning;
+build_model: the config's model, its inconsistent combinations as one-line errors."""
 import importlib
 import subprocess
 import sys
@@ -9,7 +10,9 @@ import torch
 import asteroid_frugal
 from asteroid.losses import PITLossWrapper, pairwise_neg_sisdr
 from asteroid.models import BaseModel, get as get_model
-from asteroid_frugal.model import FrugalTasNet, count_parameters, frame_signal, overlap_add
+from asteroid_frugal.config import load_config
+from asteroid_frugal.model import FrugalTasNet, build_model, count_parameters, frame_signal, overlap_add
+from asteroid_frugal.utils import FrugalError
 
 from conftest import REPO
 
@@ -153,9 +156,8 @@ def _lstm_params(n_in, hidden, bidirectional):
 
 
 def test_paper_configuration_parameter_count():
-    """Paper: N=500, L=220, 4 BLSTM layers of 500 cells, stereo, 2 sources."""
-    model = FrugalTasNet(n_src=2, n_filters=500, kernel_size=220, n_channels=2, hidden_size=500,
-                         n_layers=4, bidirectional=True)
+    """Paper: N=500, L=220, 4 BLSTM layers of 500 cells, stereo, 2 sources (conf.yml's defaults)."""
+    model = build_model(load_config())
     n, l, c, h, s = 500, 220, 2, 500, 2
     expected = (
         2 * c * l * n                        # gated encoder U and V (no bias)
@@ -190,3 +192,31 @@ def test_a_few_steps_lower_the_sisnr_loss(tiny_model_args):
         value.backward()
         opt.step()
     assert loss().item() < first - 3.0  # at least 3 dB better
+
+
+def test_model_knobs_come_from_the_config_only():
+    """No conf.yml value repeated as a constructor default: a call without them is refused."""
+    with pytest.raises(TypeError, match="n_filters"):
+        FrugalTasNet()
+    conf = load_config(overrides=["filterbank.n_filters=12", "masker.hidden_size=6", "masker.n_layers=2",
+                                  "masker.skip_every=1", "masker.mask_act=sigmoid", "data.sample_rate=8000"])
+    args = build_model(conf).get_model_args()
+    assert (args["n_filters"], args["hidden_size"], args["n_layers"], args["skip_every"]) == (12, 6, 2, 1)
+    assert args["mask_act"] == "sigmoid" and args["sample_rate"] == 8000 and args["stride"] == 220
+
+
+def test_model_file_saved_before_the_causal_key_loads_as_offline(tiny_model_args):
+    package = FrugalTasNet(**tiny_model_args).serialize()
+    del package["model_args"]["causal"]
+    assert BaseModel.from_pretrained(package).causal is False
+
+
+def test_inconsistent_causal_config_is_a_one_line_error():
+    conf = load_config(overrides=["masker.causal=true"])  # bidirectional left on
+    with pytest.raises(FrugalError, match="unidirectional"):
+        build_model(conf)
+    conf = load_config(overlays=[REPO / "egs/realtime/conf.yml"], overrides=["filterbank.stride=110"])
+    with pytest.raises(FrugalError, match="stride"):
+        build_model(conf)
+    assert build_model(load_config(overlays=[REPO / "egs/realtime/conf.yml"],
+                                   overrides=["masker.hidden_size=8", "filterbank.n_filters=8"])).causal

@@ -12,10 +12,13 @@ import yaml
 
 import asteroid_frugal  # noqa: F401
 from asteroid.models import BaseModel
+from asteroid_frugal.cli.common import run
+from asteroid_frugal.cli.publish import main
 from asteroid_frugal.config import load_config
 from asteroid_frugal.model import FrugalTasNet
-from asteroid_frugal.publish import main, plain, publish
-from asteroid_frugal.utils import FrugalError, run_cli
+from asteroid_frugal.publish import plain, publish
+from asteroid_frugal.reports.model_card import dataset_description, model_card
+from asteroid_frugal.utils import FrugalError
 
 from conftest import REPO
 
@@ -43,7 +46,7 @@ def make_experiment(tmp_path, args, metrics=True, musdb=True):
 
 def test_publish_folder_loads_and_card_has_metrics_and_command(tmp_path, tiny_model_args):
     exp, model, conf = make_experiment(tmp_path, tiny_model_args)
-    out = publish(exp)
+    out = publish(exp, load_config())
     assert out == exp / "publish"
     assert {"model.pth", "pytorch_model.bin", "README.md", "conf.yml", "final_metrics.json"} <= {
         p.name for p in out.iterdir()}
@@ -84,7 +87,7 @@ def test_publish_without_metrics_says_so_and_republish_replaces(tmp_path, tiny_m
     exp, _, _ = make_experiment(tmp_path, tiny_model_args, metrics=False, musdb=False)
     (exp / "publish").mkdir()
     (exp / "publish" / "stale.txt").write_text("old")
-    out = publish(exp)
+    out = publish(exp, load_config())
     assert not (out / "stale.txt").exists()
     card = (out / "README.md").read_text()
     assert "Not evaluated yet" in card and "model-index" not in card
@@ -94,15 +97,15 @@ def test_publish_without_metrics_says_so_and_republish_replaces(tmp_path, tiny_m
 
 def test_publish_errors(tmp_path, tiny_model_args):
     with pytest.raises(FrugalError, match="experiment folder not found"):
-        publish(tmp_path / "nope")
+        publish(tmp_path / "nope", load_config())
     exp, _, _ = make_experiment(tmp_path, tiny_model_args)
     (exp / "results" / "final_metrics.json").write_text("{broken")
     with pytest.raises(FrugalError, match="final_metrics.json: not valid JSON"):
-        publish(exp)
+        publish(exp, load_config())
     assert not (exp / "publish").exists()
     (exp / "best_model.pth").unlink()
     with pytest.raises(FrugalError, match="best_model.pth: not found"):
-        publish(exp)
+        publish(exp, load_config())
 
 
 def test_plain_types():
@@ -118,6 +121,27 @@ def test_stage_script(tmp_path, tiny_model_args, capsys):
     assert proc.returncode == 0, proc.stderr
     assert (exp / "publish" / "model.pth").is_file()
     with pytest.raises(SystemExit) as exit_info:
-        run_cli(lambda: main(["--exp_dir", str(tmp_path / "missing")]))
+        run(main, ["--exp_dir", str(tmp_path / "missing")])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'missing'}: experiment folder not found"
+
+
+def test_license_is_a_config_key_with_its_shortcut(tmp_path, tiny_model_args):
+    exp, _, _ = make_experiment(tmp_path, tiny_model_args)
+    assert load_config()["publish"]["license"] == "cc-by-nc-sa-4.0"
+    main(["--exp_dir", str(exp), "--license", "mit"])
+    assert yaml.safe_load((exp / "publish" / "README.md").read_text().split("---\n")[1])["license"] == "mit"
+    out = main(["--exp_dir", str(exp), "--out", str(tmp_path / "hub"), "--set", "publish.license=apache-2.0"])
+    assert out == tmp_path / "hub" and "Model weights: `apache-2.0`" in (out / "README.md").read_text()
+
+
+def test_card_of_a_model_without_metrics_command_or_experiment_config():
+    conf = load_config()
+    info = dict(conf=conf, conf_from_experiment=False, metrics=None, command=None, bss_backend=None)
+    card = model_card("FrugalTasNet_builtin_drums", "drums", info, {"n_channels": 1, "sample_rate": 8000}, 1234,
+                      "mit", {"torch": "2.x"})
+    assert "Its two outputs are **drums** and **no_drums** (mono, 8000 Hz, 1,234 parameters)." in card
+    assert "# unknown: the experiment has no train_command.txt" in card and "**Not evaluated yet**" in card
+    assert "Training configuration (the experiment has no conf.yml: this is the publishing config):" in card
+    assert "- torch: 2.x" in card and card.endswith("Model weights: `mit`. Trained on data with its own terms.\n")
+    assert dataset_description(conf)["ids"] == [] and "not MUSDB18" in dataset_description(conf)["text"]

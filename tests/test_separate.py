@@ -1,6 +1,7 @@
 """The separation command: formats, rates, channels, exact lengths, stem sets, rescaling,
 existing outputs, bad files and model/target errors."""
 import re
+import signal
 import subprocess
 import sys
 
@@ -15,7 +16,8 @@ from asteroid_frugal.audio import read_audio
 from asteroid_frugal.model import FrugalTasNet
 from asteroid_frugal.data.types import stem_names
 from asteroid_frugal.inference import least_squares_gain, load_target_models
-from asteroid_frugal.separate import cli, main
+from asteroid_frugal.cli.common import run
+from asteroid_frugal.cli.separate import cli, main
 from asteroid_frugal.utils import FrugalError
 
 from conftest import REPO
@@ -162,7 +164,7 @@ def test_command_line_exit_codes(tmp_path, exps, monkeypatch, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "mismatch" in err[0]
     args[2] = f"vocals={exps['vocals']}"
-    proc = subprocess.run([sys.executable, "-m", "asteroid_frugal.separate", *args],
+    proc = subprocess.run([sys.executable, "-m", "asteroid_frugal.cli.separate", *args],
                           capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert sf.info(str(tmp_path / "out" / "cli" / "accompaniment.wav")).frames == 4000
@@ -196,3 +198,169 @@ def test_precision_auto_probes_bfloat16_against_float32(tmp_path, exps, caplog):
     assert any(r.getMessage().endswith("precision float32 (requested)") for r in caplog.records)
     with pytest.raises(FrugalError, match="separate.precision: expected auto"):
         main([str(wav), "--models", str(exps["vocals"]), "--out", str(tmp_path / "x"), "--set", "separate.precision=int8"])
+
+
+# ------------------------------------------------------------- interrupted and failed runs
+KILL_RUNNER = """
+import os, signal, sys
+sys.path[:0] = [{repo!r}]
+import torch; torch.set_num_threads(1)
+import asteroid_frugal.separate as sep
+from asteroid_frugal.cli.separate import main
+
+real_write, written = sep.write_audio, []
+
+def write_then_die(*args, **kwargs):
+    if written:  # SIGKILL between the first and the second stem of the first song
+        os.kill(os.getpid(), signal.SIGKILL)
+    written.append(args[0])
+    real_write(*args, **kwargs)
+
+sep.write_audio = write_then_die
+main({argv!r})
+"""
+
+
+def _files(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def vocals_exp(tmp_path, tiny_model_args):
+    return make_experiment(tmp_path, "vocals", tiny_model_args)
+
+
+def test_separation_killed_between_stems_is_redone(tmp_path, vocals_exp):
+    songs = tmp_path / "songs"
+    songs.mkdir()
+    for i, name in enumerate(("a", "b")):
+        sf.write(songs / f"{name}.wav", tone(0.6, 8000, 2, i).T, 8000)
+    argv = [str(songs), "--models", str(vocals_exp), "--chunk_seconds", "0.5", "--overlap_seconds", "0.1"]
+    main([*argv, "--out", str(tmp_path / "reference")])
+    out = tmp_path / "out"
+    code = KILL_RUNNER.format(repo=str(REPO), argv=[*argv, "--out", str(out)])
+    killed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert not (out / "a").exists()  # nothing published for the song being written
+    main([*argv, "--out", str(out)])  # the same command again
+    assert _files(out) == _files(tmp_path / "reference")  # all stems, identical; no temporaries left
+    assert sorted(_files(out)) == [f"{s}/{n}" for s in "ab" for n in ("accompaniment.wav", "separation.json",
+                                                                        "vocals.wav")]
+
+
+def test_failed_write_leaves_nothing_and_stems_of_other_models_are_kept(tmp_path, vocals_exp, tiny_model_args,
+                                                                        monkeypatch, capsys):
+    import asteroid_frugal.separate as sep
+
+    wav = tmp_path / "song.wav"
+    sf.write(wav, tone(0.6, 8000, 2).T, 8000)
+    out = tmp_path / "out"
+    argv = [str(wav), "--out", str(out)]
+    real_write, calls = sep.write_audio, []
+
+    def full_disk_at_second_stem(*args, **kwargs):
+        calls.append(args[0])
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        real_write(*args, **kwargs)
+
+    monkeypatch.setattr(sep, "write_audio", full_disk_at_second_stem)
+    with pytest.raises(SystemExit):
+        main([*argv, "--models", str(vocals_exp)])
+    assert "No space left on device" in capsys.readouterr().err
+    assert list(out.iterdir()) == []  # no stem, no temporary folder
+    monkeypatch.setattr(sep, "write_audio", real_write)
+    main([*argv, "--models", str(vocals_exp)])
+    made = _files(out)
+    # another model's stems are not taken for done, nor replaced without --overwrite
+    other = make_experiment(tmp_path, "vocals", tiny_model_args, seed=7)
+    with pytest.raises(SystemExit):
+        main([*argv, "--models", str(other)])
+    err = capsys.readouterr().err
+    assert f"error: {out / 'song'}: holds stems made with other models" in err and "--overwrite" in err
+    assert _files(out) == made
+    main([*argv, "--models", str(other), "--overwrite"])
+    assert _files(out)["song/vocals.wav"] != made["song/vocals.wav"]
+    with pytest.raises(SystemExit):  # other settings: refused too
+        main([*argv, "--models", str(other), "--chunk_seconds", "0.3"])
+    assert "holds stems made with other settings" in capsys.readouterr().err
+    # stems without a record (an interrupted or older run) are separated again
+    (out / "song" / "separation.json").unlink()
+    (out / "song" / "vocals.wav").unlink()
+    main([*argv, "--models", str(other), "--overwrite"])
+    assert sorted(p.name for p in (out / "song").iterdir()) == ["accompaniment.wav", "separation.json", "vocals.wav"]
+
+
+def test_musdb18hq_folder_is_named_after_its_songs(tmp_path, vocals_exp, capsys):
+    from data_helpers import make_hq_root
+
+    root = make_hq_root(tmp_path / "musdb18hq", {"Song A": ("test", 0.4), "Song B": ("test", 0.3),
+                                                 "Song C": ("train", 0.3)}, sr=8000)
+    out = tmp_path / "out"
+    main([str(root / "test"), "--models", str(vocals_exp), "--out", str(out)])
+    assert sorted(_files(out)) == [f"Song {s}/{n}" for s in "AB" for n in ("accompaniment.wav", "separation.json",
+                                                                          "vocals.wav")]
+    # mixtures given as files, and a song folder given on its own, are named after their folder too
+    out2 = tmp_path / "out2"
+    main([str(root / "test" / "Song A" / "mixture.wav"), str(root / "test" / "Song B" / "mixture.wav"),
+                   str(root / "train" / "Song C"), "--models", str(vocals_exp), "--out", str(out2)])
+    assert sorted(p.name for p in out2.iterdir()) == ["Song A", "Song B", "Song C"]
+    # a real collision is still refused, and names both files
+    songs = tmp_path / "songs"
+    songs.mkdir()
+    for ext in ("wav", "flac"):
+        sf.write(songs / f"x.{ext}", tone(0.3, 8000, 2).T, 8000)
+    with pytest.raises(SystemExit):
+        main([str(songs), "--models", str(vocals_exp), "--out", str(tmp_path / "out3")])
+    err = [ln for ln in capsys.readouterr().err.splitlines() if "same output folder" in ln]
+    assert len(err) == 1 and "x.wav" in err[0] and "x.flac" in err[0]
+
+
+def test_unwritable_out_is_detected_before_separating(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    wav = tmp_path / "song.wav"
+    sf.write(wav, tone(0.3, 8000, 2).T, 8000)
+    with pytest.raises(SystemExit) as exit_info:  # models are not even loaded (this one does not exist)
+        run(main, [str(wav), "--models", str(tmp_path / "no_model"), "--out", str(blocker / "stems")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {blocker / 'stems'}: the output folder cannot be written")
+
+
+def test_library_separate_files_takes_its_settings_from_the_config(tmp_path, exps):
+    """``separate_files(conf, ...)``: format, subtype, device and chunking are conf keys (the command's
+    --format, --subtype, --device... are their shortcuts); bad values are one line before any work."""
+    from asteroid_frugal.config import load_config
+    from asteroid_frugal.separate import separate_files
+
+    wav = tmp_path / "s.wav"
+    sf.write(wav, tone(0.7, 8000, 2).T, 8000)
+    conf = load_config(overrides=["separate.format=flac", "separate.subtype=PCM_16", "evaluation.device=cpu",
+                                  "separate.precision=float32"])
+    summary = separate_files(conf, [str(wav)], [str(exps["vocals"])], tmp_path / "out")
+    assert summary == dict(files=1, done=1, skipped=0, failed=[])
+    assert sf.info(str(tmp_path / "out" / "s" / "vocals.flac")).subtype == "PCM_16"
+    assert separate_files(conf, [str(wav)], [str(exps["vocals"])], tmp_path / "out")["skipped"] == 1
+    for bad, message in (("separate.format=mp3", "separate.format: expected wav or flac; got 'mp3'"),
+                         ("separate.subtype=PCM_8", "separate.subtype PCM_8 is not available for wav "
+                                                    "(choose PCM_16 or PCM_24 or FLOAT)")):
+        with pytest.raises(FrugalError, match=re.escape(message)):
+            separate_files(load_config(overrides=[bad]), [str(wav)], [str(tmp_path / "no_model")], tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+
+
+def test_command_line_shortcuts_are_the_config_keys(tmp_path):
+    from asteroid_frugal.cli.common import config_from_args
+    from asteroid_frugal.cli.separate import build_parser
+
+    args = build_parser().parse_args(["x.wav", "--models", "m", "--out", "o", "--format", "flac", "--subtype",
+                                      "PCM_16", "--chunk_seconds", "0.5", "--block", "128", "--stream_precision",
+                                      "int8", "--device", "cpu", "--precision", "bfloat16"])
+    conf = config_from_args(args)
+    assert (conf["separate"]["format"], conf["separate"]["subtype"], conf["separate"]["precision"]) == (
+        "flac", "PCM_16", "bfloat16")
+    assert conf["evaluation"]["chunk_seconds"] == 0.5 and conf["evaluation"]["device"] == "cpu"
+    assert conf["streaming"] == dict(block=128, precision="int8")
+    defaults = config_from_args(build_parser().parse_args(["x.wav", "--models", "m", "--out", "o"]))
+    assert (defaults["separate"]["format"], defaults["separate"]["subtype"]) == ("wav", "PCM_24")

@@ -4,7 +4,7 @@ import math
 import pytest
 
 from asteroid_frugal import stats
-from asteroid_frugal.sweep import _stated_direction, results_markdown, steps
+from asteroid_frugal.reports.sweep import results_markdown, stated_direction, steps
 
 
 def test_mean_std_is_the_sample_std():
@@ -72,9 +72,9 @@ def test_paper_direction_and_verdict():
 
 def test_stated_directions_between_rows():
     d = ["rises", "rises", "flat", "flat"]
-    assert _stated_direction(d, 0, 1) == "rises" and _stated_direction(d, 2, 3) == "flat"
-    assert _stated_direction(d, 0, 4) == "rises" and _stated_direction(d, 2, 4) == "flat"
-    assert _stated_direction(["rises", "falls"], 0, 2) is None and _stated_direction(None, 0, 1) is None
+    assert stated_direction(d, 0, 1) == "rises" and stated_direction(d, 2, 3) == "flat"
+    assert stated_direction(d, 0, 4) == "rises" and stated_direction(d, 2, 4) == "flat"
+    assert stated_direction(["rises", "falls"], 0, 2) is None and stated_direction(None, 0, 1) is None
 
 
 def _row(variant, value, per_seed, paper=None):

@@ -1,19 +1,24 @@
 """egs sweeps: two tiny variants x two seeds end to end through run.sh, interrupted and resumed; the table
 (mean ± std over seeds, paired steps) comes from each run's own metric files; run.sh options reach every variant."""
 import json
-import math
 import os
 import signal
 import subprocess
 import sys
 import time
+import types
+from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
+from asteroid_frugal import sweep
+from asteroid_frugal.cli.run_egs import main as run_egs
+from asteroid_frugal.config import load_config
+from asteroid_frugal.reports.experiment import load_experiment
+from asteroid_frugal.reports.sweep import collect
 from asteroid_frugal.stats import mean_std
-from asteroid_frugal.sweep import collect, load_experiment, plot_results, results_markdown, steps
 from asteroid_frugal.utils import FrugalError
 
 from conftest import REPO
@@ -159,67 +164,6 @@ def test_every_run_sh_option_reaches_every_variant(tmp_path):
     assert not (exp / "results.md").exists()   # stopped before evaluation: no table
 
 
-def test_table_changes_when_a_metric_file_changes(tmp_path):
-    egs = make_egs(tmp_path)
-    spec = load_experiment(egs)
-    exp = tmp_path / "exp"
-    for k, offset in ((0, 0.0), (1, 1.0)):
-        for v, length, value in (("short", 1, 1.5), ("long", 2, 2.5)):
-            run = exp / f"seed{k}" / v
-            (run / "results").mkdir(parents=True)
-            (run / "conf.yml").write_text(f"shaping: {{excerpt_seconds: {length}}}\n")
-            (run / "results" / "final_metrics.json").write_text(
-                json.dumps({"si_snr_vocals": value + offset, "si_snr_accompaniment": 2 * value}))
-    rows = collect(spec, exp)
-    assert [(r["variant"], r["value"], r["stats"]["vocals"], r["stats"]["accompaniment"][0]) for r in rows] == [
-        ("short", 1, (2.0, math.sqrt(0.5)), 3.0), ("long", 2, (3.0, math.sqrt(0.5)), 5.0)]
-    assert rows[0]["per_seed"][1] == {"vocals": 2.5, "accompaniment": 3.0, "mean": 2.75}
-    assert "| short | 1 |" in results_markdown(spec, rows)
-    assert [r["variant"] for r in collect(spec, exp, n_seeds=1)] == ["short", "long"]
-    assert len(collect(spec, exp, n_seeds=1)[0]["per_seed"]) == 1
-    (exp / "seed1" / "long" / "results" / "final_metrics.json").write_text(json.dumps({"si_snr_vocals": 1.0}))
-    with pytest.raises(FrugalError, match="seed1/long/results/final_metrics.json: no 'si_snr_accompaniment'"):
-        collect(spec, exp)
-
-
-def test_table3_rows_from_the_three_models_and_the_combination(tmp_path):
-    spec = load_experiment(REPO / "egs" / "table3_musdb")
-    exp = tmp_path / "exp"
-    for k in (0, 1):
-        run = exp / f"seed{k}" / "tasnet"
-        for d, metrics in (("vocals", {"sdr_vocals": 3.0 + k, "sdr_accompaniment": 9.0}),
-                           ("drums", {"sdr_drums": 4.0, "sdr_no_drums": 8.0}), ("bass", {"sdr_bass": 2.0}),
-                           ("combined", {"sdr_vocals": 3.5 + 2 * k, "sdr_drums": 3.0, "sdr_bass": 2.5,
-                                         "sdr_other": 1.0, "sdr_mean": 2.5 + k / 2})):
-            (run / d / "results").mkdir(parents=True)
-            (run / d / "results" / "final_metrics.json").write_text(json.dumps(metrics))
-        (run / "vocals" / "conf.yml").write_text("shaping: {excerpt_seconds: 20}\n")
-    rows = collect(spec, exp)
-    assert [r["variant"] for r in rows] == ["tasnet {1}", "tasnet {4}"]
-    one, four = rows
-    assert one["per_seed"][1] == {"vocals": 4.0, "accompaniment": 9.0, "drums": 4.0, "bass": 2.0, "other": 1.0,
-                                  "mean": (4.0 + 4.0 + 2.0 + 1.0) / 4}
-    assert four["per_seed"][0] == {"vocals": 3.5, "drums": 3.0, "bass": 2.5, "other": 1.0, "mean": 2.5}
-    assert one["paper"]["drums"] == 7.68 and four["paper"]["drums"] == 6.90
-    judged = {s["column"]: s for s in steps(spec, rows)}
-    assert set(judged) == {"vocals", "drums", "bass", "mean"}      # other of {1} is the {4} value: no step
-    assert judged["drums"]["step"]["mean"] == -1.0 and judged["drums"]["measured"] == "falls"
-    assert judged["drums"]["paper"] == "falls" and judged["drums"]["verdict"] == "agree"
-    md = results_markdown(spec, rows)
-    assert "| tasnet {1} | – | – | – | – | 2 | 3.50 ± 0.71 | 9.00 ± 0.00 | 4.00 ± 0.00 |" in md
-    plot_results(spec, rows, tmp_path / "t3.png")
-    assert (tmp_path / "t3.png").stat().st_size > 0
-    (exp / "seed1" / "tasnet" / "combined" / "results" / "final_metrics.json").unlink()
-    assert [len(r["per_seed"]) for r in collect(spec, exp)] == [1, 1]   # seed 1 incomplete: left out
-
-
-def test_broken_experiment_folder_is_a_one_line_error(tmp_path):
-    egs = make_egs(tmp_path)
-    (egs / "long.yml").unlink()
-    with pytest.raises(FrugalError, match="long.yml"):
-        load_experiment(egs)
-
-
 def test_drums_sweep_is_tabulated(tmp_path):
     """A drums experiment: evaluate writes si_snr_drums / si_snr_no_drums (data/types.py's names)
     and the sweep's table reads exactly those (it once looked for a missing si_snr_rest)."""
@@ -240,59 +184,68 @@ def test_drums_sweep_is_tabulated(tmp_path):
     assert float(cells(line)[7].split(" ± ")[0]) == pytest.approx(metrics["si_snr_drums"], abs=0.006)
 
 
-def test_sdr_table_names_the_bss_eval_backend():
-    spec = {"title": "t", "target": "vocals", "metric": "sdr", "varied": {"key": "k", "label": "x"},
-            "variants": ["a", "b"]}
-    rows = [dict(variant="a", value=1, per_seed={}, stats={}, epochs=[1], bss_backends=["fast"]),
-            dict(variant="b", value=2, per_seed={}, stats={}, epochs=[1], bss_backends=["museval"])]
-    assert "SDR (dB, BSS Eval v4 by museval and the fast evaluator" in results_markdown(spec, rows)
-    assert "BSS Eval v4 by museval, median" in results_markdown(spec, rows[1:])
-
-
-def test_make_results_all_runs_sweeps_side_by_side_on_a_share_of_the_cores():
-    """--all --jobs N: each sweep's command gets cores/N threads and its targets one at a time; N=1 is unchanged."""
-    import importlib.util
-    import types
-    spec = importlib.util.spec_from_file_location("make_results", REPO / "docs" / "make_results.py")
-    mr = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mr)
-    args = types.SimpleNamespace(set=mr.DEMO_SET, exp_dir="exp", seeds=3)
-    alone = mr.sweep_command("egs/table3_musdb", args, 1)
-    assert alone[alone.index("--set") + 1] == f"{mr.DEMO_SET} shaping.excerpt_seconds=10"
-    assert "--target_jobs" not in alone and "--jobs" not in alone
-    threads = max(1, (os.cpu_count() or 1) // 2)
-    beside = mr.sweep_command("egs/sec34_variety_vs_context", args, 2)
-    assert beside[beside.index("--set") + 1] == (f"{mr.DEMO_SET} default_corpus.song_seconds=45 "
-                                                 f"runtime.threads={threads}")
-    assert beside[-4:] == ["--data_dir", "data/corpus_45s", "--target_jobs", "1"]
-    assert set(mr.EXPERIMENTS) == {str(p.parent.relative_to(REPO)) for p in REPO.glob("egs/*/experiment.yml")}
-    bad = subprocess.run([sys.executable, "docs/make_results.py", "--all", "--jobs", "0"], cwd=REPO,
-                         capture_output=True, text=True)
-    assert bad.returncode == 2 and bad.stderr.strip() == "error: --jobs 0: expected a number >= 1"
-
-
 def test_target_jobs_reaches_each_all_targets_variant(tmp_path, monkeypatch):
     """run.sh --egs ... --target_jobs N: each variant training all targets (Table 3) gets it."""
-    import types
-
-    from asteroid_frugal import sweep
-
     seen = []
     monkeypatch.setattr(sweep.subprocess, "run", lambda cmd, **kw: seen.append(cmd) or types.SimpleNamespace(returncode=0))
     spec = load_experiment(REPO / "egs" / "table3_musdb")
-    args = types.SimpleNamespace(overrides=[], overlay=[], stage=0, stop_stage=4, conf="conf.yml", target_jobs="1")
-    sweep.run_variant(spec, "tasnet", 0, tmp_path, args)
+    call = sweep.RecipeCall(REPO, "conf.yml", stage=0, stop_stage=4, target_jobs="1")
+    sweep.run_variant(spec, "tasnet", 0, tmp_path, call)
     assert seen[0][seen[0].index("--target_jobs") + 1] == "1"
     run_sh = (REPO / "run.sh").read_text()
     assert '--target_jobs "$target_jobs_option"' in run_sh.split("local/run_egs.py", 1)[1].split("\n", 2)[1]
 
 
-def test_variant_times_keep_the_work_not_a_later_skip(tmp_path):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("make_results", REPO / "docs" / "make_results.py")
-    mr = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mr)
-    log = tmp_path / "sweep.log"
-    log.write_text("x INFO variant a seed 0 done in 600 s\nx INFO variant b seed 0 done in 300 s\n"
-                   "x INFO variant a seed 0 done in 40 s\nx INFO variant a seed 1 done in 500 s\n")
-    assert mr.variant_times(log) == {("a", 0): 600, ("b", 0): 300, ("a", 1): 500}
+def test_variant_command_stages_and_settings(tmp_path):
+    """The sweep's settings, then run.sh's options, then the seed; a variant never runs stage 5; without
+    --stage/--stop_stage (run.sh always passes both) run.sh's first stage and evaluation as the last."""
+    spec = load_experiment(make_egs(tmp_path))
+    call = sweep.RecipeCall(REPO, "my.yml", ["demo.yml"], ["optim.lr=0.1"], stage=2, stop_stage=5)
+    cmd = sweep.variant_command(spec, "long", 1, tmp_path / "exp", call)
+    assert cmd[cmd.index("--stage") + 1] == "2" and cmd[cmd.index("--stop_stage") + 1] == "4"
+    assert cmd[cmd.index("--set") + 1] == "evaluation.bss=false optim.lr=0.1 training.seed=1"
+    assert cmd[cmd.index("--overlay") + 1] == f"demo.yml {spec['common_path']} {spec['variant_paths']['long']}"
+    assert cmd[-6:] == ["--exp_dir", str(tmp_path / "exp" / "seed1"), "--tag", "long", "--target", "vocals"]
+    bare = sweep.variant_command(spec, "long", 0, tmp_path / "exp", sweep.RecipeCall(REPO, "conf.yml"))
+    assert "--stage" not in bare and bare[bare.index("--stop_stage") + 1] == str(sweep.EVALUATION_STAGE)
+
+
+def test_seeds_from_the_command_line_the_experiment_or_the_config(tmp_path):
+    egs = make_egs(tmp_path)
+    spec = load_experiment(egs)
+    conf = load_config()
+    assert conf["sweep"]["seeds"] == 3
+    assert sweep.seed_count(spec, conf) == 2 and sweep.seed_count(spec, conf, 5) == 5
+    (egs / "experiment.yml").write_text(EXPERIMENT.replace("seeds: 2\n", ""))
+    spec = load_experiment(egs)
+    assert spec["seeds"] is None and sweep.seed_count(spec, conf) == 3
+    assert sweep.seed_count(spec, load_config(overrides=["sweep.seeds=4"])) == 4
+    with pytest.raises(FrugalError, match="^--seeds must be >= 1, got 0$"):
+        sweep.seed_count(spec, conf, 0)
+    with pytest.raises(FrugalError, match="^sweep.seeds must be >= 1, got 0$"):
+        sweep.seed_count(spec, load_config(overrides=["sweep.seeds=0"]))
+    (egs / "experiment.yml").write_text(EXPERIMENT.replace("seeds: 2", "seeds: 0"))
+    with pytest.raises(FrugalError, match="experiment.yml: seeds must be a whole number >= 1, got 0"):
+        load_experiment(egs)
+
+
+def test_run_egs_collect_only_and_the_recipe_folder(tmp_path, monkeypatch, capsys):
+    """--collect_only rebuilds the table from the runs' files (no run.sh needed); running variants needs
+    run.sh in the current folder (run.sh starts the sweep from its own folder)."""
+    egs = make_egs(tmp_path)
+    for k in (0, 1):
+        for v, length in (("short", 1), ("long", 2)):
+            run = tmp_path / "exp" / "tiny_sweep" / f"seed{k}" / v
+            (run / "results").mkdir(parents=True)
+            (run / "conf.yml").write_text(f"shaping: {{excerpt_seconds: {length}}}\n")
+            (run / "results" / "final_metrics.json").write_text(
+                json.dumps({"si_snr_vocals": length + k, "si_snr_accompaniment": 2.0 * length}))
+    monkeypatch.chdir(tmp_path)
+    table = run_egs(["--egs", str(egs), "--exp_dir", "exp", "--collect_only", "--caption", "tiny."])
+    assert table == Path("exp") / "tiny_sweep" / "results.md" and (table.parent / "results.png").is_file()
+    assert "| short | 1 |" in table.read_text() and "\ntiny.\n" in table.read_text()
+    assert capsys.readouterr().out.startswith("# tiny excerpt-length sweep")
+    with pytest.raises(FrugalError, match=f"^{tmp_path}: no run.sh here"):
+        run_egs(["--egs", str(egs), "--exp_dir", "exp"])
+    with pytest.raises(SystemExit):
+        run_egs(["--egs", str(egs)])        # --exp_dir is required: run.sh always passes it

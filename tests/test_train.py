@@ -1,4 +1,6 @@
-"""Stage 3 training: learning, export, resume after a real kill, robustness, LR schedule and early stop."""
+"""Stage 3 training (train.py): learning, export, resume after a real kill, the same-experiment check,
+DDP, and the command line's one-line errors. The System's parts (robustness, LR schedule, early stop,
+sampler, CSV log, checkpoint loading): test_system.py."""
 import json
 import os
 import signal
@@ -11,8 +13,10 @@ import pytest
 import torch
 
 from asteroid.models import BaseModel
-from asteroid_frugal.config import load_config
-from asteroid_frugal.train import FrugalSystem, build_model, train
+from asteroid_frugal.config import load_config, save_config
+from asteroid_frugal.model import build_model
+from asteroid_frugal.system import load_checkpoint
+from asteroid_frugal.train import check_same_experiment, train
 from asteroid_frugal.utils import FrugalError
 
 from conftest import REPO
@@ -132,58 +136,18 @@ def test_resume_after_sigkill_restores_epoch_step_and_optimizer(tmp_path):
     assert steps_logged.max() >= final["global_step"] - 1
 
 
-def test_silent_targets_and_nan_inputs_do_not_corrupt_weights(tmp_path):
-    conf = tiny_conf("training.epochs=1")
-    torch.manual_seed(0)
-    initial = {k: v.clone() for k, v in build_model(conf).state_dict().items()}
-    # every item has NaN input: every step skipped, weights untouched
-    train(conf, tmp_path / "nan", ToyTargetRest(8, nan=range(8)), ToyTargetRest(4, seed=1))
-    model = BaseModel.from_pretrained(str(tmp_path / "nan" / "best_model.pth"))
-    for k, v in model.state_dict().items():
-        assert torch.equal(v, initial[k]), k
-    done = json.loads((tmp_path / "nan" / "training_done.json").read_text())
-    assert done["skipped_steps"] == 2
-    # silent targets: excluded from the loss, counted, weights stay finite and do change
-    train(conf, tmp_path / "silent", ToyTargetRest(8, silent=range(0, 8, 2)), ToyTargetRest(4, seed=1))
-    model = BaseModel.from_pretrained(str(tmp_path / "silent" / "best_model.pth"))
-    assert all(torch.isfinite(v).all() for v in model.state_dict().values())
-    m = metrics(tmp_path / "silent")
-    assert m["silent_refs"].dropna().sum() == 4
-    assert torch.isfinite(torch.tensor(m["loss_epoch"].dropna().to_numpy())).all()
-
-
-def test_lr_halving_and_early_stopping_at_the_paper_epoch_counts(tmp_path, monkeypatch):
-    """Scripted val_loss: best at epoch 1, then no improvement. Paper: LR halved after 3 epochs
-    without improvement, stop after 10."""
-    curve = [10.0, 9.0] + [9.5] * 30
-
-    def scripted_validation(self, batch, batch_nb):
-        self.log("val_loss", torch.tensor(curve[self.current_epoch]), on_epoch=True, batch_size=1)
-
-    monkeypatch.setattr(FrugalSystem, "validation_step", scripted_validation)
-    exp = tmp_path / "sched"
-    summary = train(tiny_conf("training.epochs=30"), exp, ToyTargetRest(4, length=400), ToyTargetRest(1, length=400))
-    m = metrics(exp)
-    lr = m[["epoch", "lr"]].dropna().set_index("epoch")["lr"]
-    # bad epochs 2, 3, 4 -> halved from epoch 5; bad 5, 6, 7 -> halved again from epoch 8
-    assert lr.loc[4] == pytest.approx(1e-3) and lr.loc[5] == pytest.approx(5e-4)
-    assert lr.loc[7] == pytest.approx(5e-4) and lr.loc[8] == pytest.approx(2.5e-4)
-    # 10 bad epochs (2..11) -> stop after epoch 11
-    assert summary["stop_reason"] == "early_stopping"
-    assert m["epoch"].max() == 11
-
-
 DDP_SCRIPT = """
 import json, os, sys
 sys.path[:0] = [{repo!r}, {tests!r}]
 import torch; torch.set_num_threads(1)
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
-from asteroid_frugal import train as stage
 from asteroid_frugal.config import load_config
+from asteroid_frugal.system import FrugalSystem
+from asteroid_frugal.train import train
 from toy_data import ToyTargetRest
 
 record = {{"val_loss": []}}
-original = stage.FrugalSystem.on_validation_epoch_end
+original = FrugalSystem.on_validation_epoch_end
 
 def on_validation_epoch_end(self):
     if not self.trainer.sanity_checking:
@@ -197,11 +161,11 @@ def on_train_end(self):
     record["scheduler_best"] = float(self.lr_schedulers().best)
     record["lr"] = float(self.optimizers().param_groups[0]["lr"])
 
-stage.FrugalSystem.on_validation_epoch_end = on_validation_epoch_end
-stage.FrugalSystem.on_train_end = on_train_end
+FrugalSystem.on_validation_epoch_end = on_validation_epoch_end
+FrugalSystem.on_train_end = on_train_end
 conf = load_config(overrides={overrides!r} + sys.argv[1:])
 # each rank validates on half of these (DistributedSampler): unsynced, their val_loss would differ
-summary = stage.train(conf, {exp!r}, ToyTargetRest(8, length=800), ToyTargetRest(4, length=800, seed=1))
+summary = train(conf, {exp!r}, ToyTargetRest(8, length=800), ToyTargetRest(4, length=800, seed=1))
 rank = int(os.environ.get("LOCAL_RANK", 0))
 with open(os.path.join({out!r}, f"rank{{rank}}.json"), "w") as f:
     json.dump(dict(record, summary=summary), f)
@@ -248,29 +212,128 @@ def test_two_process_ddp_on_cpu_syncs_validation_and_resumes(tmp_path):
 def test_config_check_ignores_keys_a_conf_yml_version_added_or_removed(tmp_path):
     """An experiment saved by an older conf.yml (a key since removed, one not yet added) still
     resumes; a changed value of a key both have is still refused."""
-    from asteroid_frugal.config import save_config
-    from asteroid_frugal.train import _check_same_experiment
-
     conf = tiny_conf()
     old = tiny_conf()
     old["training"]["loss"] = "sisnr"
     del old["training"]["silence_db"]
     save_config(old, tmp_path / "conf.yml")
-    _check_same_experiment(conf, tmp_path)
+    check_same_experiment(conf, tmp_path)
     with pytest.raises(FrugalError, match=r"\(optim.lr\)"):
-        _check_same_experiment(tiny_conf("optim.lr=0.5"), tmp_path)
+        check_same_experiment(tiny_conf("optim.lr=0.5"), tmp_path)
 
 
 def test_config_check_ignores_what_training_never_reads(tmp_path):
     """Scoring, separation, streaming and threading settings (a sweep resumed with --jobs, stage 4
     re-run with museval) leave the experiment the same one; a model or data key does not."""
-    from asteroid_frugal.config import save_config
-    from asteroid_frugal.train import _check_same_experiment
-
     save_config(tiny_conf("runtime.threads=1"), tmp_path / "conf.yml")
-    _check_same_experiment(tiny_conf("runtime.threads=2", "runtime.omp_wait_policy=passive",
+    check_same_experiment(tiny_conf("runtime.threads=2", "runtime.omp_wait_policy=passive",
                                      "evaluation.bss_backend=museval", "separate.precision=float32",
                                      "streaming.block=512", "default_corpus.jobs=1", "midi_render.jobs=3"),
                            tmp_path)
     with pytest.raises(FrugalError, match=r"\(shaping.excerpt_seconds\)"):
-        _check_same_experiment(tiny_conf("runtime.threads=2", "shaping.excerpt_seconds=3"), tmp_path)
+        check_same_experiment(tiny_conf("runtime.threads=2", "shaping.excerpt_seconds=3"), tmp_path)
+
+
+def test_unknown_target_is_a_one_line_error_before_any_work(tmp_path):
+    conf = tiny_conf()
+    conf["data"]["target"] = "guitar"
+    with pytest.raises(FrugalError) as err:
+        train(conf, tmp_path / "guitar", ToyTargetRest(4), ToyTargetRest(1))
+    assert str(err.value) == "data.target must be one of vocals, drums, bass, got 'guitar'"
+    assert not (tmp_path / "guitar").exists()
+
+
+def test_bad_value_stops_training_before_any_work(tmp_path):
+    """early_stop_patience=abc was once accepted, the run crashed later and its epochs were lost."""
+    exp = tmp_path / "exp" / "vocals"
+    out = subprocess.run([sys.executable, str(REPO / "local" / "train.py"), "--exp_dir", str(exp),
+                          "--set", "training.early_stop_patience=abc"],  # what run.sh's stage 3 runs
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    last_line = out.stderr.strip().splitlines()[-1:]
+    assert last_line == ["error: config: training.early_stop_patience='abc': expected an integer"]
+    assert not exp.exists()
+
+
+# ------------------------------------------------------------- kill and resume
+RESUME_RUNNER = """
+import sys, time
+sys.path[:0] = [{repo!r}, {tests!r}]
+import torch; torch.set_num_threads(1)
+from asteroid_frugal.config import load_config
+from asteroid_frugal.system import FrugalSystem
+from asteroid_frugal.train import train
+from asteroid_frugal.utils import setup_logging
+from toy_data import ToyTargetRest
+
+setup_logging()
+CURVE = [10.0, 9.0] + [9.5] * 30  # best at epoch 1, then no improvement: the LR halves after every epoch
+
+def scripted_validation(self, batch, batch_nb):
+    self.log("val_loss", torch.tensor(CURVE[self.current_epoch]), on_epoch=True, batch_size=1)
+
+FrugalSystem.validation_step = scripted_validation
+
+class Slow(ToyTargetRest):
+    def __getitem__(self, i):
+        time.sleep({delay})
+        return super().__getitem__(i)
+
+conf = load_config(overrides={overrides!r})
+train(conf, {exp!r}, Slow(8, length=400), ToyTargetRest(1, length=400, seed=1))
+"""
+
+
+RESUME_CONF = [*TINY, "training.epochs=30", "scheduler.patience=1", "training.early_stop_patience=3"]
+
+
+def _resume_runner(exp, delay):
+    code = RESUME_RUNNER.format(repo=str(REPO), tests=str(REPO / "tests"), delay=delay, exp=str(exp),
+                                overrides=RESUME_CONF)
+    return [sys.executable, "-c", code]
+
+
+def _last_epoch(last):
+    try:
+        return torch.load(last, map_location="cpu", weights_only=True)["epoch"]
+    except Exception:  # not written yet, or being written
+        return -1
+
+
+def test_killed_training_resumes_to_the_uninterrupted_result(tmp_path):
+    """Killed after the checkpoint of epoch 2 (the first epoch that changes the LR), resumed: same LR
+    history, scheduler and early-stopping state, and weights as a run never interrupted."""
+    ref_exp, exp = tmp_path / "reference", tmp_path / "killed"
+    reference = subprocess.Popen(_resume_runner(ref_exp, 0.0), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(_resume_runner(exp, 0.1), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300  # a busy machine takes long to import and start
+    try:
+        while time.time() < deadline and proc.poll() is None and _last_epoch(exp / "checkpoints" / "last.ckpt") < 2:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+        _, ref_err = reference.communicate(timeout=300)
+    assert proc.returncode == -signal.SIGKILL and not (exp / "training_done.json").exists()
+    assert reference.returncode == 0, ref_err[-2000:]
+    resumed = subprocess.run(_resume_runner(exp, 0.0), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming from" in resumed.stderr
+
+    done = [json.loads((e / "training_done.json").read_text()) for e in (ref_exp, exp)]
+    assert done[0]["stop_reason"] == done[1]["stop_reason"] == "early_stopping"
+    assert done[0]["epochs_done"] == done[1]["epochs_done"]
+    lr = [pd.read_csv(e / "logs" / "csv" / "metrics.csv")[["epoch", "lr"]].dropna().groupby("epoch")["lr"].last()
+          for e in (ref_exp, exp)]
+    assert list(lr[0].index) == list(range(5)) and lr[0].tolist() == pytest.approx([1e-3] * 3 + [5e-4, 2.5e-4])
+    assert lr[1].tolist() == pytest.approx(lr[0].tolist())
+    ckpts = [load_checkpoint(e / "checkpoints" / "last.ckpt") for e in (ref_exp, exp)]
+    sched = [c["lr_schedulers"][0] for c in ckpts]
+    for key in ("_last_lr", "num_bad_epochs", "last_epoch", "best"):
+        assert sched[1][key] == pytest.approx(sched[0][key]), key
+    stops = [next(v for k, v in c["callbacks"].items() if k.startswith("EarlyStopping")) for c in ckpts]
+    assert stops[1]["wait_count"] == stops[0]["wait_count"] and stops[1]["stopped_epoch"] == stops[0]["stopped_epoch"]
+    assert float(stops[1]["best_score"]) == float(stops[0]["best_score"])
+    assert ckpts[1]["global_step"] == ckpts[0]["global_step"]
+    for key, value in ckpts[0]["state_dict"].items():
+        torch.testing.assert_close(ckpts[1]["state_dict"][key], value, rtol=1e-5, atol=1e-6, msg=key)

@@ -140,11 +140,11 @@ class ExcerptDataset(Dataset):
     Args:
         manifest_csv: ``<exp_dir>/data/{train,valid,test}.csv``.
         target: ``vocals``, ``drums`` or ``bass``.
-        n_channels: 2 (stereo, as prepared) or 1 (mono downmix).
+        n_channels: 2 (stereo, as prepared) or 1 (mono downmix): the model's ``data.n_channels``.
         augment: an :class:`Augment`, or None (the paper's choice).
     """
 
-    def __init__(self, manifest_csv, target: str, n_channels: int = 2, augment: Optional[Augment] = None):
+    def __init__(self, manifest_csv, target: str, n_channels: int, augment: Optional[Augment] = None):
         self.manifest = Path(manifest_csv)
         self.rows = read_manifest(self.manifest)
         self.target = target

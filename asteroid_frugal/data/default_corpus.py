@@ -155,13 +155,15 @@ def _write_song(folder: Path, stems: Dict[str, np.ndarray], sr: int, record: Opt
         raise
 
 
-def _render_options(params: CorpusParams, soundfont: Path):
-    """FluidSynth settings of the midi generator (``midi_render`` gain, reverb, chorus; the rest
-    of that section as in conf.yml)."""
-    from ..midi_render import RenderOptions
+def synth_settings(params: CorpusParams):
+    """FluidSynth settings of the midi generator: ``midi_render`` gain, reverb and chorus, at the
+    corpus' sample rate (a ``midi_render.SynthSettings``, checked)."""
+    from ..midi_render import SynthSettings
 
-    return RenderOptions.from_conf({"soundfonts": [str(soundfont)], "sample_rate": int(params.sample_rate),
-                                    **{k: params.fluidsynth[k] for k in ("gain", "reverb", "chorus")}})
+    settings = SynthSettings(sample_rate=int(params.sample_rate), gain=float(params.fluidsynth["gain"]),
+                             reverb=bool(params.fluidsynth["reverb"]), chorus=bool(params.fluidsynth["chorus"]))
+    settings.validate()
+    return settings
 
 
 def _generate_into(job) -> None:
@@ -175,7 +177,7 @@ def _generate_into(job) -> None:
     soundfont = params.soundfont(split, index)
     folder.parent.mkdir(parents=True, exist_ok=True)
     stems, record = midi_corpus.generate_song(params.seed, split, index, params.song_seconds, params.sample_rate,
-                                              soundfont, _render_options(params, soundfont), folder.parent)
+                                              soundfont, synth_settings(params), folder.parent)
     _write_song(folder, stems, params.sample_rate, record)
 
 
@@ -187,7 +189,7 @@ def _check_soundfonts(params: CorpusParams) -> None:
     for font in dict.fromkeys(params.soundfonts + params.test_soundfonts):
         path = Path(font).expanduser()
         check_soundfont(path)
-        probe_soundfont(path, _render_options(params, path))
+        probe_soundfont(path, synth_settings(params))
 
 
 def write_musdb_setup(root: Path, validation_tracks: List[str]) -> None:

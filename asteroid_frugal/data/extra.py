@@ -12,24 +12,22 @@ each can serve (see :func:`layout.rest_sources`), with hours per source.
 A song whose stems have unequal lengths, or with an unreadable file, is skipped and
 reported; it never stops the stage.
 """
-import argparse
 import hashlib
 import logging
 import re
 import shutil
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Tuple
 
 import numpy as np
 from tqdm import tqdm
 
 from ..audio import AUDIO_EXTENSIONS, check_finite, read_audio, resample, to_channels
-from ..config import add_config_args, config_from_args
 from ..midi_render import RenderOptions, render_midi_dir, rendering_group
 from ..utils import FrugalError, write_json_atomic
 from . import slakh
-from .layout import (clean_temporaries, extra_index_path, extra_prepared_root, list_tracks, read_track_meta,
-                     rest_sources, source_signature, track_is_valid, write_track)
+from .layout import (CHANNELS, clean_temporaries, extra_index_path, extra_prepared_root, list_tracks,
+                     read_track_meta, rest_sources, source_signature, track_is_valid, write_track)
 from .types import EXTRA_SOURCES, TARGETS, ExtraSong
 
 log = logging.getLogger("asteroid_frugal")
@@ -42,10 +40,10 @@ def root_id(root) -> str:
     return f"{slug}-{hashlib.sha1(str(root).encode()).hexdigest()[:8]}"
 
 
-def iter_extra_songs(root, slakh_mapping: Optional[dict] = None) -> Iterator[ExtraSong]:
+def iter_extra_songs(root, slakh_mapping: dict) -> Iterator[ExtraSong]:
     """Songs of an extra root as :class:`ExtraSong` records (files per source, not decoded).
 
-    ``slakh_mapping``: the config's ``slakh`` section, for Slakh2100 roots (None: conf.yml's).
+    ``slakh_mapping``: the config's ``slakh`` section, for Slakh2100 roots.
     """
     root = Path(root).expanduser()
     if not root.is_dir():
@@ -67,7 +65,7 @@ def iter_extra_songs(root, slakh_mapping: Optional[dict] = None) -> Iterator[Ext
             yield ExtraSong(name=song_dir.name, stems=stems, origin=str(root))
 
 
-def decode_extra_song(song: ExtraSong, sample_rate: int, n_channels: int = 2) -> Dict[str, np.ndarray]:
+def decode_extra_song(song: ExtraSong, sample_rate: int, n_channels: int = CHANNELS) -> Dict[str, np.ndarray]:
     """``{source: [C, T] float32}``: files of a source summed, resampled, mono -> stereo.
 
     All files must have the same duration (one sample of slack for resampling round-off).
@@ -192,17 +190,3 @@ def format_summary(index: dict) -> str:
     for item in index["skipped"]:
         lines.append(f"  skipped {item['song']}: {item['reason']}")
     return "\n".join(lines)
-
-
-def main(argv: Optional[list] = None) -> dict:
-    parser = argparse.ArgumentParser(description="Stage 1: decode and index extra stem folders (data.extra_roots)")
-    add_config_args(parser)
-    parser.add_argument("--extra_roots", default=None, help="space-separated folders (overrides data.extra_roots)")
-    parser.add_argument("--no_progress", action="store_true")
-    args = parser.parse_args(argv)
-    conf = config_from_args(args)
-    if args.extra_roots is not None:
-        conf["data"]["extra_roots"] = args.extra_roots.split()
-    if not conf["data"]["extra_roots"]:
-        log.info("stage 1: no data.extra_roots configured; writing an empty extra index")
-    return prepare_extra(conf, progress=not args.no_progress)

@@ -26,9 +26,10 @@ import numpy as np
 import soundfile as sf
 
 from ..utils import FrugalError, write_json_atomic
-from .types import SOURCES
+from .types import EXTRA_SOURCES, MIXTURE, REST_NAMES, SOURCES
 
 SUBTYPE = "PCM_16"
+CHANNELS = 2                     # prepared tracks are stereo (mono sources duplicated)
 LEVEL_SECONDS = 0.1              # level envelope frame (100 ms)
 FLOAT_SUBTYPE = "FLOAT"          # for tracks whose stems exceed the 16-bit range
 SPLITS = ("train", "valid", "test")
@@ -63,7 +64,7 @@ def detect_musdb_kind(root) -> Optional[str]:
         for entry in os.scandir(folder):
             if entry.is_file() and entry.name.endswith(".stem.mp4"):
                 return CORPUS_MUSDB
-            if entry.is_dir() and (Path(entry.path) / "mixture.wav").is_file():
+            if entry.is_dir() and (Path(entry.path) / f"{MIXTURE}.wav").is_file():
                 return CORPUS_MUSDB_HQ
     return None
 
@@ -139,8 +140,9 @@ def rest_sources(target: str, sources: Iterable[str]) -> Optional[List[str]]:
     present = set(sources)
     if target not in present:
         return None
-    if target == "vocals" and "accompaniment" in present:
-        return ["accompaniment"]
+    whole_rest = REST_NAMES.get(target)         # a stem that is all of the rest (accompaniment)
+    if whole_rest in EXTRA_SOURCES and whole_rest in present:
+        return [whole_rest]
     rest = [s for s in SOURCES if s != target and s in present]
     return rest or None
 
@@ -166,7 +168,7 @@ def track_is_valid(track_dir, signature: Optional[list] = None) -> bool:
         return False
     if not (Path(track_dir) / "levels.npz").is_file():
         return False
-    for src in meta["sources"] + (["mixture"] if meta.get("has_mixture") else []):
+    for src in meta["sources"] + ([MIXTURE] if meta.get("has_mixture") else []):
         try:
             info = sf.info(str(Path(track_dir) / f"{src}.wav"))
         except (sf.LibsndfileError, RuntimeError):
@@ -206,13 +208,13 @@ def write_track(track_dir, stems: Dict[str, np.ndarray], meta: dict,
     track_dir = Path(track_dir)
     lengths = {s: a.shape[-1] for s, a in stems.items()}
     if mixture is not None:
-        lengths["mixture"] = mixture.shape[-1]
+        lengths[MIXTURE] = mixture.shape[-1]
     if len(set(lengths.values())) != 1:
         raise FrugalError(f"{track_dir.name}: stems of unequal length {lengths}")
     arrays = list(stems.values()) + ([mixture] if mixture is not None else [])
-    peak = max(float(np.abs(a).max(initial=0.0)) for a in arrays)
+    peak = float(np.max([np.abs(a).max(initial=0.0) for a in arrays]))   # NaN anywhere: NaN
     if not np.isfinite(peak):  # the decoders check their files; this guards every other writer
-        bad = [name for name, a in list(stems.items()) + [("mixture", mixture)]
+        bad = [name for name, a in list(stems.items()) + [(MIXTURE, mixture)]
                if a is not None and not np.isfinite(a).all()]
         raise FrugalError(f"{track_dir.name}: {', '.join(bad)} contain(s) NaN or infinite samples")
     subtype = SUBTYPE if peak <= 32767 / 32768 else FLOAT_SUBTYPE
@@ -224,11 +226,11 @@ def write_track(track_dir, stems: Dict[str, np.ndarray], meta: dict,
     try:
         sr = int(meta["sample_rate"])
         levels, hop = {}, level_hop(sr)
-        for name, audio in list(stems.items()) + ([("mixture", mixture)] if mixture is not None else []):
+        for name, audio in list(stems.items()) + ([(MIXTURE, mixture)] if mixture is not None else []):
             audio = np.asarray(audio, dtype=np.float32)
             if not (subtype == SUBTYPE and links and name in links and _try_link(links[name], tmp / f"{name}.wav")):
                 sf.write(str(tmp / f"{name}.wav"), audio.T, sr, subtype=subtype)
-            if name != "mixture":
+            if name != MIXTURE:
                 levels[name] = frame_levels_db(audio, hop)
         np.savez(tmp / "levels.npz", hop=np.int64(hop), **levels)
         write_json_atomic(tmp / "track.json", meta)
@@ -259,7 +261,7 @@ def is_prepared_format(path, sample_rate: int, n_samples: int) -> bool:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError):
         return False
-    return (info.format == "WAV" and info.subtype == SUBTYPE and info.channels == 2
+    return (info.format == "WAV" and info.subtype == SUBTYPE and info.channels == CHANNELS
             and info.samplerate == sample_rate and info.frames == n_samples)
 
 

@@ -2,7 +2,7 @@
 
 Each song (seeded by ``(seed, split, index)`` only) has a tempo, a key and mode, a chord
 progression and sections (instrumental intro, sung sections, instrumental breaks) from the
-v2 skeleton (:class:`synth_corpus._Song`), with a per-section intensity (velocities),
+v2 skeleton (:class:`synth_corpus.Song`), with a per-section intensity (velocities),
 swing and humanised timing. Its parts are General MIDI:
 
 * ``drums``: one of several GM kits (channel 10): kick/snare grooves, closed/open hi-hat or
@@ -15,7 +15,8 @@ swing and humanised timing. Its parts are General MIDI:
 * ``vocals``: a sung lead melody in the song's key that lands on chord tones, synthesised as
   in v2 (glottal source and vowel formants, vibrato after the onset, portamento glides,
   jitter, breath noise and consonant bursts, breaths before phrases), centred with a room
-  reverb; in some songs GM choir/voice patches (Choir Aahs, Voice Oohs) add backing vowels.
+  reverb (:mod:`.singing`); in some songs GM choir/voice patches (Choir Aahs, Voice Oohs) add
+  backing vowels.
 
 The MIDI parts of each source are rendered separately by ``midi_render.fluidsynth_render``
 with the song's soundfont (one of ``default_corpus.soundfonts``, by song index; test songs
@@ -31,9 +32,11 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-from ..midi_render import DRUM_CHANNEL, fluidsynth_render
+from ..midi_render import DRUM_CHANNEL, SynthSettings, fluidsynth_render
 from ..utils import FrugalError
-from .synth_corpus import _VOWELS, _Song, _bandpass, _highpass, _make_reverb, _sing_phrase
+from .singing import VOWELS, bandpass, highpass, make_reverb, sing_phrase
+from .synth_corpus import Song
+from .types import BASS, DRUMS, OTHER, VOCALS
 
 GENERATOR_VERSION = 3
 TPB = 480                                   # MIDI ticks per beat
@@ -47,7 +50,7 @@ _ARP_PROGRAMS = (0, 4, 6, 8, 10, 11, 12, 24, 25, 26, 27, 46, 98)
 _LEAD_PROGRAMS = (56, 57, 61, 64, 65, 66, 68, 71, 73, 80, 81, 22)   # brass, reeds, flute, synth leads
 _BACKING_VOICES = (52, 53)                  # Choir Aahs, Voice Oohs (GM voice patches)
 # mix levels (dB RMS, mean and spread) of the stems, as in MUSDB18-like productions
-_MIX_DB = {"vocals": (-17.0, 2.0), "drums": (-18.0, 2.0), "bass": (-20.0, 2.0), "other": (-19.5, 2.0)}
+_MIX_DB = {VOCALS: (-17.0, 2.0), DRUMS: (-18.0, 2.0), BASS: (-20.0, 2.0), OTHER: (-19.5, 2.0)}
 _VOCALS_UPFRONT = (0.3, 4.0)                # share of songs with vocals pushed forward, and by how many dB
 
 
@@ -97,12 +100,12 @@ class _Parts:
         return mid
 
 
-class _Composer:
+class Composer:
     """The song's skeleton plus what v3 adds: section intensity, swing and humanisation."""
 
     def __init__(self, rng: np.random.Generator, seconds: float, sr: int):
         self.rng = rng
-        self.song = _Song(rng, seconds, sr)
+        self.song = Song(rng, seconds, sr)
         self.n_beats = self.song.n_bars * 4
         self.swing = float(rng.choice([0.0, 0.0, rng.uniform(0.05, 0.17)]))   # off-beat eighths delay (beats)
         self.intensity = np.ones(self.song.n_bars)
@@ -135,7 +138,7 @@ class _Composer:
         return int(base * (0.55 + 0.45 * self.intensity[bar]) + self.rng.normal(0, spread))
 
 
-def _drums(c: _Composer, parts: _Parts) -> None:
+def _drums(c: Composer, parts: _Parts) -> None:
     rng, song = c.rng, c.song
     ch = parts.channel(DRUM_CHANNEL, int(rng.choice(_KITS)), int(rng.integers(95, 115)), 64, int(rng.integers(10, 50)))
     kick = [[0, 2], [0, 1.5, 2], [0, 2.5], [0, 0.75, 2, 2.5], [0, 1, 2, 3]][int(rng.integers(5))]
@@ -166,7 +169,7 @@ def _drums(c: _Composer, parts: _Parts) -> None:
                 parts.note(c.when(bar, b, 0.005), 0.25, ch, pitch, c.vel(bar, 70 + 12 * i))
 
 
-def _bass(c: _Composer, parts: _Parts) -> None:
+def _bass(c: Composer, parts: _Parts) -> None:
     rng, song = c.rng, c.song
     ch = parts.channel(0, int(rng.choice(_BASSES)), int(rng.integers(100, 120)), int(rng.integers(58, 70)),
                        int(rng.integers(0, 25)))
@@ -188,7 +191,7 @@ def _bass(c: _Composer, parts: _Parts) -> None:
             parts.note(c.when(bar, b), beats * legato, ch, pitch, c.vel(bar, 100))
 
 
-def _other(c: _Composer, parts: _Parts) -> List[int]:
+def _other(c: Composer, parts: _Parts) -> List[int]:
     """2-4 accompaniment parts on channels 0-4 (never the drum channel); returns their programs."""
     rng, song = c.rng, c.song
     roles = ["chords"] + list(rng.choice(["pad", "arp", "chords", "lead"], size=int(rng.integers(1, 4)), replace=False))
@@ -224,7 +227,7 @@ def _other(c: _Composer, parts: _Parts) -> List[int]:
     return programs
 
 
-def _melody(c: _Composer, base: int) -> List[List[Tuple[float, float, int, str]]]:
+def melody(c: Composer, base: int) -> List[List[Tuple[float, float, int, str]]]:
     """Phrases of the sung lead: ``(seconds, seconds, midi, vowel)`` notes on the song's scale, landing
     on a chord tone on strong beats, a repeated rhythm motif per section."""
     rng, song = c.rng, c.song
@@ -255,7 +258,7 @@ def _melody(c: _Composer, base: int) -> List[List[Tuple[float, float, int, str]]
                 idx = int(np.argmin([abs(m - current) for m in pitches]))
                 current = pitches[int(np.clip(idx + step, 0, len(pitches) - 1))]
             t = (c.when(bar, beat, 0.005)) * song.beat
-            notes.append((t, dur * song.beat, current, str(rng.choice(list(_VOWELS)))))
+            notes.append((t, dur * song.beat, current, str(rng.choice(list(VOWELS)))))
             beat += dur
         if notes:
             phrases.append(notes)
@@ -263,7 +266,7 @@ def _melody(c: _Composer, base: int) -> List[List[Tuple[float, float, int, str]]
     return phrases
 
 
-def _sung_vocals(c: _Composer, phrases, reverb) -> np.ndarray:
+def _sung_vocals(c: Composer, phrases, reverb) -> np.ndarray:
     """The lead voice (v2's singing synthesis on the composed phrases) with breaths before phrases."""
     rng, song = c.rng, c.song
     out = np.zeros((2, song.n), dtype=np.float32)
@@ -272,12 +275,12 @@ def _sung_vocals(c: _Composer, phrases, reverb) -> np.ndarray:
     glide = rng.uniform(0.02, 0.08)
     breath = rng.uniform(0.01, 0.05)
     for notes in phrases:
-        _sing_phrase(out, song, rng, notes, tilt, vib_rate, vib_depth, glide, breath)
+        sing_phrase(out, song, rng, notes, tilt, vib_rate, vib_depth, glide, breath)
         if rng.random() < 0.6:           # an audible breath in before the phrase
             n = song.t2s(rng.uniform(0.15, 0.35))
             start = song.t2s(notes[0][0]) - n - song.t2s(0.03)
             if start >= 0 and n > 8:
-                inhale = _bandpass(rng.standard_normal(n).astype(np.float32), 600, 5000, song.sr)
+                inhale = bandpass(rng.standard_normal(n).astype(np.float32), 600, 5000, song.sr)
                 inhale *= np.hanning(n).astype(np.float32) * rng.uniform(0.005, 0.02) / (inhale.std() + 1e-9)
                 m = max(0, min(n, out.shape[1] - start))
                 out[:, start:start + m] += inhale[None, :m]
@@ -285,7 +288,7 @@ def _sung_vocals(c: _Composer, phrases, reverb) -> np.ndarray:
     return out + rng.uniform(0.12, 0.3) * reverb(out)
 
 
-def _backing(c: _Composer, parts: _Parts, base: int) -> bool:
+def _backing(c: Composer, parts: _Parts, base: int) -> bool:
     """GM voice patches holding chord tones in some sung sections (backing vowels); False if none."""
     rng, song = c.rng, c.song
     if rng.random() >= 0.4:
@@ -305,12 +308,12 @@ def _backing(c: _Composer, parts: _Parts, base: int) -> bool:
 
 
 def generate_song(seed: int, split: str, index: int, seconds: float, sr: int, soundfont: Path,
-                  render_opts, work_dir: Path) -> Tuple[Dict[str, np.ndarray], dict]:
+                  synth: SynthSettings, work_dir: Path) -> Tuple[Dict[str, np.ndarray], dict]:
     """Stems (``[2, T]`` float32) and a description of song ``index`` of ``split``, rendered with
-    ``soundfont`` (FluidSynth sample rate, gain, reverb and chorus from ``render_opts``, a
-    ``midi_render.RenderOptions``) in a temporary folder under ``work_dir``; deterministic."""
+    ``soundfont`` and FluidSynth's ``synth`` settings in a temporary folder under ``work_dir``;
+    deterministic."""
     rng = np.random.default_rng([int(seed), _SPLIT_IDS[split], int(index), GENERATOR_VERSION])
-    c = _Composer(rng, seconds, sr)
+    c = Composer(rng, seconds, sr)
     song = c.song
     n = song.n
     drums, bass, other, backing = _Parts(), _Parts(), _Parts(), _Parts()
@@ -318,25 +321,24 @@ def generate_song(seed: int, split: str, index: int, seconds: float, sr: int, so
     _bass(c, bass)
     programs = _other(c, other)
     voice_base = int(rng.choice([48, 53, 57]))
-    phrases = _melody(c, voice_base)
+    phrases = melody(c, voice_base)
     has_backing = _backing(c, backing, voice_base)
-    reverb = _make_reverb(rng, sr)
+    reverb = make_reverb(rng, sr)
     lead = _sung_vocals(c, phrases, reverb)
     end_beat = seconds / song.beat
     work = Path(tempfile.mkdtemp(prefix=".tmp-render-", dir=work_dir))
     try:
         rendered = {}
-        for name, parts in (("drums", drums), ("bass", bass), ("other", other), ("backing", backing)):
+        for name, parts in ((DRUMS, drums), (BASS, bass), (OTHER, other), ("backing", backing)):
             if name == "backing" and not has_backing:
                 continue
             parts.midi(song.bpm, end_beat).save(str(work / f"{name}.mid"))
-            audio = fluidsynth_render(work / f"{name}.mid", Path(soundfont), work / f"{name}.wav", render_opts,
-                                      seconds)
+            audio = fluidsynth_render(work / f"{name}.mid", Path(soundfont), work / f"{name}.wav", synth, seconds)
             audio = np.pad(audio[:, :n], ((0, 0), (0, max(0, n - audio.shape[1]))))
-            rendered[name] = _highpass(audio, 20, sr)    # some samples (808 kicks) carry a DC offset
+            rendered[name] = highpass(audio, 20, sr)    # some samples (808 kicks) carry a DC offset
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    for name in ("drums", "bass", "other"):
+    for name in (DRUMS, BASS, OTHER):
         if not np.any(rendered[name]):
             raise FrugalError(f"{soundfont}: the {name} parts of song {split} {index + 1} render to silence "
                               "(a General MIDI soundfont with drum kits is needed)")
@@ -345,12 +347,12 @@ def generate_song(seed: int, split: str, index: int, seconds: float, sr: int, so
         lead_rms = float(np.sqrt(np.mean(lead.astype(np.float64) ** 2))) + 1e-9
         back_rms = float(np.sqrt(np.mean(rendered["backing"].astype(np.float64) ** 2))) + 1e-9
         vocals = lead + rendered["backing"] * (lead_rms / back_rms * 10 ** (rng.uniform(-14, -7) / 20))
-    stems = {"vocals": vocals, "drums": rendered["drums"], "bass": rendered["bass"], "other": rendered["other"]}
+    stems = {VOCALS: vocals, DRUMS: rendered[DRUMS], BASS: rendered[BASS], OTHER: rendered[OTHER]}
     upfront = rng.random() < _VOCALS_UPFRONT[0]
     for name, audio in stems.items():
         rms = np.sqrt(np.mean(audio.astype(np.float64) ** 2)) + 1e-9
         mean_db, spread = _MIX_DB[name]
-        db = mean_db + rng.normal(0, spread) + (_VOCALS_UPFRONT[1] if upfront and name == "vocals" else 0.0)
+        db = mean_db + rng.normal(0, spread) + (_VOCALS_UPFRONT[1] if upfront and name == VOCALS else 0.0)
         stems[name] = (audio * (10 ** (db / 20) / rms)).astype(np.float32)
     peak = max(np.abs(sum(stems.values())).max(), max(np.abs(a).max() for a in stems.values()))
     if peak > 0.95:

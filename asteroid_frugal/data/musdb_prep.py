@@ -10,22 +10,20 @@ read with soundfile (exact and faster than musdb's ffmpeg round trip; musdb stil
 provides the paths). Re-running skips tracks whose ``track.json`` records the same
 input files (size, mtime); a track directory appears only when complete.
 """
-import argparse
 import logging
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 from tqdm import tqdm
 
 from ..audio import check_finite, read_audio, require_ffmpeg, resample, to_channels
-from ..config import add_config_args, config_from_args
 from ..utils import FrugalError, write_json_atomic
 from .default_corpus import SETUP_FILE, CorpusParams, generate_corpus
-from .layout import (CORPUS_DEFAULT, CORPUS_MUSDB_SAMPLE, SPLITS, clean_temporaries, is_prepared_format, list_tracks,
-                     prepared_root, source_corpus, source_signature, track_is_valid, write_track)
-from .types import SOURCES
+from .layout import (CHANNELS, CORPUS_DEFAULT, CORPUS_MUSDB_SAMPLE, SPLITS, clean_temporaries, is_prepared_format,
+                     list_tracks, prepared_root, source_corpus, source_signature, track_is_valid, write_track)
+from .types import MIXTURE, SOURCES
 
 log = logging.getLogger("asteroid_frugal")
 
@@ -103,25 +101,25 @@ def decode_track(track, sample_rate: int):
     if missing:
         raise FrugalError(f"{track.path}: missing stems {', '.join(missing)}")
     arrays, rates = {}, {}
-    for name in SOURCES + ("mixture",):
+    for name in SOURCES + (MIXTURE,):
         if track.is_wav:
-            path = track.path if name == "mixture" else track.sources[name].path
+            path = track.path if name == MIXTURE else track.sources[name].path
             audio, sr = read_audio(path)
         else:   # musdb decodes the stem's AAC stream (stempeg + ffmpeg)
-            obj = track if name == "mixture" else track.sources[name]
+            obj = track if name == MIXTURE else track.sources[name]
             try:
                 audio, sr = np.ascontiguousarray(np.asarray(obj.audio, dtype=np.float32).T), int(track.rate)
             except Exception as err:
                 raise FrugalError(f"{track.path}: could not decode the {name} stream "
                                   f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
         check_finite(audio, path if track.is_wav else f"{track.path} ({name} stream)")
-        arrays[name] = resample(to_channels(audio, 2, track.path), sr, sample_rate)
+        arrays[name] = resample(to_channels(audio, CHANNELS, track.path), sr, sample_rate)
         rates[name] = sr
     lengths = {k: a.shape[1] for k, a in arrays.items()}
     n = min(lengths.values())
     if max(lengths.values()) - n > MAX_TRIM:
         raise FrugalError(f"{track.path}: stems of unequal length {lengths}")
-    mixture = arrays.pop("mixture")[:, :n]
+    mixture = arrays.pop(MIXTURE)[:, :n]
     return {k: a[:, :n] for k, a in arrays.items()}, mixture
 
 
@@ -129,7 +127,7 @@ def _linkable(track, sample_rate: int, n_samples: int) -> Dict[str, Path]:
     """MUSDB18-HQ files already in the prepared format (hard-linked rather than copied)."""
     if not track.is_wav:
         return {}
-    files = {"mixture": Path(track.path), **{s: Path(track.sources[s].path) for s in SOURCES}}
+    files = {MIXTURE: Path(track.path), **{s: Path(track.sources[s].path) for s in SOURCES}}
     return {k: p for k, p in files.items() if is_prepared_format(p, sample_rate, n_samples)}
 
 
@@ -214,20 +212,3 @@ def _download_sample(root: Path) -> None:
     except Exception as err:
         raise FrugalError(f"musdb sample download into {root} failed ({type(err).__name__}: {err}); "
                           "it needs internet access, or pass --musdb_root") from None
-
-
-def main(argv: Optional[list] = None) -> dict:
-    parser = argparse.ArgumentParser(description="Stage 0: prepare MUSDB18 / MUSDB18-HQ or the built-in corpus")
-    add_config_args(parser)
-    parser.add_argument("--musdb_root", default=None, help="MUSDB18 (.stem.mp4) or MUSDB18-HQ root "
-                        "(overrides data.musdb_root; default: the built-in corpus)")
-    parser.add_argument("--musdb_download", choices=("yes", "no"), default=None,
-                        help="yes: musdb's 7 s sample download (needs internet)")
-    parser.add_argument("--no_progress", action="store_true")
-    args = parser.parse_args(argv)
-    conf = config_from_args(args)
-    if args.musdb_root:
-        conf["data"]["musdb_root"] = args.musdb_root
-    if args.musdb_download:
-        conf["data"]["musdb_download"] = args.musdb_download == "yes"
-    return prepare_musdb(conf, progress=not args.no_progress)

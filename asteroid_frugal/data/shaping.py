@@ -24,14 +24,13 @@ are listed in, and stable when songs are added:
 Validation and SI-SNR test manifests cut whole tracks into fixed chunks of
 ``data.valid_chunk_seconds`` (the last chunk ends at the track's end).
 """
-import argparse
 import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
-from ..config import add_config_args, config_from_args, save_config
+from ..config import save_config
 from ..utils import FrugalError, read_json, write_json_atomic
 from .datasets import write_manifest
 from .extra import configured_extra_roots
@@ -63,7 +62,7 @@ def unit_hash(*parts) -> float:
     return int(digest[:15], 16) / 16 ** 15
 
 
-def assign_extra_split(key: str, test_fraction: float, valid_fraction: float, seed: int = 0) -> str:
+def assign_extra_split(key: str, test_fraction: float, valid_fraction: float, seed: int) -> str:
     """Held-out split of an extra song, from a hash of its key: fixed across targets and runs."""
     u = unit_hash("extra-split", seed, key)
     if u < test_fraction:
@@ -352,21 +351,3 @@ def shape(conf, exp_dir) -> dict:
              choices.excerpt_seconds, summary["hours"], summary["batch_size"], len(summary["skipped"]),
              len(eval_rows["valid"]), len(eval_rows["test"]), out)
     return summary
-
-
-def main(argv: Optional[list] = None) -> dict:
-    from .report import format_report, manifest_report
-
-    parser = argparse.ArgumentParser(description="Stage 2: training-set shaping (database fraction, excerpt "
-                                     "length, equal total audio...) -> <exp_dir>/data/*.csv + shaping.json")
-    add_config_args(parser)
-    parser.add_argument("--exp_dir", required=True, help="experiment folder (manifests go to <exp_dir>/data)")
-    parser.add_argument("--no_report", action="store_true", help="do not print the manifest report")
-    args = parser.parse_args(argv)
-    conf = config_from_args(args)
-    summary = shape(conf, args.exp_dir)
-    if not args.no_report:
-        print(format_report(manifest_report(Path(args.exp_dir) / "data" / "train.csv", summary["target"],
-                                            float(conf["shaping"]["silence_db"]))))
-    return summary
-

@@ -38,6 +38,7 @@ log = logging.getLogger("asteroid_frugal.slakh")
 
 SKIP = "skip"
 SPLIT_DIRS = ("train", "validation", "test", "omitted")
+MAPPING_KEYS = ("classes", "default", "drum_source", "programs", "splits")   # of the ``slakh`` section
 TRACK_RE = re.compile(r"^Track\d+$")
 
 
@@ -52,11 +53,11 @@ def is_slakh_root(root) -> bool:
     return False
 
 
-def iter_slakh_songs(root, mapping: Optional[Dict[str, Any]] = None) -> Iterator[ExtraSong]:
+def iter_slakh_songs(root, mapping: Dict[str, Any]) -> Iterator[ExtraSong]:
     """Yield one :class:`ExtraSong` per usable Slakh2100 track under ``root``, in name order.
 
-    ``mapping`` is a ``slakh`` config section (None, or keys it lacks: conf.yml's);
-    ``split`` is the Slakh split folder the track lives in ("" for tracks directly under root).
+    ``mapping`` is the config's ``slakh`` section; ``split`` is the Slakh split folder the track
+    lives in ("" for tracks directly under root).
     """
     root = Path(root)
     if not is_slakh_root(root):
@@ -73,9 +74,9 @@ def iter_slakh_songs(root, mapping: Optional[Dict[str, Any]] = None) -> Iterator
         log.warning("%s: no usable Slakh2100 track (see the messages above)", root)
 
 
-def slakh_song(track, mapping: Optional[Dict[str, Any]] = None, split: str = "",
-               origin: str = "") -> Optional[ExtraSong]:
-    """One track folder -> :class:`ExtraSong`, or None (logged) when nothing in it is usable."""
+def slakh_song(track, mapping: Dict[str, Any], split: str = "", origin: str = "") -> Optional[ExtraSong]:
+    """One track folder -> :class:`ExtraSong`, or None (logged) when nothing in it is usable
+    (``mapping``: the ``slakh`` section, or :func:`resolve_mapping`'s table)."""
     track = Path(track)
     table = resolve_mapping(mapping)
     try:
@@ -117,17 +118,16 @@ def stem_source(meta: Dict[str, Any], mapping: Dict[str, Any]) -> str:
     return mapping["classes"].get(str(meta.get("inst_class", "")), mapping["default"])
 
 
-def resolve_mapping(mapping: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    """conf.yml's ``slakh`` section <- ``mapping`` (a config's ``slakh`` section, or None), validated."""
-    from ..config import load_config
-
-    defaults = load_config()["slakh"]
-    mapping = mapping or {}
-    unknown = set(mapping) - set(defaults)
+def resolve_mapping(mapping: Dict[str, Any]) -> Dict[str, Any]:
+    """The grouping table of a config's ``slakh`` section (all of :data:`MAPPING_KEYS`), validated."""
+    unknown = set(mapping) - set(MAPPING_KEYS)
     if unknown:
         raise FrugalError(f"slakh config: unknown key(s) {sorted(unknown)} "
-                          f"(known: {', '.join(defaults)})")
-    table = {**defaults, **{k: v for k, v in mapping.items() if v is not None}}
+                          f"(known: {', '.join(MAPPING_KEYS)})")
+    missing = [k for k in MAPPING_KEYS if k not in mapping]
+    if missing:
+        raise FrugalError(f"slakh config: missing key(s) {', '.join(missing)} (the whole section is needed)")
+    table = dict(mapping)
     allowed = set(SOURCES) | {SKIP}
     targets = [("default", table["default"]), ("drum_source", table["drum_source"])]
     targets += [(f"classes[{k}]", v) for k, v in (table["classes"] or {}).items()]

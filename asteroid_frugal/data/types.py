@@ -15,11 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Sequence
 
-SOURCES = ("vocals", "drums", "bass", "other")          # MUSDB18's four stems
-EXTRA_SOURCES = SOURCES + ("accompaniment",)            # what an extra-data song may carry
-TARGETS = ("vocals", "drums", "bass")                   # the paper's target-vs-rest models
-REST_NAMES = {"vocals": "accompaniment", "drums": "no_drums", "bass": "no_bass"}  # each model's second output
+VOCALS, DRUMS, BASS, OTHER = "vocals", "drums", "bass", "other"   # MUSDB18's stems, one by one
+ACCOMPANIMENT = "accompaniment"                         # everything but vocals (MUSDB18's and museval's name)
+NO_DRUMS, NO_BASS = "no_drums", "no_bass"               # everything but drums, everything but bass
+SOURCES = (VOCALS, DRUMS, BASS, OTHER)                  # MUSDB18's four stems
+EXTRA_SOURCES = SOURCES + (ACCOMPANIMENT,)              # what an extra-data song may carry
+TARGETS = (VOCALS, DRUMS, BASS)                         # the paper's target-vs-rest models
+REST_NAMES = {VOCALS: ACCOMPANIMENT, DRUMS: NO_DRUMS, BASS: NO_BASS}  # each model's second output
 assert set(REST_NAMES) == set(TARGETS)
+MIXTURE = "mixture"                                     # the mix of a song's stems (file mixture.wav)
 
 
 def rest_name(target: str) -> str:
@@ -31,8 +35,8 @@ def stem_names(targets: Sequence[str]) -> List[str]:
     """Names of the stems a set of target models produces, in output order."""
     if len(targets) == 1:
         return [targets[0], rest_name(targets[0])]
-    rest = "other" if set(targets) == set(TARGETS) else "rest"
-    return list(targets) + [rest] + (["accompaniment"] if "vocals" in targets else [])
+    rest = OTHER if set(targets) == set(TARGETS) else "rest"
+    return list(targets) + [rest] + ([ACCOMPANIMENT] if VOCALS in targets else [])
 
 
 @dataclass

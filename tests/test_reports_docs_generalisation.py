@@ -1,4 +1,4 @@
-"""docs/make_generalisation.py: the held-out-soundfont page is computed from the runs' files."""
+"""docs/make_generalisation.py over reports.docs_generalisation: the held-out-soundfont page is computed from the runs' files."""
 import json
 import subprocess
 import sys

@@ -17,6 +17,11 @@ from asteroid_frugal.utils import FrugalError
 from conftest import REPO
 
 OTHER = ["S00", "S02", "S05", "S07", "S08", "S09", "S10"]
+SLAKH = load_config()["slakh"]          # conf.yml's grouping table
+
+
+def _table(**changes):
+    return {**SLAKH, **changes}
 
 
 @pytest.fixture
@@ -37,7 +42,7 @@ def _read(path):
 
 def test_fixture_is_grouped_by_its_metadata(fixture_root):
     assert slakh.is_slakh_root(fixture_root)
-    (song,) = list(slakh.iter_slakh_songs(fixture_root))
+    (song,) = list(slakh.iter_slakh_songs(fixture_root, SLAKH))
     assert song.name == "Track00001" and song.split == "" and song.origin == str(fixture_root)
     # S01 is_drum, S03 inst_class Bass; S04 (Choir Aahs) skipped by default; S06 audio_rendered: false
     assert _ids(song) == {"drums": ["S01"], "bass": ["S03"], "other": OTHER}
@@ -46,26 +51,28 @@ def test_fixture_is_grouped_by_its_metadata(fixture_root):
 
 def test_grouped_stems_sum_to_the_slakh_mix(fixture_root):
     """With nothing mapped to skip, the grouped stems are every rendered stem: their sum is mix.flac."""
-    (song,) = list(slakh.iter_slakh_songs(fixture_root, {"programs": {}}))
+    (song,) = list(slakh.iter_slakh_songs(fixture_root, _table(programs={})))
     assert _ids(song)["other"] == ["S00", "S02", "S04", "S05", "S07", "S08", "S09", "S10"]
     total = sum(_read(p) for files in song.stems.values() for p in files)
     np.testing.assert_array_equal(total, _read(fixture_root / "Track00001" / "mix.flac"))
 
 
 def test_mapping_table_is_configurable(fixture_root):
-    mapping = {"classes": {"Guitar": "skip", "Organ": "bass"}, "default": "other",
-               "drum_source": "other", "programs": {33: "vocals"}}
+    mapping = _table(classes={"Guitar": "skip", "Organ": "bass"}, default="other", drum_source="other",
+                     programs={33: "vocals"})
     (song,) = list(slakh.iter_slakh_songs(fixture_root, mapping))
     assert _ids(song) == {"vocals": ["S03"], "bass": ["S05", "S09", "S10"], "other": ["S01", "S02", "S04"]}
-    # conf.yml's slakh section is what None resolves to (the only table)
-    assert slakh.resolve_mapping(None) == slakh.resolve_mapping(load_config()["slakh"])
+    # conf.yml's section resolves to itself (the only table)
+    assert slakh.resolve_mapping(SLAKH) == {**SLAKH, "classes": dict(SLAKH["classes"]),
+                                            "programs": dict(SLAKH["programs"])}
 
 
 @pytest.mark.parametrize("bad, match", [
-    ({"classes": {"Bass": "guitar"}}, r"classes\[Bass\]"),
-    ({"default": "accompaniment"}, "default"),
-    ({"mapping": {}}, "unknown key"),
-    ({"splits": "train"}, "splits"),
+    (_table(classes={"Bass": "guitar"}), r"classes\[Bass\]"),
+    (_table(default="accompaniment"), "default"),
+    (_table(mapping={}), "unknown key"),
+    (_table(splits="train"), "splits"),
+    ({k: v for k, v in SLAKH.items() if k != "splits"}, "missing key"),
 ])
 def test_bad_mapping_is_a_one_line_error(bad, match):
     with pytest.raises(FrugalError, match=match) as err:
@@ -80,14 +87,14 @@ def test_split_folders_and_omitted(fixture_root, tmp_path):
         (tmp_path / split).mkdir()
         (tmp_path / split / name).symlink_to(track)
     assert slakh.is_slakh_root(tmp_path) and not slakh.is_slakh_root(tmp_path / "nothing")
-    songs = {s.name: s.split for s in slakh.iter_slakh_songs(tmp_path)}
+    songs = {s.name: s.split for s in slakh.iter_slakh_songs(tmp_path, SLAKH)}
     assert songs == {"Track00001": "train", "Track00002": "validation", "Track00003": "test"}
-    only_test = slakh.iter_slakh_songs(tmp_path, {"splits": ["test"]})
+    only_test = slakh.iter_slakh_songs(tmp_path, _table(splits=["test"]))
     assert [(s.name, s.split) for s in only_test] == [("Track00003", "test")]
     with pytest.raises(FrugalError, match="duplicates"):      # redux's omitted tracks would leak
-        list(slakh.iter_slakh_songs(tmp_path, {"splits": ["train", "omitted"]}))
+        list(slakh.iter_slakh_songs(tmp_path, _table(splits=["train", "omitted"])))
     # a split folder given directly keeps its split name
-    assert [(s.name, s.split) for s in slakh.iter_slakh_songs(tmp_path / "validation")] == \
+    assert [(s.name, s.split) for s in slakh.iter_slakh_songs(tmp_path / "validation", SLAKH)] == \
         [("Track00002", "validation")]
 
 
@@ -97,13 +104,13 @@ def test_missing_stems_and_broken_tracks_are_skipped_and_logged(fixture_root, tm
     shutil.copytree(fixture_root / "Track00001", tmp_path / "Track00002")
     (tmp_path / "Track00002" / "metadata.yaml").write_text("stems: [unclosed\n")
     with caplog.at_level(logging.WARNING, logger="asteroid_frugal.slakh"):
-        songs = list(slakh.iter_slakh_songs(tmp_path))
+        songs = list(slakh.iter_slakh_songs(tmp_path, SLAKH))
     assert [s.name for s in songs] == ["Track00001"] and "bass" not in songs[0].stems
     assert any("S03" in r.getMessage() and "Track00001" in r.getMessage() for r in caplog.records)
     assert any("Track00002/metadata.yaml" in r.getMessage() and "invalid YAML" in r.getMessage()
                for r in caplog.records)
     with pytest.raises(FrugalError, match="not a Slakh2100 root"):
-        list(slakh.iter_slakh_songs(tmp_path / "Track00001"))
+        list(slakh.iter_slakh_songs(tmp_path / "Track00001", SLAKH))
 
 
 def _stage(script, data, fixture_root, *args):

@@ -2,6 +2,7 @@
 form of the paper's Table 3, the paper's rows beside this run's, and the
 SiSEC-style figure of per-track SDR distributions."""
 import datetime
+import json
 import math
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -9,11 +10,11 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from .config import get, load_yaml
-from .data.types import SOURCES, TARGETS
-from .utils import atomic_path, read_json, write_text_atomic
+from ..config import get, load_yaml
+from ..data.types import ACCOMPANIMENT, BASS, DRUMS, OTHER, SOURCES, TARGETS, VOCALS
+from ..utils import atomic_path, read_json, write_text_atomic
 
-TABLE3_COLUMNS = ("vocals", "accompaniment", "drums", "bass", "other", "mean")
+TABLE3_COLUMNS = (VOCALS, ACCOMPANIMENT, DRUMS, BASS, OTHER, "mean")
 TABLE3_HEADER = ("Vocals", "Accomp.", "Drums", "Bass", "Other", "Mean")
 
 # The paper's Table 3 (SDR, dB, MUSDB18 test set), as printed; "-": not reported.
@@ -31,8 +32,8 @@ PAPER_TRAINING = ("the paper's TasNet rows: MUSDB18 train (100 songs) + about 30
                   "per-instrument recordings; other rows: as reported in the paper's Table 3")
 # The paper's Tables 1 and 2 print SI-SNR as negative losses (-10.33 means 10.33 dB).
 PAPER_SISNR = {
-    "Table 1, 100 % of the database, 125 epochs": {"vocals": 10.33, "accompaniment": 13.40, "mean": 10.78},
-    "Table 2, 30 s excerpts, 50 epochs": {"vocals": 8.11, "accompaniment": 12.44, "mean": 10.27},
+    "Table 1, 100 % of the database, 125 epochs": {VOCALS: 10.33, ACCOMPANIMENT: 13.40, "mean": 10.78},
+    "Table 2, 30 s excerpts, 50 epochs": {VOCALS: 8.11, ACCOMPANIMENT: 12.44, "mean": 10.27},
 }
 
 
@@ -49,6 +50,7 @@ def fmt(x, digits: int = 2) -> str:
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A markdown table: the header, its rule, one line per row."""
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
@@ -97,8 +99,6 @@ def corpus_description(corpus: str) -> str:
 
 def training_length(exp_dir: Path) -> str:
     """``N epochs (early stopping)`` from ``training_done.json`` when training finished."""
-    import json
-
     path = Path(exp_dir) / "training_done.json"
     try:
         done = json.loads(path.read_text())
@@ -109,6 +109,7 @@ def training_length(exp_dir: Path) -> str:
 
 # ---------------------------------------------------------------- report prose
 def experiment_conf(exp_dir: Path) -> Optional[dict]:
+    """An experiment's resolved ``conf.yml``; None when it has none."""
     path = Path(exp_dir) / "conf.yml"
     return load_yaml(path) if path.is_file() else None
 
@@ -145,17 +146,17 @@ def table3_runs(mode, exp_dir, exp_dirs, median, final) -> List[tuple]:
     data = "; ".join(sorted({training_data_description(experiment_conf(d)) for d in exp_dirs}))
     sdr = {t: median.loc[t, "SDR"] for t in median.index}
     if mode == "{1}":
-        cols = {t: v for t, v in sdr.items() if t in ("vocals", "accompaniment", "drums", "bass")}
+        cols = {t: v for t, v in sdr.items() if t in (VOCALS, ACCOMPANIMENT, DRUMS, BASS)}
         return [(f"This run: TasNet {{1}}, {exp_dir.name}", data, cols)]
     runs = [(f"This run: TasNet {{4}}, {exp_dir.name}", data, {**sdr, "mean": final.get("sdr_mean")})]
-    one = {"other": sdr["other"]}   # as the paper: other only exists from the combination
+    one = {OTHER: sdr[OTHER]}   # as the paper: other only exists from the combination
     for target, d in zip(TARGETS, exp_dirs):
         path = Path(d) / "results" / "final_metrics.json"
         if path.is_file():
             fm = read_json(path)
             one[target] = fm.get(f"sdr_{target}")
-            if target == "vocals":
-                one["accompaniment"] = fm.get("sdr_accompaniment")
+            if target == VOCALS:
+                one[ACCOMPANIMENT] = fm.get(f"sdr_{ACCOMPANIMENT}")
     if all(one.get(t) is not None for t in SOURCES):
         one["mean"] = float(np.mean([one[t] for t in SOURCES]))
     if len(one) > 1:
@@ -171,7 +172,7 @@ def sisnr_only_facts(model, exp_dir: Path, split_dir: Path, opts) -> List[str]:
             f"Separation: chunks of {opts['chunk_seconds']:g} s, {opts['overlap_seconds']:g} s cross-fade."]
 
 
-def _bss_sections(table3, metrics_median, metrics_mean, n_tracks) -> List[str]:
+def bss_sections(table3, metrics_median, metrics_mean, n_tracks) -> List[str]:
     """The BSS Eval parts of results.md: Table 3 layout and all metrics."""
     out = ["## SDR in the form of the paper's Table 3", "",
            "dB, BSS Eval v4 images, median over 1 s frames then median over tracks (SiSEC). "
@@ -203,7 +204,7 @@ def write_results_md(path, *, title: str, facts: Sequence[str], table3: Sequence
     out = [f"# {title}", "", f"Written {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}.", ""]
     out += [f"- {f}" for f in facts] + [""]
     if metrics_median is not None:
-        out += _bss_sections(table3, metrics_median, metrics_mean, n_tracks)
+        out += bss_sections(table3, metrics_median, metrics_mean, n_tracks)
     if sisnr:
         out += ["## SI-SNR on the test split of the training corpus (the paper's Tables 1 and 2)", ""]
         cols = list(next(iter(sisnr.values())).keys())

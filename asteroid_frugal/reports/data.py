@@ -1,28 +1,23 @@
 """What a manifest contains: songs, excerpts, hours, hours per source, silent target share.
 
-``python local/data_report.py exp/vocals/data/train.csv`` (target read from the
-``shaping.json`` beside the manifest, or ``--target``).
+Its command: ``local/data_report.py exp/vocals/data/train.csv`` (target read from the
+``shaping.json`` beside the manifest, or ``--target``); stage 2 prints it after shaping.
 """
-import argparse
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
 from ..config import load_config
+from ..data.datasets import read_manifest
+from ..data.layout import read_levels, read_track_meta
+from ..data.types import EXTRA_SOURCES, TARGETS
 from ..utils import FrugalError, read_json
-from .datasets import read_manifest
-from .layout import read_levels, read_track_meta
-from .types import EXTRA_SOURCES, TARGETS
 
 
-def manifest_report(manifest_csv, target: Optional[str] = None, silence_db: Optional[float] = None) -> dict:
-    """Counts of a manifest; silence is measured on the prepared level envelopes (100 ms frames).
-
-    ``target`` and ``silence_db`` (None): those the manifest was shaped with (``shaping.json``
-    beside it; for ``silence_db`` without one, conf.yml's ``shaping.silence_db``).
-    """
-    manifest_csv = Path(manifest_csv)
+def shaped_with(manifest_csv: Path, target: Optional[str] = None, silence_db: Optional[float] = None):
+    """``(target, silence_db)`` of a report: those given, else those the manifest was shaped with
+    (``shaping.json`` beside it; for ``silence_db`` without one, conf.yml's ``shaping.silence_db``)."""
     shaping_json = manifest_csv.parent / "shaping.json"
     shaping = read_json(shaping_json) if shaping_json.is_file() else None
     if target is None:
@@ -34,6 +29,16 @@ def manifest_report(manifest_csv, target: Optional[str] = None, silence_db: Opti
         silence_db = float(choices["silence_db"])
     if target not in TARGETS:
         raise FrugalError(f"target {target!r}: expected one of {', '.join(TARGETS)}")
+    return target, silence_db
+
+
+def manifest_report(manifest_csv, target: Optional[str] = None, silence_db: Optional[float] = None) -> dict:
+    """Counts of a manifest; silence is measured on the prepared level envelopes (100 ms frames).
+
+    ``target`` and ``silence_db`` (None): those the manifest was shaped with (:func:`shaped_with`).
+    """
+    manifest_csv = Path(manifest_csv)
+    target, silence_db = shaped_with(manifest_csv, target, silence_db)
     rows = read_manifest(manifest_csv)
     metas, levels = {}, {}
     hours = {s: 0.0 for s in EXTRA_SOURCES}
@@ -62,6 +67,7 @@ def manifest_report(manifest_csv, target: Optional[str] = None, silence_db: Opti
 
 
 def format_report(rep: dict) -> str:
+    """The report of :func:`manifest_report` in three or four lines."""
     lengths = ", ".join(f"{s:g}" for s in rep["excerpt_seconds"])
     lines = [f"{rep['manifest']} ({rep['target']}): {rep['songs']} songs, {rep['excerpts']} excerpts of "
              f"{lengths} s, {rep['hours']:.3f} h",
@@ -71,22 +77,3 @@ def format_report(rep: dict) -> str:
     if rep["corpora"]:
         lines.append("  excerpts per corpus: " + ", ".join(f"{k} {int(v)}" for k, v in rep["corpora"].items()))
     return "\n".join(lines)
-
-
-def main(argv: Optional[list] = None) -> dict:
-    parser = argparse.ArgumentParser(description="Report on a stage-2 manifest (songs, hours, silence)")
-    parser.add_argument("manifests", nargs="+", help="manifest CSV files (e.g. exp/vocals/data/train.csv)")
-    parser.add_argument("--target", default=None, help="default: from shaping.json beside the manifest")
-    parser.add_argument("--silence_db", type=float, default=None,
-                        help="default: the shaping.silence_db the manifest was shaped with")
-    args = parser.parse_args(argv)
-    reports = [manifest_report(m, args.target, args.silence_db) for m in args.manifests]
-    for rep in reports:
-        print(format_report(rep))
-    return {"reports": reports}
-
-
-if __name__ == "__main__":
-    from ..utils import run_cli
-
-    run_cli(main)

@@ -1,14 +1,16 @@
 """Stage 0: MUSDB18-HQ and MUSDB18 (.stem.mp4) roots, splits from musdb, atomic resumable tracks."""
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from asteroid_frugal.cli.prepare_data import main
 from asteroid_frugal.data import layout
 from asteroid_frugal.data.layout import list_tracks, prepared_root, read_track_meta
-from asteroid_frugal.data.musdb_prep import main, prepare_musdb
+from asteroid_frugal.data.musdb_prep import prepare_musdb
 from asteroid_frugal.utils import FrugalError
 from data_helpers import base_conf, make_hq_root, write_wav
 
@@ -123,7 +125,34 @@ def test_real_stem_mp4_through_stage0(tmp_path):
 def test_unreadable_mixture_header_is_a_logged_skip_naming_the_file(hq_root, tmp_path):
     (hq_root / "test" / "Artist B - Song Two" / "mixture.wav").write_bytes(b"garbage")
     conf = base_conf(tmp_path / "data", data={"musdb_root": str(hq_root)})
-    summary = prepare_musdb(conf, progress=False)  # the other tracks are still prepared (issue 17)
+    summary = prepare_musdb(conf, progress=False)  # the other tracks are still prepared
     assert summary["tracks"] == {"train": 1, "valid": 1, "test": 0}
     (skip,) = summary["skipped"]
     assert "Artist B - Song Two/mixture.wav: unreadable audio header" in skip["reason"]
+
+
+def test_nan_in_a_musdb18hq_stem_is_a_logged_skip(tmp_path):
+    root = make_hq_root(tmp_path / "hq", {"A - One": ("train", 1.0), "B - Two": ("test", 1.0)})
+    drums = sf.read(str(root / "test" / "B - Two" / "drums.wav"), dtype="float32")[0].T
+    drums[0, 5] = np.inf
+    write_wav(root / "test" / "B - Two" / "drums.wav", drums, subtype="FLOAT")
+    summary = prepare_musdb(base_conf(tmp_path / "data", data={"musdb_root": str(root)}), progress=False)
+    assert summary["tracks"]["test"] == 0 and summary["tracks"]["train"] == 1
+    (skip,) = summary["skipped"]
+    assert skip["track"] == "B - Two" and skip["reason"].endswith("drums.wav: contains 1 NaN or infinite sample(s)")
+
+
+def test_one_unreadable_stem_mp4_is_a_logged_skip(tmp_path, caplog):
+    stempeg = pytest.importorskip("stempeg")
+    root = tmp_path / "musdb18"
+    (root / "train").mkdir(parents=True)
+    (root / "test").mkdir()
+    (root / "test" / "The Easton Ellises - Falcon 69.stem.mp4").write_bytes(
+        Path(stempeg.example_stem_path()).read_bytes())
+    broken = root / "test" / "Broken - Download.stem.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypisom" + b"\x00" * 64)  # a damaged download: no readable header
+    summary = prepare_musdb(base_conf(tmp_path / "data", data={"musdb_root": str(root)}), progress=False)
+    assert summary["tracks"] == {"train": 0, "valid": 0, "test": 1}
+    (skip,) = summary["skipped"]
+    assert skip["track"] == "Broken - Download" and skip["reason"].startswith(f"{broken}: unreadable audio header")
+    assert any("skipping Broken - Download" in r.getMessage() for r in caplog.records)

@@ -1,0 +1,30 @@
+"""local/prepare_extra.py's options: --extra_roots sets data.extra_roots."""
+import pytest
+
+from asteroid_frugal.cli import prepare_extra
+
+
+@pytest.fixture
+def captured(monkeypatch):
+    """The config prepare_extra would get (nothing prepared)."""
+    seen = {}
+
+    def fake_prepare(conf, progress=True):
+        seen.update(conf=conf, progress=progress)
+        return {}
+
+    monkeypatch.setattr(prepare_extra, "prepare_extra", fake_prepare)
+    return seen
+
+
+@pytest.mark.parametrize("argv, roots", [
+    ([], []),                                                    # conf.yml's: none
+    (["--extra_roots", "/a"], ["/a"]),
+    (["--extra_roots", "/a /b"], ["/a", "/b"]),                  # space-separated, as run.sh's --extra_roots
+    (["--extra_roots", "/a", "/b", "--extra_roots", "/c"], ["/a", "/b", "/c"]),
+    (["--set", "data.extra_roots=[/x]", "--extra_roots", "/a"], ["/a"]),   # the flag wins
+    (["--set", "data.extra_roots=[/x, /y]"], ["/x", "/y"]),
+])
+def test_extra_roots(captured, argv, roots):
+    prepare_extra.main([*argv, "--no_progress"])
+    assert captured["conf"]["data"]["extra_roots"] == roots and captured["progress"] is False

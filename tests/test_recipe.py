@@ -1,0 +1,116 @@
+"""run.sh: option parsing, error paths, the targets as parallel jobs, failure and resume."""
+import subprocess
+import sys
+
+from conftest import REPO
+from test_system import plant
+
+
+def _run(*args):
+    return subprocess.run(["./run.sh", "--setup", "no", *args], cwd=REPO, capture_output=True, text=True)
+
+
+def test_run_sh_help_lists_options():
+    out = _run("--help")
+    assert out.returncode == 0
+    for name in ("--stage", "--stop_stage", "--tag", "--musdb_root", "--extra_roots", "--devices", "--seeds"):
+        assert name in out.stdout
+
+
+def test_run_sh_rejects_unknown_option_and_target(tmp_path):
+    out = _run("--no_such_option", "1")
+    assert out.returncode != 0 and "unknown option --no_such_option" in out.stderr
+    out = _run("--tag", "piano", "--exp_dir", str(tmp_path))
+    assert out.returncode != 0 and "--target" in out.stderr
+
+
+def test_run_sh_target_list_is_types_targets():
+    """run.sh keeps its one shell copy of the target list; it must equal data/types.py's."""
+    from asteroid_frugal.data.types import TARGETS
+
+    lines = [line for line in (REPO / "run.sh").read_text().splitlines() if line.startswith("all_targets=")]
+    assert len(lines) == 1 and lines[0].split('"')[1].split() == list(TARGETS)
+    out = _run("--target", "piano", "--exp_dir", "/nonexistent/x", "--stage", "9")
+    assert out.returncode != 0 and f"unknown target 'piano' ({', '.join(TARGETS)})" in out.stderr
+
+
+TINY_RECIPE = """
+data: {sample_rate: 8000, valid_chunk_seconds: 1}
+default_corpus: {generator: synth, n_train: 3, n_valid: 1, n_test: 1, song_seconds: 4, jobs: 1}
+filterbank: {n_filters: 16, kernel_size: 20}
+masker: {hidden_size: 16, n_layers: 2}
+shaping: {excerpt_seconds: 1, align_seconds: 2}
+training: {epochs: 1, batch_size: 2, num_workers: 0}
+evaluation: {chunk_seconds: 2, overlap_seconds: 0.5, n_examples: 0, bss: false}
+"""
+
+
+def tiny_recipe(tmp_path, *options):
+    overlay = tmp_path / "tiny.yml"
+    overlay.write_text(TINY_RECIPE)
+    return subprocess.run(["./run.sh", "--setup", "no", "--python", sys.executable, "--overlay", str(overlay),
+                           "--data_dir", str(tmp_path / "data"), "--exp_dir", str(tmp_path / "exp"), *options],
+                          cwd=REPO, capture_output=True, text=True, timeout=1200)
+
+
+def test_run_sh_with_a_mistyped_tag_leaves_no_experiment_folder(tmp_path):
+    exp = tmp_path / "exp"
+    (exp / "vocals").mkdir(parents=True)
+    out = subprocess.run(["./run.sh", "--setup", "no", "--stage", "4", "--tag", "vocals_typo", "--exp_dir", str(exp),
+                          "--data_dir", str(tmp_path / "data")], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert f"{exp}/vocals_typo: no such experiment (mistyped --tag? existing: vocals" in out.stderr
+    # a run whose stage fails before making anything removes the folder it made (a stage that fails
+    # at once stands in for stage 3 refusing a tag without training data: python = false)
+    out = subprocess.run(["./run.sh", "--setup", "no", "--stage", "3", "--stop_stage", "3", "--tag", "vocals_typo",
+                          "--exp_dir", str(exp), "--data_dir", str(tmp_path / "data"), "--python", "false"],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and "== stage 3" in out.stdout
+    assert sorted(p.name for p in exp.iterdir()) == ["vocals"]
+    (exp / "vocals" / "keep.txt").write_text("an existing experiment's folder stays, whatever happens")
+    out = subprocess.run(["./run.sh", "--setup", "no", "--stage", "3", "--stop_stage", "3", "--tag", "vocals",
+                          "--exp_dir", str(exp), "--python", "false"], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode != 0 and (exp / "vocals" / "keep.txt").exists()
+
+
+def test_run_sh_parallel_targets_a_failure_then_the_resumed_run(tmp_path):
+    """Stages 2-4 of the three targets as background jobs, 2 at a time, each with an explicit
+    thread count and passive waiting, its output in exp/recipe/<target>.log. One target fails
+    (a planted checkpoint is refused): the others finish, run.sh names the failed target and its
+    log, exits 1 and runs no {4}. Re-run without the bad file: only drums trains, then {4}."""
+    import os
+
+    bad = plant(tmp_path / "exp" / "drums" / "checkpoints" / "last.ckpt", tmp_path / "marker")
+    out = tiny_recipe(tmp_path, "--stop_stage", "4", "--target_jobs", "2")
+    text = out.stdout + out.stderr   # run.sh's own output goes through its log (tee)
+    assert out.returncode == 1, text[-3000:]
+    threads = max(1, os.cpu_count() // 2)
+    assert (f"== stages 2-4 of vocals drums bass: 2 at a time, --set runtime.threads={threads} "
+            "--set runtime.omp_wait_policy=passive") in text
+    log = tmp_path / "exp" / "recipe" / "drums.log"
+    assert f"run.sh: target drums failed; the end of {log}:" in text
+    assert "refused" in text and text.strip().splitlines()[-1] == (
+        "run.sh: failed: drums (re-run the same command to resume)")
+    exp = tmp_path / "exp"
+    for t in ("vocals", "bass"):
+        assert (exp / t / "best_model.pth").is_file() and (exp / t / "results" / "final_metrics.json").is_file()
+        assert (f"runtime: torch threads {threads}, OMP wait policy passive (threads and wait policy from --set)"
+                in (exp / "recipe" / f"{t}.log").read_text())
+    assert not (exp / "combined").exists() and not (tmp_path / "marker").exists()
+    trained = {t: (exp / t / "best_model.pth").stat().st_mtime_ns for t in ("vocals", "bass")}
+    import shlex   # each model's train_command.txt is the user's command, re-runnable as written (quoted)
+    assert shlex.split((exp / "vocals" / "train_command.txt").read_text()) == [
+        "./run.sh", "--setup", "no", "--python", sys.executable, "--overlay", str(tmp_path / "tiny.yml"),
+        "--data_dir", str(tmp_path / "data"), "--exp_dir", str(exp), "--stop_stage", "4", "--target_jobs", "2"]
+
+    bad.unlink()
+    out = tiny_recipe(tmp_path, "--stage", "2", "--stop_stage", "4", "--target_jobs", "3")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "== stages 2-4 of vocals drums bass: 3 at a time" in out.stdout
+    assert {t: (exp / t / "best_model.pth").stat().st_mtime_ns for t in trained} == trained   # not retrained
+    assert (exp / "drums" / "best_model.pth").is_file() and "   drums: " in out.stdout
+    assert (exp / "combined" / "results" / "final_metrics.json").is_file()
+    assert out.stdout.index("== stage 4 (evaluation {4}") > out.stdout.index("== stages 2-4")
+    wrong = tiny_recipe(tmp_path, "--stage", "4", "--target_jobs", "two")
+    assert wrong.returncode == 1 and wrong.stderr.strip() == "run.sh: --target_jobs two: expected auto or a number >= 1"
+

@@ -1,0 +1,146 @@
+"""The Lightning System and its parts (system.py): non-finite steps skipped, silent references left
+out, the paper's LR schedule and early stopping, the epoch-seeded sampler, the CSV log that survives
+resuming, and checkpoints that are loaded without running code."""
+import json
+import pathlib
+
+import pandas as pd
+import pytest
+import torch
+from pytorch_lightning.loggers import CSVLogger
+
+import asteroid_frugal.train as train_module
+from asteroid.models import BaseModel
+from asteroid_frugal.model import build_model
+from asteroid_frugal.system import EpochSeededSampler, FrugalSystem, ResumableCSVLogger, load_checkpoint
+from asteroid_frugal.train import train
+from asteroid_frugal.utils import UnsafeFileError
+
+from test_train import metrics, tiny_conf
+from toy_data import ToyTargetRest
+
+
+def test_silent_targets_and_nan_inputs_do_not_corrupt_weights(tmp_path):
+    conf = tiny_conf("training.epochs=1")
+    torch.manual_seed(0)
+    initial = {k: v.clone() for k, v in build_model(conf).state_dict().items()}
+    # every item has NaN input: every step skipped, weights untouched
+    train(conf, tmp_path / "nan", ToyTargetRest(8, nan=range(8)), ToyTargetRest(4, seed=1))
+    model = BaseModel.from_pretrained(str(tmp_path / "nan" / "best_model.pth"))
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, initial[k]), k
+    done = json.loads((tmp_path / "nan" / "training_done.json").read_text())
+    assert done["skipped_steps"] == 2
+    # silent targets: excluded from the loss, counted, weights stay finite and do change
+    train(conf, tmp_path / "silent", ToyTargetRest(8, silent=range(0, 8, 2)), ToyTargetRest(4, seed=1))
+    model = BaseModel.from_pretrained(str(tmp_path / "silent" / "best_model.pth"))
+    assert all(torch.isfinite(v).all() for v in model.state_dict().values())
+    m = metrics(tmp_path / "silent")
+    assert m["silent_refs"].dropna().sum() == 4
+    assert torch.isfinite(torch.tensor(m["loss_epoch"].dropna().to_numpy())).all()
+
+
+def test_lr_halving_and_early_stopping_at_the_paper_epoch_counts(tmp_path, monkeypatch):
+    """Scripted val_loss: best at epoch 1, then no improvement. Paper: LR halved after 3 epochs
+    without improvement, stop after 10."""
+    curve = [10.0, 9.0] + [9.5] * 30
+
+    def scripted_validation(self, batch, batch_nb):
+        self.log("val_loss", torch.tensor(curve[self.current_epoch]), on_epoch=True, batch_size=1)
+
+    monkeypatch.setattr(FrugalSystem, "validation_step", scripted_validation)
+    exp = tmp_path / "sched"
+    summary = train(tiny_conf("training.epochs=30"), exp, ToyTargetRest(4, length=400), ToyTargetRest(1, length=400))
+    m = metrics(exp)
+    lr = m[["epoch", "lr"]].dropna().set_index("epoch")["lr"]
+    # bad epochs 2, 3, 4 -> halved from epoch 5; bad 5, 6, 7 -> halved again from epoch 8
+    assert lr.loc[4] == pytest.approx(1e-3) and lr.loc[5] == pytest.approx(5e-4)
+    assert lr.loc[7] == pytest.approx(5e-4) and lr.loc[8] == pytest.approx(2.5e-4)
+    # 10 bad epochs (2..11) -> stop after epoch 11
+    assert summary["stop_reason"] == "early_stopping"
+    assert m["epoch"].max() == 11
+
+
+def test_epoch_seeded_sampler_order_depends_on_seed_and_epoch_only():
+    """A resumed run (a new sampler, set to the epoch it resumes at) draws the order of the
+    uninterrupted one, whatever the global RNG did meanwhile."""
+    data = list(range(50))
+    sampler = EpochSeededSampler(data, seed=3)
+    sampler.set_epoch(2)
+    order = list(sampler)
+    assert sorted(order) == data and order != data
+    torch.manual_seed(123)
+    resumed = EpochSeededSampler(data, seed=3)
+    resumed.set_epoch(2)
+    assert list(resumed) == order
+    resumed.set_epoch(3)
+    assert list(resumed) != order
+    assert list(EpochSeededSampler(data, seed=4)) != list(EpochSeededSampler(data, seed=3))
+
+
+def _log_twice(logger_class, root):
+    for step, loss in enumerate((1.0, 0.5)):   # a new logger each time: a run, then its resume
+        logger = logger_class(str(root), name="logs", version="csv")
+        logger.log_metrics({"loss": loss}, step=step)
+        logger.save()
+    return pd.read_csv(root / "logs" / "csv" / "metrics.csv")["loss"].tolist()
+
+
+def test_csv_log_survives_resuming(tmp_path):
+    assert _log_twice(ResumableCSVLogger, tmp_path / "ours") == [1.0, 0.5]
+    # Lightning's own logger still deletes the earlier rows (what ResumableCSVLogger works around)
+    assert _log_twice(CSVLogger, tmp_path / "lightning") == [0.5]
+
+
+# --------------------------------------------------------- files that would run code
+class _RunsCode:
+    """Pickles as a call to ``Path.touch(marker)``: unpickling it (weights_only=False) creates the marker."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (self.marker,))
+
+
+def plant(path, marker, **extra):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": {}, "epoch": 0, "payload": _RunsCode(marker), **extra}, path)
+    return path
+
+
+def test_crafted_checkpoint_is_refused_and_nothing_runs(tmp_path, caplog):
+    marker = tmp_path / "marker"
+    exp = tmp_path / "exp" / "vocals"
+    evil = plant(exp / "checkpoints" / "last.ckpt", marker)
+    with pytest.raises(UnsafeFileError) as err:
+        train(tiny_conf("training.epochs=1"), exp, ToyTargetRest(4, length=400), ToyTargetRest(1, length=400))
+    assert str(evil) in str(err.value) and "refused" in str(err.value) and "\n" not in str(err.value)
+    assert not marker.exists()
+    with pytest.raises(UnsafeFileError):  # the best checkpoint, read to export best_model.pth
+        load_checkpoint(evil)
+    assert not marker.exists()
+
+
+def test_lightning_resume_cannot_unpickle_code_either(tmp_path, monkeypatch):
+    """Defence in depth: even a file that got past our check is loaded by Lightning with weights_only=True."""
+    marker = tmp_path / "marker"
+    evil = plant(tmp_path / "exp" / "checkpoints" / "last.ckpt", marker)
+    monkeypatch.setattr(train_module, "last_checkpoint", lambda ckpt_dir: evil)
+    with pytest.raises(Exception, match="Weights only load failed"):
+        train(tiny_conf("training.epochs=1"), tmp_path / "exp", ToyTargetRest(4, length=400),
+              ToyTargetRest(1, length=400))
+    assert not marker.exists()
+
+
+def test_truncated_checkpoint_is_skipped_with_a_warning(tmp_path, caplog):
+    exp = tmp_path / "exp"
+    conf = tiny_conf("training.epochs=1")
+    train(conf, exp, ToyTargetRest(4, length=400), ToyTargetRest(1, length=400))
+    (exp / "training_done.json").unlink()
+    last = exp / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:1000])
+    summary = train(tiny_conf("training.epochs=2"), exp, ToyTargetRest(4, length=400), ToyTargetRest(1, length=400))
+    assert summary["epochs_done"] == 2
+    assert any("unreadable checkpoint skipped" in r.getMessage() and "last.ckpt" in r.getMessage()
+               for r in caplog.records)
