@@ -12,7 +12,7 @@ blocks that took longer than their own duration (each one an audible drop-out in
 host without extra buffering). The same figures from the thread's CPU time (``cpu``) are
 printed beside the wall-clock ones: on a shared, loaded machine the wall clock also counts
 the time other processes hold the core, the CPU time much less so (cache contention still
-counts), so it is the better estimate of a quiet machine there. Target (issue 22): RTF <= 0.25 at 256-sample blocks with
+counts), so it is the better estimate of a quiet machine there. Target: RTF <= 0.25 at 256-sample blocks with
 the 99th percentile below the block duration (5.8 ms).
 
 Variants, measured side by side in one run, the shipped one first:

@@ -39,7 +39,7 @@ def check_training_table(text: str, seconds: float) -> None:
 
 
 def test_training_table_check_holds_at_printed_precision():
-    """The table a busy machine printed (issue 17: 0.5 s / 8.039 s = 0.0622 printed as 0.06)."""
+    """The table a busy machine printed (0.5 s / 8.039 s = 0.0622 printed as 0.06)."""
     slow = ("FrugalTasNet (joint)       8.039       0.06          812            28.7       0.4%\n"
             "LSTMTasNet (2x mono)      14.201       0.04          901            56.4       0.4%\n"
             "throughput ratio FrugalTasNet / stock (medians of 1 alternated runs of 1 steps): 1.77x; "

@@ -1,15 +1,10 @@
 """FrugalTasNet: shapes, normalisation, scale equivariance, Asteroid round trip, parameters, learning;
 build_model: the config's model, its inconsistent combinations as one-line errors."""
-import importlib
-import subprocess
-import sys
-
 import pytest
 import torch
 
-import asteroid_frugal
 from asteroid.losses import PITLossWrapper, pairwise_neg_sisdr
-from asteroid.models import BaseModel, get as get_model
+from asteroid.models import BaseModel
 from asteroid_frugal.config import load_config
 from asteroid_frugal.model import FrugalTasNet, build_model, count_parameters, frame_signal, overlap_add
 from asteroid_frugal.utils import FrugalError
@@ -128,26 +123,6 @@ def test_from_pretrained_round_trip_file_and_dict(tiny_model_args, tmp_path):
         assert from_file.get_model_args() == model.get_model_args()
         torch.testing.assert_close(from_file(x), ref, rtol=0, atol=0)
         torch.testing.assert_close(from_dict(x), ref, rtol=0, atol=0)
-
-
-def test_registration_survives_double_import():
-    importlib.reload(asteroid_frugal.registry)
-    importlib.reload(asteroid_frugal)
-    asteroid_frugal.registry.register()
-    assert get_model("frugaltasnet").__name__ == "FrugalTasNet"
-    code = ("import sys; sys.path.insert(0, %r); import asteroid_frugal, importlib;"
-            "importlib.reload(asteroid_frugal.model); importlib.reload(asteroid_frugal.registry);"
-            "importlib.reload(asteroid_frugal); from asteroid.models import get;"
-            "print(get('FrugalTasNet').__module__)") % str(REPO)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "asteroid_frugal.model"
-
-
-def test_name_is_distinct_from_asteroid_models():
-    from asteroid.models import LSTMTasNet
-
-    assert get_model("FrugalTasNet") is not LSTMTasNet
 
 
 def _lstm_params(n_in, hidden, bidirectional):
