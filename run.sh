@@ -43,6 +43,9 @@ __option_names="stage stop_stage tag target targets conf overlay set musdb_root 
 cmdline="./run.sh$(printf " %q" "$@")"   # re-runnable as written (train_command.txt)
 . utils/parse_options.sh
 target_jobs_option=$target_jobs   # as given (the sweep passes it on to each variant)
+for v in stage stop_stage; do
+  case ${!v} in ''|*[!0-9]*) echo "run.sh: --$v ${!v}: expected a number (stages 0-5)" >&2; exit 1 ;; esac
+done
 
 [ "$setup" = yes ] && local/setup_env.sh
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 FRUGAL_RUN_CMD="$cmdline"
@@ -85,29 +88,42 @@ fi
 [ -n "$precision" ] && common+=(--set "training.precision=$precision")
 for s in $set; do common+=(--set "$s"); done
 
+need_python() {  # before the first stage: a missing interpreter is one line, not bash's "not found"
+  command -v "$python" >/dev/null 2>&1 || {
+    echo "run.sh: --python $python: not found (run without --setup no to create .venv, or give --python)" >&2; exit 1; }
+}
+
 if [ -n "$egs" ]; then  # a whole experiment: every variant and seed, resumable, then its results table.
   # The config arguments above (every option of this script) reach each variant's run.sh unchanged.
+  need_python
   exec "$python" local/run_egs.py --egs "$egs" --exp_dir "$exp_dir" --stage "$stage" --stop_stage "$stop_stage" \
     --target_jobs "$target_jobs_option" ${seeds:+--seeds "$seeds"} "${common[@]}"
 fi
 
 if [ -n "$tag" ] && [ "$stage" -ge 4 ] && [ ! -d "$exp_dir/$tag" ]; then  # nothing trains it in this run
-  known=$(cd "$exp_dir" 2>/dev/null && ls -d */ 2>/dev/null | tr -d / | tr '\n' ' ')
+  known=""  # (a glob, not ls: no exp_dir or no sub-folder must not end the script under set -e)
+  for d in "$exp_dir"/*/; do if [ -d "$d" ]; then d=${d%/}; known+="${d##*/} "; fi; done; known=${known% }
   echo "run.sh: $exp_dir/$tag: no such experiment (mistyped --tag? existing: ${known:-none})" >&2; exit 1
 fi
+need_python
 log_dir=$exp_dir/${tag:-recipe}
 new_log_dir=no; [ -d "$log_dir" ] || new_log_dir=yes
+new_exp_dir=no; [ -d "$exp_dir" ] || new_exp_dir=yes
 mkdir -p "$log_dir"
 # a failed run leaves no folder of its own that holds nothing but its log (e.g. a mistyped --tag)
 trap 'rc=$?; if [ $rc -ne 0 ] && [ $new_log_dir = yes ] && [ -z "$(ls -A "$log_dir" | grep -vx run.log)" ]; then
-  rm -rf "$log_dir"; fi' EXIT
+  rm -rf "$log_dir"; [ $new_exp_dir = no ] || rmdir "$exp_dir" 2>/dev/null || true; fi' EXIT
 exec > >(tee -a "$log_dir/run.log") 2>&1
 echo "run.sh $(date '+%F %T'): stages $stage..$stop_stage, targets: $run_targets"
 
 run_stage() {  # run_stage N "description" script args...
   local n=$1 what=$2 script=$3; shift 3
   echo "== stage $n ($what)"
-  "$python" "$script" "$@"
+  local rc=0
+  "$python" "$script" "$@" || rc=$?
+  # a stage prints its own error; one killed by a signal (out of memory, kill) could not
+  if [ $rc -gt 128 ]; then echo "run.sh: stage $n ($what) killed by signal $((rc - 128))" >&2; fi
+  [ $rc -eq 0 ] || exit $rc
 }
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then

@@ -40,6 +40,7 @@ from .audio import read_audio, write_audio
 from .data.layout import list_tracks, prepared_root, read_track_meta, rest_sources
 from .data.types import SOURCES, TARGETS, rest_name
 from .inference import chunking, load_target_models, resolve_device, separate_long, separate_stems
+from .lock import folder_lock
 from .metrics import (BACKENDS, METRICS, aggregate, bss_eval, frames_dataframe, per_track, si_snr)
 from .reports.results import evaluation_facts, plot_sdr_distribution, sisnr_only_facts, table3_runs, write_results_md
 from .runtime import torch_threads
@@ -72,8 +73,17 @@ def evaluate(conf: dict, exp_dir, combined: Optional[Sequence[str]] = None, sisn
     ``exp_dir``: the experiment ({1}) or the folder of the {4} results; ``combined``: the vocals,
     drums and bass experiments of {4}; ``sisnr``: also score {1}'s held-out excerpts. Everything
     else is the config's ``evaluation`` section (split, jobs, bss_backend, max_tracks, device...).
+    One run at a time per ``exp_dir``: it holds the folder's lock (:mod:`asteroid_frugal.lock`).
     """
-    exp_dir = Path(exp_dir)
+    if combined is None and not Path(exp_dir).is_dir():
+        # {1} scores the model of an existing experiment: the loader's one line names what is
+        # missing; a lock would create the folder first
+        return _evaluate(conf, Path(exp_dir), combined, sisnr)
+    with folder_lock(exp_dir, "evaluation"):
+        return _evaluate(conf, Path(exp_dir), combined, sisnr)
+
+
+def _evaluate(conf: dict, exp_dir: Path, combined: Optional[Sequence[str]], sisnr: bool) -> dict:
     results = exp_dir / "results"
     ev = conf["evaluation"]
     split, backend, max_tracks = ev["split"], ev["bss_backend"], ev["max_tracks"]

@@ -27,6 +27,7 @@ measured here (``benchmarks/bench_streaming.py``), not equal to PyTorch, so its 
 only reported: measure its quality before shipping it.
 """
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -121,20 +122,39 @@ def check_format(fmt: str, int8: bool = False) -> None:
         raise FrugalError("--int8 is for --format onnx (onnxruntime's quantisation)")
 
 
+def check_out_file(out, fmt: str) -> Path:
+    """``out`` as a path the export can write: a one-line error when it is an existing folder,
+    when a folder above it is a file, or when the folder it goes in cannot be written."""
+    out = Path(out)
+    if out.is_dir():
+        example = out / ("model.onnx" if fmt == "onnx" else "model.pt")
+        raise FrugalError(f"{out}: is a folder; --out takes the file to write (e.g. {example})")
+    parent = next((p for p in out.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise FrugalError(f"{out}: {parent} is a file, not a folder; choose another --out")
+    if parent is not None and not os.access(parent, os.W_OK | os.X_OK):
+        raise FrugalError(f"{out}: the folder {parent} cannot be written; choose another --out")
+    return out
+
+
 def export(model, fmt: str, out, streaming: bool = False, int8: bool = False) -> Path:
     """Write ``model`` as ``fmt`` (onnx | torchscript) to ``out`` (atomically); returns the path.
 
     ``int8`` (ONNX only): onnxruntime's dynamic quantisation of the written graph.
     """
     check_format(fmt, int8)
+    out = check_out_file(out, fmt)
     model = model.cpu().float().eval()
     graph = StreamingStep(model) if streaming else OfflineGraph(model)
     graph.eval()
     inputs = example_inputs(model, streaming)
-    out = Path(out)
     with atomic_path(out) as tmp, torch.no_grad():
         if fmt == "torchscript":
-            torch.jit.save(torch.jit.trace(graph, inputs, check_trace=False), str(tmp))
+            import io
+
+            buffer = io.BytesIO()   # not to a path: on a full disk that aborts the process (a C++ ios_failure)
+            torch.jit.save(torch.jit.trace(graph, inputs, check_trace=False), buffer)
+            tmp.write_bytes(buffer.getbuffer())
         else:
             import warnings
 
@@ -226,7 +246,10 @@ class _ExportedStreamer(BlockStreamer):
 
 
 class OnnxStreamingSeparator(_ExportedStreamer):
-    """:class:`~asteroid_frugal.streaming.StreamingSeparator`'s API on an ONNX streaming step (onnxruntime)."""
+    """:class:`~asteroid_frugal.streaming.StreamingSeparator`'s API on an ONNX streaming step (onnxruntime):
+    the same buffering and input rules (int16/int32 blocks divided by their full scale, a block holding
+    NaN or inf replaced by silence, counted in ``nonfinite_blocks``; see
+    :class:`~asteroid_frugal.streaming.BlockStreamer`)."""
 
     fmt = "onnx"
 
@@ -240,8 +263,10 @@ class TorchScriptStreamingSeparator(_ExportedStreamer):
 def export_checked(model_path, fmt: str, out, streaming: bool = False, int8: bool = False) -> Path:
     """Load a model (file, experiment or publish folder), export it (:func:`export`) and check the
     file against PyTorch (:func:`max_deviation`): a float export that deviates by more than 1e-4
-    of the peak is removed (an error); an ``int8`` one's deviation is only logged. Returns the path."""
+    of the peak is removed (an error); an ``int8`` one's deviation is only logged. ``out`` is
+    checked (:func:`check_out_file`) before the model is read. Returns the path."""
     check_format(fmt, int8)
+    check_out_file(out, fmt)
     model = load_model(model_path)
     if streaming:
         check_causal(model, model.frugal_path)

@@ -162,10 +162,66 @@ PRECISIONS = {"float32": None, "32": None, "bfloat16": torch.bfloat16, "bf16": t
 
 def chunking(conf: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """``chunk_seconds``, ``overlap_seconds``, ``batch_chunks`` of a config's ``evaluation``
-    section (default: conf.yml's)."""
+    section (default: conf.yml's), checked together: one :class:`FrugalError` naming the keys
+    when a chunk is not positive, the overlap negative or more than half a chunk, or a batch
+    empty. The commands that separate (stage 4, ``separate``) call it before any work."""
     ev = (conf if conf is not None else load_config())["evaluation"]
-    return dict(chunk_seconds=float(ev["chunk_seconds"]), overlap_seconds=float(ev["overlap_seconds"]),
-                batch_chunks=int(ev["batch_chunks"]))
+    try:
+        opts = dict(chunk_seconds=float(ev["chunk_seconds"]), overlap_seconds=float(ev["overlap_seconds"]),
+                    batch_chunks=int(ev["batch_chunks"]))
+    except (TypeError, ValueError) as err:
+        raise FrugalError(f"evaluation.chunk_seconds/overlap_seconds/batch_chunks: expected numbers ({err})") from None
+    chunk, overlap, batch = opts["chunk_seconds"], opts["overlap_seconds"], opts["batch_chunks"]
+    if not (math.isfinite(chunk) and chunk > 0):
+        raise FrugalError(f"evaluation.chunk_seconds={chunk:g} (--chunk_seconds): expected a positive "
+                          f"number of seconds")
+    if not (math.isfinite(overlap) and 0 <= 2 * overlap <= chunk):
+        raise FrugalError(f"evaluation.overlap_seconds={overlap:g} (--overlap_seconds): expected 0 to half a chunk "
+                          f"(evaluation.chunk_seconds={chunk:g}, so at most {chunk / 2:g} s)")
+    if batch < 1:
+        raise FrugalError(f"evaluation.batch_chunks={batch} (--batch_chunks): expected at least 1")
+    return opts
+
+
+# A mixture whose peak lies outside this range is scaled by a power of two before the model
+# (exactly invertible; the model is scale-equivariant: segments are L2-normalised and their
+# norms restored). Below 2**-24, quieter than one step of a 24-bit file, the encoder's epsilon
+# (1e-8) is no longer small against the segment norms; far above full scale, sums of squares
+# approach float32's range. Inside it nothing changes, bit for bit.
+SAFE_PEAK = (2.0 ** -24, 2.0 ** 10)
+
+
+class NonFiniteOutputError(FrugalError):
+    """A model produced NaN or infinite samples (e.g. weights holding NaN)."""
+
+
+def model_name(model) -> str:
+    """How a model is named in messages: its file (``load_model`` records it), else its class."""
+    return str(getattr(model, "frugal_path", None) or type(model).__name__)
+
+
+def level_exponent(mixture: Union[torch.Tensor, np.ndarray]) -> int:
+    """``e`` such that ``mixture * 2**-e`` has its peak in [0.5, 1) when the peak is outside
+    :data:`SAFE_PEAK`; 0 inside it (and for silence). NaN or infinite samples: a :class:`FrugalError`."""
+    mix = mixture if torch.is_tensor(mixture) else torch.from_numpy(np.asarray(mixture))
+    if mix.numel() == 0:
+        return 0
+    low, high = torch.aminmax(mix.detach())   # no song-sized copy (as abs() would make)
+    peak = max(-float(low), float(high))
+    if not math.isfinite(peak):
+        raise FrugalError("the mixture holds NaN or infinite samples")
+    if peak == 0 or SAFE_PEAK[0] <= peak <= SAFE_PEAK[1]:
+        return 0
+    return math.frexp(peak)[1]
+
+
+def scale_pow2(x: torch.Tensor, exponent: int) -> torch.Tensor:
+    """``x *= 2**exponent`` in place, exactly (a power of two; in steps that float32 can hold)."""
+    while exponent:
+        step = max(-100, min(100, exponent))
+        x.mul_(2.0 ** step)
+        exponent -= step
+    return x
 
 
 def separate_long(model, mixture: Union[torch.Tensor, np.ndarray], chunk_seconds: Optional[float] = None,
@@ -184,7 +240,10 @@ def separate_long(model, mixture: Union[torch.Tensor, np.ndarray], chunk_seconds
     ``precision``: ``float32`` (default) or ``bfloat16``/``float16`` autocast (faster
     on CPUs with bf16 instructions and on GPUs; outputs stay float32).
     Chunking arguments left at None take conf.yml's ``evaluation`` values (:func:`chunking`).
-    Returns a CPU float32 tensor with exactly T samples.
+    Levels: a mixture whose peak is outside :data:`SAFE_PEAK` (e.g. 1e20 or 1e-30) is scaled
+    by a power of two for the model and the estimates scaled back (:func:`level_exponent`).
+    Returns a CPU float32 tensor with exactly T samples. A model output holding NaN or inf
+    raises :class:`NonFiniteOutputError` naming the model (:func:`model_name`).
     """
     if None in (chunk_seconds, overlap_seconds, batch_chunks):
         conf_chunking = chunking()
@@ -199,6 +258,9 @@ def separate_long(model, mixture: Union[torch.Tensor, np.ndarray], chunk_seconds
     if batch_chunks < 1:
         raise ValueError(f"batch_chunks must be >= 1, got {batch_chunks}")
     mix = mix.detach().to("cpu", torch.float32)
+    level = level_exponent(mix)
+    if level:
+        mix = scale_pow2(mix.clone(), -level)
     n_chan, n_samples = mix.shape
     device = torch.device(device) if device is not None else _model_device(model)
     if device != _model_device(model):
@@ -232,6 +294,8 @@ def separate_long(model, mixture: Union[torch.Tensor, np.ndarray], chunk_seconds
                 batch = plan[first:first + batch_chunks]
                 x = torch.stack([_padded_slice(mix, start, length) for start, _, _ in batch])
                 est = model(x.to(device)).to("cpu", torch.float32)  # (B, n_src, C, length)
+                if not bool(torch.isfinite(est).all()):
+                    raise NonFiniteOutputError(f"model {model_name(model)} produced non-finite audio (NaN/inf)")
                 if out is None:
                     out = torch.zeros(est.shape[1], n_chan, n_samples)
                 for b, (start, fade_in, fade_out) in enumerate(batch):
@@ -244,6 +308,10 @@ def separate_long(model, mixture: Union[torch.Tensor, np.ndarray], chunk_seconds
             model.train()
         if bar is not None:
             bar.close()
+    if level:
+        scale_pow2(out, level)
+        if level > 0 and not bool(torch.isfinite(out).all()):
+            raise FrugalError(f"the separated stems exceed float32's range (mixture peak about 2**{level})")
     return out
 
 

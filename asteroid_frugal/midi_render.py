@@ -44,7 +44,7 @@ from typing import Any, Dict, List, Optional, Pattern, Sequence, Tuple
 import numpy as np
 
 from .data.types import SOURCES
-from .utils import FrugalError, write_json_atomic
+from .utils import DiskFullError, FrugalError, disk_full_errors, disk_full_message, nearly_full, write_json_atomic
 
 log = logging.getLogger("asteroid_frugal.midi_render")
 
@@ -55,6 +55,7 @@ FORMATS = {"wav": "FLOAT", "flac": "PCM_24"}
 REPORT = "render_report.json"
 LONGEST_SONG = 3600.0                  # seconds; longer files are skipped unless max_seconds cuts them
 SONG_RECORD = ".render.json"           # per song, hidden so stage 1 sees only <source>.<ext>
+RELEASE_SECONDS = 2                    # FluidSynth renders on past the last note (releases): disk space estimates
 OPTION_FIELDS = ("max_seconds", "tail_seconds", "sample_rate", "format", "peak", "gain", "reverb", "chorus")
 RELEASE_CONTROLS = (64, 66, 123)      # sustain off, sostenuto off, all notes off
 CHANNEL_EVENTS = ("program_change", "control_change", "pitchwheel", "aftertouch", "polytouch")
@@ -380,7 +381,9 @@ def fluidsynth_render(midi_path: Path, soundfont: Path, out_wav: Path, opts: Syn
     import soundfile as sf
 
     empty_conf = out_wav.with_suffix(".conf")     # shields the render from ~/.fluidsynth
-    empty_conf.write_text("")
+    needed = int((seconds + RELEASE_SECONDS) * opts.sample_rate) * 2 * 4 + 4096      # the float stereo render
+    with disk_full_errors(out_wav, needed):
+        empty_conf.write_text("")
     cmd = [require_fluidsynth(), "-n", "-i", "-q", "-f", str(empty_conf), "-F", str(out_wav),
            "-T", "wav", "-O", "float", "-r", str(opts.sample_rate), "-g", str(opts.gain),
            "-R", "1" if opts.reverb else "0", "-C", "1" if opts.chorus else "0",
@@ -392,9 +395,14 @@ def fluidsynth_render(midi_path: Path, soundfont: Path, out_wav: Path, opts: Syn
     except subprocess.TimeoutExpired:
         raise FrugalError(f"{midi_path}: fluidsynth did not finish in {limit:.0f} s") from None
     # fluidsynth exits 0 when it cannot load the soundfont, and then plays its built-in default
-    # soundfont instead: its "Failed to load" message is the only sign
-    failed = "failed to load" in (proc.stderr + proc.stdout).lower()
+    # soundfont instead: its "Failed to load" message is the only sign. On a full disk it says
+    # "Audio file write error: ... No space left on device", also exits 0, and leaves a truncated
+    # file (which must not become a song with a silent end).
+    said = (proc.stderr + proc.stdout).lower()
+    failed = "failed to load" in said or "write error" in said
     if proc.returncode != 0 or failed or not out_wav.is_file():
+        if any(w in said for w in ("no space left", "quota exceeded")) or nearly_full(out_wav.parent):
+            raise DiskFullError(disk_full_message(out_wav, needed))
         lines = [l for l in (proc.stderr + proc.stdout).splitlines() if "error" in l.lower() or "failed" in l.lower()]
         raise FrugalError(f"{midi_path}: fluidsynth failed: {lines[-1] if lines else f'exit {proc.returncode}'}")
     audio, _ = sf.read(str(out_wav), dtype="float32", always_2d=True)
@@ -412,6 +420,8 @@ def probe_soundfont(soundfont: Path, opts: SynthSettings) -> None:
         mid.save(str(Path(tmp) / "probe.mid"))
         try:
             audio = fluidsynth_render(Path(tmp) / "probe.mid", soundfont, Path(tmp) / "probe.wav", opts, seconds=1)
+        except DiskFullError:
+            raise
         except FrugalError as err:
             raise FrugalError(f"{soundfont}: unusable soundfont ({str(err).split(': ', 1)[-1]})") from None
     if not np.any(audio):
@@ -436,7 +446,8 @@ def render_song(midi_path, soundfont, out_song_dir, opts: RenderOptions, work_ro
     """Render one MIDI file with one soundfont into ``out_song_dir/<source>.<ext>`` (atomically).
 
     Returns the song's record (parts and their sources, stems, seconds), also written as
-    ``out_song_dir/.render.json``.
+    ``out_song_dir/.render.json``. A full disk is a :class:`DiskFullError` naming ``out_song_dir``
+    and the space the song needed (nothing of it left).
     """
     midi_path, out_song_dir = Path(midi_path), Path(out_song_dir)
     split = split_midi(midi_path, opts.rules, opts.max_seconds)
@@ -446,39 +457,44 @@ def render_song(midi_path, soundfont, out_song_dir, opts: RenderOptions, work_ro
     n = int(round((split.seconds + opts.tail_seconds) * opts.sample_rate))
     if opts.max_seconds is not None:
         n = min(n, int(round(opts.max_seconds * opts.sample_rate)))
-    work = Path(tempfile.mkdtemp(prefix=".song-", dir=work_root or out_song_dir.parent))
-    try:
-        stems = {}
-        for source, mid in split.files.items():
-            mid.save(str(work / f"{source}.mid"))
-            try:
-                audio = fluidsynth_render(work / f"{source}.mid", Path(soundfont), work / f"{source}.raw.wav",
-                                          opts, seconds=n / opts.sample_rate)
-            except FrugalError as err:       # name the user's file, not the temporary one
-                raise FrugalError(f"{midi_path} ({source} parts, {Path(soundfont).name}): "
-                                  f"{str(err).split(': ', 1)[-1]}") from None
-            stems[source] = np.pad(audio[:, :n], ((0, 0), (0, max(0, n - audio.shape[1]))))
-        silent = [s for s, a in stems.items() if not np.any(a)]
-        for source in silent:
-            log.info("%s: the %s parts render to silence with %s; stem left out", midi_path, source, soundfont)
-            del stems[source]
-        if not stems:
-            raise FrugalError(f"{midi_path}: renders to silence with {soundfont}")
-        mixture = sum(stems.values())
-        peak = max(float(np.abs(mixture).max()), *(float(np.abs(a).max()) for a in stems.values()))
-        gain = np.float32(opts.peak / peak)
-        song = work / "song"
-        song.mkdir()
-        for source, audio in stems.items():
-            write_stem(song / f"{source}.{opts.format}", audio * gain, opts.sample_rate, opts.format)
-        record = {"song": out_song_dir.name, "midi": str(midi_path), "soundfont": str(soundfont),
-                  "seconds": n / opts.sample_rate, "sample_rate": opts.sample_rate, "gain": float(gain),
-                  "stems": sorted(stems), "parts": [p.describe() for p in split.parts]}
-        (song / SONG_RECORD).write_text(json.dumps(record, indent=2) + "\n")
-        os.rename(song, out_song_dir)              # the song appears complete or not at all
-        return record
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    # every source's render and its stem (float at most): a full disk's message names it
+    needed = len(split.files) * (int(2 * n + RELEASE_SECONDS * opts.sample_rate) * 2 * 4 + 8192)
+    with disk_full_errors(out_song_dir, needed):
+        work = Path(tempfile.mkdtemp(prefix=".song-", dir=work_root or out_song_dir.parent))
+        try:
+            stems = {}
+            for source, mid in split.files.items():
+                mid.save(str(work / f"{source}.mid"))
+                try:
+                    audio = fluidsynth_render(work / f"{source}.mid", Path(soundfont), work / f"{source}.raw.wav",
+                                              opts, seconds=n / opts.sample_rate)
+                except DiskFullError:
+                    raise
+                except FrugalError as err:       # name the user's file, not the temporary one
+                    raise FrugalError(f"{midi_path} ({source} parts, {Path(soundfont).name}): "
+                                      f"{str(err).split(': ', 1)[-1]}") from None
+                stems[source] = np.pad(audio[:, :n], ((0, 0), (0, max(0, n - audio.shape[1]))))
+            silent = [s for s, a in stems.items() if not np.any(a)]
+            for source in silent:
+                log.info("%s: the %s parts render to silence with %s; stem left out", midi_path, source, soundfont)
+                del stems[source]
+            if not stems:
+                raise FrugalError(f"{midi_path}: renders to silence with {soundfont}")
+            mixture = sum(stems.values())
+            peak = max(float(np.abs(mixture).max()), *(float(np.abs(a).max()) for a in stems.values()))
+            gain = np.float32(opts.peak / peak)
+            song = work / "song"
+            song.mkdir()
+            for source, audio in stems.items():
+                write_stem(song / f"{source}.{opts.format}", audio * gain, opts.sample_rate, opts.format)
+            record = {"song": out_song_dir.name, "midi": str(midi_path), "soundfont": str(soundfont),
+                      "seconds": n / opts.sample_rate, "sample_rate": opts.sample_rate, "gain": float(gain),
+                      "stems": sorted(stems), "parts": [p.describe() for p in split.parts]}
+            (song / SONG_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+            os.rename(song, out_song_dir)              # the song appears complete or not at all
+            return record
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- corpus
@@ -511,6 +527,8 @@ def _render_task(task) -> Dict[str, Any]:
     try:
         record = render_song(midi_path, soundfont, out_song_dir, opts, work_root)
         return {"status": "rendered", **record}
+    except DiskFullError:
+        raise           # every later song would fail too: the run stops, the next run resumes
     except FrugalError as err:
         return {"status": "skipped", "song": name, "midi": str(midi_path), "reason": str(err)}
     except Exception as err:  # a bug or an OS problem on one file must not stop a long run

@@ -27,6 +27,7 @@ from typing import Any, Dict
 from .config import get, load_yaml, save_config
 from .data.types import stem_names
 from .inference import load_model, load_model_package
+from .lock import folder_lock
 from .reports.model_card import PAPER, RECIPE, dataset_description, model_card
 from .utils import FrugalError, read_json, write_text_atomic
 
@@ -96,6 +97,11 @@ def publish(exp_dir, conf: Dict[str, Any], out_dir=None) -> Path:
     exp_dir = Path(exp_dir)
     if not exp_dir.is_dir():
         raise FrugalError(f"{exp_dir}: experiment folder not found")
+    with folder_lock(exp_dir, "publishing"):   # one run at a time (asteroid_frugal.lock)
+        return _publish(exp_dir, conf, out_dir)
+
+
+def _publish(exp_dir: Path, conf: Dict[str, Any], out_dir) -> Path:
     model_path = exp_dir / "best_model.pth"
     if not model_path.is_file():
         raise FrugalError(f"{model_path}: not found (train the model first: stage 3)")

@@ -24,6 +24,13 @@ reference stems beside it are not separated). A song's stems are written to a te
 and published together with ``separation.json``, the record of the models and settings that
 made them: a song counts as done only with that record, so an interrupted song is separated
 again, and stems made by other models or settings are refused (kept) unless ``--overwrite``.
+
+Failures are one ``error:`` line per song, and the other songs go on: a file that cannot be read
+(or holds NaN, inf, or more than two channels); a model whose output holds NaN or inf (named; the
+song is not separated); a disk too full for the song's stems (checked before separating a wav
+song, and when a write fails: the output folder, the space the stems need and the space free).
+A silent song (every sample zero) gets silent stems and a warning. Extreme but finite levels
+are separated exactly (:func:`asteroid_frugal.inference.separate_long` normalises them).
 """
 import hashlib
 import logging
@@ -39,14 +46,16 @@ import numpy as np
 
 from .audio import AUDIO_EXTENSIONS, read_audio, write_audio
 from .data.types import EXTRA_SOURCES, MIXTURE, stem_names
-from .inference import (PRECISIONS, TargetModel, choose_precision, chunking, load_target_models, resolve_device,
-                        separate_stems)
+from .inference import (PRECISIONS, NonFiniteOutputError, TargetModel, choose_precision, chunking,
+                        load_target_models, resolve_device, separate_stems)
 from .streaming import stream_stems, streaming_options
-from .utils import FrugalError, read_json, write_json_atomic
+from .utils import DiskFullError, FrugalError, disk_full_errors, disk_full_message, free_bytes, read_json, \
+    write_json_atomic
 
 log = logging.getLogger("asteroid_frugal.separate")
 
 SUBTYPES = {"wav": ("PCM_16", "PCM_24", "FLOAT"), "flac": ("PCM_16", "PCM_24")}
+SAMPLE_BYTES = {"PCM_16": 2, "PCM_24": 3, "FLOAT": 4}
 MANIFEST = "separation.json"      # in each song folder: what made its stems (written last)
 PARTIAL = ".partial-"             # temporary song folders: OUT/.<song>.partial-XXXX
 
@@ -103,7 +112,8 @@ def song_name(rel: Path, folder: str = "") -> Path:
 
 
 def load_song(path: Path) -> Tuple[np.ndarray, int]:
-    """Read a song for separation; empty, silent, non-finite or >2-channel files are errors."""
+    """Read a song for separation; empty, non-finite or >2-channel files are errors (a silent
+    one is not: :func:`separate_song` gives it silent stems)."""
     audio, sr = read_audio(path)
     if audio.shape[-1] == 0:
         raise FrugalError(f"{path}: empty audio file (no samples)")
@@ -111,9 +121,13 @@ def load_song(path: Path) -> Tuple[np.ndarray, int]:
         raise FrugalError(f"{path}: has {audio.shape[0]} channels, expected mono or stereo")
     if not np.isfinite(audio).all():
         raise FrugalError(f"{path}: contains NaN or infinite samples")
-    if not np.any(audio):
-        raise FrugalError(f"{path}: silent (every sample is zero), nothing to separate")
     return audio, sr
+
+
+def stems_bytes(audio: np.ndarray, n_stems: int, subtype: str) -> int:
+    """The space a song's stems take as uncompressed audio (samples x channels x bytes per
+    sample x stems): what a wav output needs, at most what a flac one needs."""
+    return int(audio.shape[-1]) * int(audio.shape[0]) * SAMPLE_BYTES[subtype] * int(n_stems)
 
 
 def write_stems(stems: Dict[str, np.ndarray], song_dir: Path, sample_rate: int, ext: str,
@@ -268,6 +282,7 @@ def separate_files(conf: Dict, inputs: Sequence[str], model_specs: Sequence[str]
     stderr and the others go on. Returns ``{"files", "done", "skipped", "failed": [paths]}``.
     """
     fmt, subtype, precision = output_settings(conf)
+    chunks = None if stream else chunking(conf)   # checked before any file is touched
     device = resolve_device(conf["evaluation"]["device"])
     out_dir = Path(out)
     check_writable(out_dir)
@@ -280,7 +295,7 @@ def separate_files(conf: Dict, inputs: Sequence[str], model_specs: Sequence[str]
     if stream_opts:
         settings = dict(stream_opts, stream=True, format=fmt, subtype=subtype)
     else:
-        settings = dict(chunking(conf), precision=precision, format=fmt, subtype=subtype)
+        settings = dict(chunks, precision=precision, format=fmt, subtype=subtype)
     job = SeparationJob(conf, models, separation_record(models, names, settings), fmt, subtype, overwrite,
                         stream_opts)
     failed, done, skipped = [], 0, 0
@@ -324,21 +339,39 @@ def separate_song(job: SeparationJob, path: Path, song_dir: Path, desc: str) -> 
         log.info("%s: %s holds an incomplete separation (%s): separating again", desc, song_dir, detail)
     audio, sr = load_song(path)
     log.info("%s: %.1f s, %d Hz, %d channel(s)", desc, audio.shape[-1] / sr, sr, audio.shape[0])
-    if job.stream_opts:
-        stems = stream_stems(job.models[0], audio, sr, desc=desc, **job.stream_opts)
-    else:
-        sec, chunks = job.conf["separate"], chunking(job.conf)
-        precision, why = choose_precision(job.models, audio, sr, sec["precision"], sec["min_snr_db"],
-                                          sec["probe_seconds"], chunks=chunks)
-        log.info("%s: precision %s (%s)", desc, precision, why)
-        stems = separate_stems(job.models, audio, sr, progress=True, desc=desc, precision=precision, **chunks)
+    names = record["stems"]
+    needed = stems_bytes(audio, len(names), job.subtype)
+    if job.fmt == "wav" and free_bytes(song_dir) < needed:   # before spending the time to separate it
+        raise DiskFullError(disk_full_message(song_dir, needed))
+    try:
+        stems = separate_audio(job, audio, sr, desc)
+    except NonFiniteOutputError as err:
+        raise FrugalError(f"{path}: {err}; the song is not separated") from None
     del audio
-    song_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{song_dir.name}{PARTIAL}", dir=song_dir.parent))
-    try:  # every exit path, Ctrl-C included; a SIGKILL's leftovers go at the next run
-        write_stems(stems, tmp_dir, sr, job.fmt, job.subtype, shown_dir=song_dir)
-        del stems
-        publish_song(tmp_dir, song_dir, record, job.fmt)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+    tmp_dir = None
+    with disk_full_errors(song_dir, needed):   # its message counts the free space after the clean-up below
+        try:  # every exit path, Ctrl-C included; a SIGKILL's leftovers go at the next run
+            song_dir.parent.mkdir(parents=True, exist_ok=True)
+            tmp_dir = Path(tempfile.mkdtemp(prefix=f".{song_dir.name}{PARTIAL}", dir=song_dir.parent))
+            write_stems(stems, tmp_dir, sr, job.fmt, job.subtype, shown_dir=song_dir)
+            del stems
+            publish_song(tmp_dir, song_dir, record, job.fmt)
+        finally:
+            if tmp_dir is not None:
+                shutil.rmtree(tmp_dir, ignore_errors=True)
     return True
+
+
+def separate_audio(job: SeparationJob, audio: np.ndarray, sr: int, desc: str) -> Dict[str, np.ndarray]:
+    """One song's stems: the offline path (precision chosen per song) or, with ``--stream``, the
+    live one; a silent song gets silent stems (and a warning) without running a model."""
+    if not np.any(audio):
+        log.warning("%s: silent (every sample is zero): its stems are silent", desc)
+        return {name: np.zeros_like(audio, dtype=np.float32) for name in job.record["stems"]}
+    if job.stream_opts:
+        return stream_stems(job.models[0], audio, sr, desc=desc, **job.stream_opts)
+    sec, chunks = job.conf["separate"], chunking(job.conf)
+    precision, why = choose_precision(job.models, audio, sr, sec["precision"], sec["min_snr_db"],
+                                      sec["probe_seconds"], chunks=chunks)
+    log.info("%s: precision %s (%s)", desc, precision, why)
+    return separate_stems(job.models, audio, sr, progress=True, desc=desc, precision=precision, **chunks)

@@ -23,6 +23,13 @@ The fastest path measured is onnxruntime on the int8 export (``asteroid-frugal-e
 --streaming --int8``, driven by ``OnnxStreamingSeparator`` with this class's buffering);
 ``benchmarks/bench_streaming.py`` measures them all.
 
+Input: float blocks in [-1, 1] units, or integer blocks as audio callbacks deliver them
+(int8, int16, int32: divided by their full scale, 2**7, 2**15, 2**31; other integer types are
+refused); outputs are float32 in [-1, 1] units. A block holding NaN or an infinite sample is
+replaced by silence for the model, so the LSTM state stays exactly as if the block had been
+silent, and the output returned for it is silence; such blocks are counted
+(``nonfinite_blocks``) and logged once per stream.
+
 ``stream_file`` runs a file through this path as if it were live (the CLI's ``--stream``).
 """
 import logging
@@ -69,10 +76,20 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
     return quantized.eval()
 
 
+# Integer samples, as audio callbacks deliver them: the full scale each is divided by.
+INT_FULL_SCALE = {torch.int8: 2.0 ** 7, torch.int16: 2.0 ** 15, torch.int32: 2.0 ** 31}
+
+
 class BlockStreamer:
     """Blocks of any size in, the same sizes out, delayed by one segment: the buffering of a
     stream around a step that separates whole segments (``_separate_frames``), shared by
     :class:`StreamingSeparator` and the drivers of exported models (``asteroid_frugal.export``).
+
+    Blocks: float (in [-1, 1] units) or int8/int16/int32 (divided by their full scale, 2**7,
+    2**15, 2**31); outputs are float32 in [-1, 1] units. A block holding NaN or inf is
+    replaced by silence for the model (the state stays as if the block were silent) and its
+    output block is silence; :attr:`nonfinite_blocks` counts them (since the separator was
+    made) and the first of each stream is logged as a warning.
     """
 
     def __init__(self, n_src: int, n_channels: int, segment: int, sample_rate: float):
@@ -81,6 +98,7 @@ class BlockStreamer:
         self.latency_samples = self.segment
         self.latency_seconds = self.latency_samples / self.sample_rate
         self._last_numpy = False
+        self.nonfinite_blocks = 0
         self.reset()
 
     def reset(self) -> None:
@@ -88,6 +106,7 @@ class BlockStreamer:
         self._in_chan: Optional[int] = None
         self._pending = torch.zeros(0, 0)  # input samples of the incomplete segment
         self._queue: Optional[torch.Tensor] = None  # computed output not yet returned
+        self._nonfinite_logged = False
 
     def process(self, block: Array) -> Array:
         """Separate the next ``(channels, n)`` samples (n >= 1); returns ``(n_src, channels, n)``.
@@ -96,16 +115,31 @@ class BlockStreamer:
         (zeros before the first segment is complete). A numpy block gives a numpy
         result, a tensor a tensor. Channels: the model's, or 1 (mono into a stereo model is
         duplicated and the estimates averaged back, as the offline model does); fixed
-        until :meth:`reset`.
+        until :meth:`reset`. Integer and non-finite blocks: see the class docstring.
         """
         x, as_numpy = self._check_block(block)
+        finite = bool(torch.isfinite(x).all())
+        if not finite:
+            x = self._silence_for(x)
         buf = torch.cat([self._pending, x], dim=1) if self._pending.shape[1] else x
         n_ready = buf.shape[1] // self.segment * self.segment
         if n_ready:
             self._queue = torch.cat([self._queue, self._separate(buf[:, :n_ready])], dim=-1)
-        self._pending = buf[:, n_ready:]
+        self._pending = buf[:, n_ready:].clone()   # a copy: the caller may reuse its block's memory
         out, self._queue = self._queue[..., :x.shape[1]], self._queue[..., x.shape[1]:]
+        if not finite:
+            out = torch.zeros_like(out)
         return out.numpy() if as_numpy else out
+
+    def _silence_for(self, x: torch.Tensor) -> torch.Tensor:
+        """Silence in place of a block holding NaN or inf: counted, and logged once per stream."""
+        self.nonfinite_blocks += 1
+        if not self._nonfinite_logged:
+            self._nonfinite_logged = True
+            log.warning("%s: a block of %d samples holding NaN or infinite values was replaced by silence "
+                        "(its output is silence; the model carries on as if it had been silent); later ones "
+                        "are counted in nonfinite_blocks, not logged", type(self).__name__, x.shape[1])
+        return torch.zeros_like(x)
 
     def flush(self) -> Array:
         """End of the stream: the last :attr:`latency_samples` of output, then :meth:`reset`.
@@ -135,6 +169,8 @@ class BlockStreamer:
             raise ValueError("a block must hold at least one sample")
         if chan not in (self.n_channels, 1):
             raise ValueError(f"model expects {self.n_channels} channel(s) (or mono), got {chan}")
+        if not x.is_floating_point() and x.dtype not in INT_FULL_SCALE:
+            raise ValueError(f"a block must hold float or int8/int16/int32 samples, got {x.dtype}")
         if self._in_chan is None:
             self._in_chan = chan
             self._pending = torch.zeros(chan, 0)
@@ -142,7 +178,9 @@ class BlockStreamer:
         elif chan != self._in_chan:
             raise ValueError(f"the stream has {self._in_chan} channel(s), this block {chan}: reset() first")
         self._last_numpy = as_numpy
-        return x.to("cpu", torch.float32), as_numpy
+        if x.is_floating_point():
+            return x.to("cpu", torch.float32), as_numpy
+        return x.to("cpu", torch.float32).mul_(1.0 / INT_FULL_SCALE[x.dtype]), as_numpy
 
     def _separate(self, frames: torch.Tensor) -> torch.Tensor:
         """Complete segments ``(C_in, k * L)`` -> ``(n_src, C_in, k * L)`` (mono in: duplicated, averaged)."""
@@ -166,10 +204,16 @@ class StreamingSeparator(BlockStreamer):
             (a dynamically quantised copy, CPU: :func:`quantize_int8`).
 
     Methods ``process(block)``, ``flush()``, ``reset()``: see :class:`BlockStreamer`.
+    Blocks: float in [-1, 1] units, or int8/int16/int32 as audio callbacks deliver them
+    (divided by 2**7, 2**15, 2**31); outputs are float32 in [-1, 1] units. A block holding NaN
+    or inf is replaced by silence for the model (the LSTM state stays as if it had been silent)
+    and the block returned for it is silence.
 
     Attributes:
         latency_samples: algorithmic latency in samples (one segment, ``model.kernel_size``).
         latency_seconds: the same in seconds at ``model.sample_rate``.
+        nonfinite_blocks: blocks replaced by silence since the separator was made (the first
+            of each stream is logged as a warning).
     """
 
     def __init__(self, model: torch.nn.Module, mkldnn_min_frames: int = 16, precision: str = "float32"):
@@ -295,16 +339,25 @@ def stream_stems(tm, audio: np.ndarray, sample_rate: int, block: int, precision:
     ``tm`` is an :class:`asteroid_frugal.inference.TargetModel` of a causal model; returns its
     target and rest stems at the input's rate and length, rescaled by the offline path's
     least-squares gain (a live host would measure that gain once), and logs latency and
-    real-time factor."""
+    real-time factor. Levels outside :data:`asteroid_frugal.inference.SAFE_PEAK` are scaled by a
+    power of two for the model, as offline; NaN or inf out of the model raises
+    :class:`asteroid_frugal.inference.NonFiniteOutputError`."""
     from .audio import resample
     from .data.types import stem_names
-    from .inference import back_to_input, least_squares_gain
+    from .inference import NonFiniteOutputError, back_to_input, least_squares_gain, level_exponent, scale_pow2
 
     model_sr = int(round(float(tm.model.sample_rate)))
-    res = stream_file(tm.model, resample(audio, sample_rate, model_sr), model_sr, block, precision,
-                      progress=desc or True)
+    model_in = resample(audio, sample_rate, model_sr)
+    level = level_exponent(model_in)
+    if level:
+        model_in = scale_pow2(torch.tensor(model_in, dtype=torch.float32), -level).numpy()
+    res = stream_file(tm.model, model_in, model_sr, block, precision, progress=desc or True)
     log_stats(desc or tm.path, res["stats"])
     est = res["estimates"]
+    if not bool(torch.isfinite(est).all()):
+        raise NonFiniteOutputError(f"model {tm.path} produced non-finite audio (NaN/inf)")
+    if level:
+        scale_pow2(est, level)
     target, rest = (back_to_input(est[i], model_sr, sample_rate, audio.shape[-1]) for i in range(2))
     gain = least_squares_gain(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)), target, rest)
     names = stem_names([tm.target])

@@ -5,10 +5,12 @@
 * the Trainer's callbacks and loggers: :func:`make_callbacks` (checkpoints, early stopping,
   progress bar), :func:`make_loggers` (a CSV log that survives resuming, TensorBoard);
 * :class:`EpochSeededSampler`, so that a resumed run draws the batches of an uninterrupted one;
-* checkpoints: :func:`load_checkpoint` (``weights_only``), :func:`last_checkpoint` (what to resume).
+* checkpoints: :class:`CheckpointWriter` (written beside, then renamed), :func:`load_checkpoint`
+  (``weights_only``), :func:`last_checkpoint` (what to resume).
 
 :mod:`asteroid_frugal.train` puts them together.
 """
+import csv
 import json
 import logging
 import os
@@ -21,6 +23,7 @@ from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.loggers.logger import rank_zero_experiment
+from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.trainer.states import TrainerFn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torch.utils.data import RandomSampler
@@ -28,7 +31,7 @@ from torch.utils.data import RandomSampler
 from asteroid.engine import System
 
 from .losses import TargetRestSISNRLoss
-from .utils import FrugalError, UnsafeFileError, torch_load
+from .utils import FrugalError, UnsafeFileError, atomic_path, torch_load, torch_save_atomic
 
 log = logging.getLogger("asteroid_frugal.system")
 
@@ -208,14 +211,78 @@ class EpochSeededSampler(RandomSampler):
 # Works around Lightning's CSV writer (lightning_fabric ``_ExperimentWriter._check_log_dir_exists``,
 # since Lightning 2.2, Lightning-AI/pytorch-lightning#19446, still so in 2.6): it deletes an
 # existing metrics.csv when it starts, so a resumed run would lose the history of its epochs.
+# It also rewrites the whole file in place when a new metric appears (a kill then truncates it) and
+# crashes ("dict contains fields not in fieldnames") on a row longer than the header.
 class _AppendingCSVWriter(ExperimentWriter):
-    """Lightning's CSV writer, keeping an existing metrics.csv and appending under its header."""
+    """Lightning's CSV writer, keeping an existing metrics.csv and appending under its header.
+
+    An existing file whose rows do not all fit its header (two runs that appended at once before
+    experiments had a lock, a cut-off write) is repaired first: the rows that fit are kept, the
+    file as it was is moved aside (``metrics.csv.broken-<time>``), with one warning."""
 
     def _check_log_dir_exists(self) -> None:
         if self._fs.isfile(self.metrics_file_path):
-            with self._fs.open(self.metrics_file_path, "r", newline="") as f:
-                header = f.readline().strip()
-            self.metrics_keys = sorted(k for k in header.split(",") if k)
+            self.metrics_keys = self._repaired_header()
+
+    def _repaired_header(self) -> List[str]:
+        path = self.metrics_file_path
+        header, rows, n_bad = self._read_rows(path)
+        if not n_bad:
+            return header
+        broken = f"{path}.broken-{time.strftime('%Y%m%d-%H%M%S')}"
+        if header:
+            with atomic_path(path) as tmp:
+                with open(tmp, "w", newline="") as f:
+                    csv.writer(f).writerows([header, *rows])
+                os.replace(path, broken)
+        else:   # no usable header: the log starts again
+            os.replace(path, broken)
+        log.warning("%s: %d row(s) did not fit its header (another run's, or a cut-off write): kept the %d "
+                    "that do, the file as it was is %s", path, n_bad, len(rows), os.path.basename(broken))
+        return header
+
+    @staticmethod
+    def _read_rows(path) -> Tuple[List[str], List[List[str]], int]:
+        """(header, the rows that fit it, how many rows did not): a row fits when it has the
+        header's number of fields, each a number or empty; a header with empty or repeated names
+        counts as a row that does not fit, and no row fits it."""
+        def number(value: str) -> bool:
+            try:
+                float(value)
+                return True
+            except ValueError:
+                return value == ""
+
+        header, rows, n_bad = None, [], 0
+        with open(path, newline="", encoding="utf-8", errors="replace") as f:
+            reader = csv.reader(f)
+            while True:
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error:   # e.g. an unterminated quote: nothing after it is readable
+                    n_bad += 1
+                    break
+                if header is None:
+                    header = row
+                    if not row or not all(row) or len(set(row)) != len(row):
+                        header, n_bad = [], 1
+                elif header and len(row) == len(header) and all(number(v) for v in row):
+                    rows.append(row)
+                else:
+                    n_bad += 1
+        return header or [], rows, n_bad
+
+    def _rewrite_with_new_header(self, fieldnames: List[str]) -> None:
+        # Lightning's rewrites the file in place: written beside and renamed instead
+        with open(self.metrics_file_path, newline="") as f:
+            metrics = [{k: v for k, v in row.items() if k is not None} for row in csv.DictReader(f)]
+        with atomic_path(self.metrics_file_path) as tmp:
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=fieldnames)
+                writer.writeheader()
+                writer.writerows(metrics)
 
 
 class ResumableCSVLogger(CSVLogger):
@@ -266,6 +333,36 @@ def make_callbacks(conf: Dict[str, Any], ckpt_dir: Path) -> Tuple[ModelCheckpoin
     return best_cb, callbacks
 
 
+# Works around Lightning's checkpoint writer (lightning_fabric ``TorchCheckpointIO.save_checkpoint``
+# -> ``cloud_io._atomic_save``, still so in 2.6): it writes through an fsspec transaction, whose local
+# files are written in the system temporary folder and moved into place with ``shutil.move``. When
+# that folder is on another file system, the move is a copy: a full disk left a truncated checkpoint
+# under its final name, and a long traceback.
+class CheckpointWriter(TorchCheckpointIO):
+    """Lightning's checkpoint writer, writing each checkpoint to a temporary file in its own folder
+    (``.<name>.<random>.tmp``, see :data:`CHECKPOINT_TEMPORARY`) renamed onto its name when
+    complete: a checkpoint is complete or absent, and a full disk is one line naming it and the
+    space it needed (:class:`~asteroid_frugal.utils.DiskFullError`)."""
+
+    def save_checkpoint(self, checkpoint: Dict[str, Any], path, storage_options: Optional[Any] = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        torch_save_atomic(checkpoint, path, suffix=".tmp")
+
+
+CHECKPOINT_TEMPORARY = ".*.ckpt.*.tmp"   # CheckpointWriter's temporary files (glob), left by a kill
+
+
+def remove_checkpoint_temporaries(ckpt_dir: Path) -> int:
+    """Remove the temporary files a killed :class:`CheckpointWriter` left in ``ckpt_dir``; how many."""
+    leftovers = list(Path(ckpt_dir).glob(CHECKPOINT_TEMPORARY)) if Path(ckpt_dir).is_dir() else []
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    if leftovers:
+        log.info("%s: removed %d incomplete checkpoint(s) left by an interrupted run", ckpt_dir, len(leftovers))
+    return len(leftovers)
+
+
 CHECKPOINT = "a training checkpoint"
 
 
@@ -283,9 +380,10 @@ def last_checkpoint(ckpt_dir: Path) -> Optional[Path]:
     """The checkpoint to resume from: the newest loadable one in ``ckpt_dir`` (last.ckpt first
     among equally new: end of epoch, or latest-step.ckpt within an epoch), None when there is
     none; a broken file is skipped with a warning, a file holding code is refused (one line
-    naming it: someone put it there)."""
+    naming it: someone put it there). Temporary files of an interrupted save are removed first."""
     if not ckpt_dir.exists():
         return None
+    remove_checkpoint_temporaries(ckpt_dir)
     candidates = sorted(ckpt_dir.glob("*.ckpt"), key=lambda p: (-p.stat().st_mtime, p.name != "last.ckpt"))
     for path in candidates:
         try:

@@ -20,6 +20,7 @@ Re-running continues from ``checkpoints/last.ckpt`` (optimiser, scheduler, early
 stopping, epoch and step restored); a finished experiment is left alone unless
 ``--retrain`` (or its epoch budget was raised after stopping at max epochs).
 """
+import contextlib
 import json
 import logging
 import math
@@ -37,10 +38,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from .config import DEFAULT_CONF, load_yaml, merge, save_config
 from .data.types import TARGETS, stem_names
+from .lock import folder_lock
 from .model import build_model, count_parameters
-from .system import (FrugalSystem, EpochSeededSampler, last_checkpoint, load_checkpoint, make_callbacks,
-                     make_loggers, make_loss, make_optimizer, make_scheduler)
-from .utils import FrugalError, atomic_path, torch_save_atomic, write_json_atomic
+from .system import (CheckpointWriter, FrugalSystem, EpochSeededSampler, last_checkpoint, load_checkpoint,
+                     make_callbacks, make_loggers, make_loss, make_optimizer, make_scheduler)
+from .utils import FrugalError, atomic_path, read_json, torch_save_atomic, write_json_atomic, write_text_atomic
 
 log = logging.getLogger("asteroid_frugal.train")
 
@@ -59,10 +61,29 @@ def train(conf: Dict[str, Any], exp_dir, train_set: Optional[Dataset] = None, va
 
     ``train_set``/``val_set``: the datasets to use instead of stage 2's manifests (tests);
     ``command``: what ``train_command.txt`` records (default: this process's command line).
+    One run at a time: the launching process holds the experiment's lock (:mod:`asteroid_frugal.lock`;
+    a second run refuses in one line naming the first), DDP workers it starts do not take it.
     """
-    exp_dir, tr = Path(exp_dir), conf["training"]
     if conf["data"]["target"] not in TARGETS:
         raise FrugalError(f"data.target must be one of {', '.join(TARGETS)}, got {conf['data']['target']!r}")
+    with folder_lock(exp_dir, "training") if launching_process() else contextlib.nullcontext():
+        return fit_experiment(conf, Path(exp_dir), train_set, val_set, retrain, command)
+
+
+def launching_process() -> bool:
+    """False in a distributed worker of rank > 0 (started by Lightning's DDP launcher, torchrun or
+    SLURM: the rank variables Lightning reads, in its order, and the node rank): the launching
+    process holds the experiment's lock for all of them."""
+    rank = next((os.environ[k] for k in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
+                 if k in os.environ), "0")
+    node = os.environ.get("NODE_RANK", os.environ.get("GROUP_RANK", "0"))
+    return rank.strip() in ("", "0") and node.strip() in ("", "0")
+
+
+def fit_experiment(conf: Dict[str, Any], exp_dir: Path, train_set: Optional[Dataset], val_set: Optional[Dataset],
+                   retrain: bool, command: Optional[str]) -> Dict[str, Any]:
+    """:func:`train`'s work, the lock held: data -> model -> System -> Trainer -> best model."""
+    tr = conf["training"]
     if retrain:
         clear_experiment(exp_dir)
     else:
@@ -95,6 +116,7 @@ def train(conf: Dict[str, Any], exp_dir, train_set: Optional[Dataset] = None, va
         gradient_clip_val=float(tr["gradient_clipping"]), accelerator=tr["accelerator"],
         devices=tr["devices"], num_nodes=int(tr["num_nodes"]), strategy=tr["strategy"], precision=tr["precision"],
         log_every_n_steps=max(1, min(int(tr["log_every_n_steps"]), len(train_loader))), enable_model_summary=False,
+        plugins=[CheckpointWriter()],   # checkpoints written beside, then renamed (system.py)
     )
     if trainer.is_global_zero:
         record_experiment(conf, exp_dir, command)
@@ -159,7 +181,13 @@ def finished_run(conf: Dict[str, Any], exp_dir: Path) -> Optional[Dict[str, Any]
     done_file = exp_dir / "training_done.json"
     if not done_file.exists():
         return None
-    done = json.loads(done_file.read_text())
+    try:
+        done = read_json(done_file)
+        int(done["epochs_done"])
+    except (FrugalError, KeyError, TypeError, ValueError) as err:   # an older version's, a hand edit
+        log.warning("%s: unreadable (%s): training resumes and writes it again", done_file,
+                    err if isinstance(err, FrugalError) else "no epochs_done")
+        return None
     more_epochs = done.get("stop_reason") == "max_epochs" and int(conf["training"]["epochs"]) > int(done["epochs_done"])
     if more_epochs or not (exp_dir / "best_model.pth").exists():
         return None
@@ -172,7 +200,7 @@ def record_experiment(conf: Dict[str, Any], exp_dir: Path, command: Optional[str
     """``conf.yml`` and ``train_command.txt`` (``command``, else $FRUGAL_RUN_CMD, else argv)."""
     save_config(conf, exp_dir / "conf.yml")
     cmd = command or os.environ.get("FRUGAL_RUN_CMD") or " ".join(shlex.quote(a) for a in sys.argv)
-    (exp_dir / "train_command.txt").write_text(cmd + "\n")
+    write_text_atomic(exp_dir / "train_command.txt", cmd + "\n")
 
 
 # ------------------------------------------------------------------------------- data
@@ -196,7 +224,8 @@ def training_batch_size(conf: Dict[str, Any], exp_dir: Path) -> int:
     ``training.batch_size``."""
     shaping = exp_dir / "data" / "shaping.json"
     if shaping.exists():
-        value = json.loads(shaping.read_text()).get("batch_size")
+        info = read_json(shaping)   # broken: one line naming it (re-run stage 2)
+        value = info.get("batch_size") if isinstance(info, dict) else None
         if value:
             return int(value)
     return int(conf["training"]["batch_size"])
@@ -257,7 +286,8 @@ def export_best_model(system: FrugalSystem, ckpt_path: Optional[str], conf: Dict
 
 
 def plot_curves(exp_dir: Path) -> Optional[Path]:
-    """PNG of training/validation loss and learning rate from the CSV log."""
+    """PNG of training/validation loss and learning rate from the CSV log; None (and a warning
+    when the log cannot be read: the curves are not worth failing a run for) when there is none."""
     csv = exp_dir / "logs" / "csv" / "metrics.csv"
     if not csv.exists():
         return None
@@ -267,7 +297,14 @@ def plot_curves(exp_dir: Path) -> Optional[Path]:
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    df = pd.read_csv(csv)
+    try:
+        df = pd.read_csv(csv).apply(pd.to_numeric, errors="coerce")
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        log.warning("%s: unreadable (%s): no training curves", csv, " ".join(str(err).split()))
+        return None
+    if "epoch" not in df:
+        log.warning("%s: no epoch column: no training curves", csv)
+        return None
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
     for col, label in (("loss_epoch", "training"), ("val_loss", "validation")):
         if col in df:

@@ -1,9 +1,12 @@
-"""Small shared helpers: one-line user errors, atomic writes, logging set-up."""
+"""Small shared helpers: one-line user errors, atomic writes (and a full disk as one line), logging set-up."""
+import errno
+import io
 import json
 import logging
 import os
 import pickle
 import re
+import shutil
 import sys
 import tempfile
 from contextlib import contextmanager
@@ -21,6 +24,10 @@ class FrugalError(Exception):
 
 class UnsafeFileError(FrugalError):
     """A torch file that holds more than tensors and plain values: refused, never unpickled."""
+
+
+class DiskFullError(FrugalError):
+    """A write that ran out of disk space (or quota): one line naming the path and the space needed."""
 
 
 def cpu_name() -> str:
@@ -41,26 +48,112 @@ def setup_logging(level: int = logging.INFO) -> None:
                             datefmt="%H:%M:%S", stream=sys.stderr)
 
 
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+# A writer that hides the OS error (libsndfile says "System error.") counts as out of space when
+# less than this is free where it wrote (a failed write fills a disk to its last blocks), or less
+# than what it still had to write.
+_NEARLY_FULL = 64 * 1024
+
+
+def human_bytes(n: float) -> str:
+    """``n`` bytes as "5.1 MB" (powers of 1000, as ``df -H``)."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def free_bytes(path) -> int:
+    """Free space (for this user) on the file system of ``path`` or of its nearest existing parent."""
+    path = Path(path).absolute()
+    for folder in (path, *path.parents):
+        try:
+            return shutil.disk_usage(folder).free
+        except OSError:
+            continue
+    return 0
+
+
+def disk_full_message(path, needed_bytes=None) -> str:
+    """One line for a write to ``path`` that ran out of space: the path, the bytes the write
+    needed when known, and the space free there now (``shutil.disk_usage``)."""
+    return _disk_full_line(path, needed_bytes)
+
+
+def _disk_full_line(path, needed_bytes=None, at_least: bool = False) -> str:
+    free = free_bytes(path)
+    need = "" if needed_bytes is None else f"needed {'more than ' if at_least else ''}{human_bytes(needed_bytes)}, "
+    # enough space free and still refused: a quota, or no inodes left (df -i)
+    other = " (over a quota, or out of inodes?)" if needed_bytes and not at_least and free >= needed_bytes else ""
+    return f"{path}: disk full: {need}{human_bytes(free)} free there{other}; free some space and run the command again"
+
+
+def is_disk_full(err: BaseException, where, still_needed=None) -> bool:
+    """True when ``err``, raised while writing in folder ``where``, comes from a full disk: an
+    OSError with ENOSPC or EDQUOT, or another writer's error (not a :class:`FrugalError`) while
+    less than ``still_needed`` bytes (or 64 KiB) are free there."""
+    if isinstance(err, DiskFullError):
+        return True
+    if isinstance(err, OSError):
+        return err.errno in DISK_FULL_ERRNOS
+    if not isinstance(err, Exception) or isinstance(err, FrugalError):
+        return False
+    return nearly_full(where, still_needed)
+
+
+def nearly_full(where, still_needed=None) -> bool:
+    """True when less than ``still_needed`` bytes (or 64 KiB) are free on the file system of
+    ``where``: what a writer that hides its OS error failed on."""
+    return free_bytes(where) < max(_NEARLY_FULL, int(still_needed or 0))
+
+
 @contextmanager
-def atomic_path(path, suffix: str = ""):
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix, dir=path.parent)
-    os.close(fd)
+def disk_full_errors(path, needed_bytes=None):
+    """Turn a full disk met inside the block into a :class:`DiskFullError` naming ``path`` (and
+    ``needed_bytes``, what the block writes, when known). For a block that writes several files
+    under temporary names and removes them itself when it fails: its own clean-up runs first."""
     try:
+        yield
+    except Exception as err:  # noqa: BLE001 - re-raised unless the disk is full
+        if not is_disk_full(err, Path(path).parent, needed_bytes):
+            raise
+        raise DiskFullError(disk_full_message(path, needed_bytes)) from None
+
+
+@contextmanager
+def atomic_path(path, suffix: str = "", needed_bytes=None):
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
+
+    On failure the temporary file is removed and an existing ``path`` is left as it was; a full
+    disk is a :class:`DiskFullError` naming ``path``, with ``needed_bytes`` (what the write needs,
+    when the caller knows it; else at least what was written before the disk filled up).
+    """
+    path = Path(path)
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix, dir=path.parent)
+        os.close(fd)
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give results the usual mode
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as err:
+        written = os.path.getsize(tmp) if tmp and os.path.exists(tmp) else 0
+        full = is_disk_full(err, path.parent, None if needed_bytes is None else needed_bytes - written)
+        if tmp and os.path.exists(tmp):
             os.unlink(tmp)
-        raise
+        if not full:
+            raise
+        if needed_bytes is None and written:
+            raise DiskFullError(_disk_full_line(path, written, at_least=True)) from None
+        raise DiskFullError(disk_full_message(path, needed_bytes)) from None
 
 
 def write_text_atomic(path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
+    data = text.encode()
+    with atomic_path(path, needed_bytes=len(data)) as tmp:
+        tmp.write_bytes(data)
 
 
 def write_json_atomic(path, obj: Any) -> None:
@@ -77,11 +170,15 @@ def read_json(path) -> Any:
         raise FrugalError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
 
 
-def torch_save_atomic(obj: Any, path) -> None:
+def torch_save_atomic(obj: Any, path, suffix: str = "") -> None:
+    """``torch.save`` to a temporary file beside ``path`` (ending in ``suffix``, by default
+    ``path``'s), renamed onto it when complete (:func:`atomic_path`)."""
     import torch
 
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    buffer = io.BytesIO()   # serialised first: the size a full disk's message names
+    torch.save(obj, buffer)
+    with atomic_path(path, suffix=suffix, needed_bytes=buffer.getbuffer().nbytes) as tmp:
+        tmp.write_bytes(buffer.getbuffer())
 
 
 _MAGIC = ((b"RIFF", "a WAV audio file"), (b"fLaC", "a FLAC audio file"), (b"OggS", "an Ogg audio file"),

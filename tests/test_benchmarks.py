@@ -114,3 +114,9 @@ def test_defaults_benchmark_table():
     # the best setting (chosen from unrounded times): the fastest at the printed precision
     assert times[row[3].strip()] == pytest.approx(min(times.values()), abs=0.006)
     assert float(row[5].rstrip("x ")) == pytest.approx(times["shipped"] / min(times.values()), abs=0.01)
+
+
+def test_bench_import_prints_its_table():
+    text = run("benchmarks/bench_import.py", "--runs", "1")
+    assert re.search(r"import asteroid_frugal, beyond +[\d.]+ s", text)
+    assert re.search(r"command start, policy restart +[\d.]+ s +\([\d.]+x\)", text)

@@ -69,3 +69,17 @@ def test_a_bad_config_is_one_line_from_an_entry_point(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'missing.yml'}: config file not found"
     assert not (tmp_path / "e").exists()
+
+
+def test_a_full_disk_anywhere_is_one_line(tmp_path, capsys):
+    import errno
+    import os
+
+    def main(argv):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "logs" / "hparams.yaml"))
+
+    with pytest.raises(SystemExit) as exit_info:
+        run(main, [])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(err) == 1
+    assert err[0].startswith(f"error: {tmp_path / 'logs' / 'hparams.yaml'}: disk full")

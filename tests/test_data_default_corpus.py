@@ -10,13 +10,15 @@ import pytest
 import soundfile as sf
 import yaml
 
+from asteroid_frugal.data import default_corpus
 from asteroid_frugal.data.default_corpus import SETUP_FILE, CorpusParams, generate_corpus, synth_settings
 from asteroid_frugal.data.layout import list_tracks, prepared_root, read_track_meta
 from asteroid_frugal.data.musdb_prep import prepare_musdb
 from asteroid_frugal.data.types import SOURCES as SOURCES_
 from asteroid_frugal.midi_render import SynthSettings
-from asteroid_frugal.utils import FrugalError
+from asteroid_frugal.utils import DiskFullError, FrugalError
 from data_helpers import base_conf
+from disk_helpers import no_space, resize, small_disk
 
 SR = 44100
 
@@ -201,3 +203,25 @@ def test_corpus_leftovers_of_a_killed_run_are_removed_and_the_corpus_completed(t
     generate_corpus(root, params, progress=False)
     assert sorted(p.name for p in (root / "train").iterdir()) == ["Frugal Synth - Train 001", "Frugal Synth - Valid 001"]
     assert (root / "test" / "Frugal Synth - Test 001" / "mixture.wav").is_file()
+
+
+def test_a_full_disk_stops_the_corpus_with_one_line_and_the_next_run_completes_it(tmp_path, monkeypatch):
+    params = CorpusParams.from_conf(base_conf(tmp_path, default_corpus={
+        "generator": "synth", "n_train": 1, "n_valid": 1, "n_test": 1, "song_seconds": 4, "jobs": 1}))
+    song = "Frugal Synth - Train 001"
+    monkeypatch.setattr(default_corpus.sf, "write", lambda path, *a, **k: (_ for _ in ()).throw(no_space(path)))
+    with pytest.raises(DiskFullError) as err:
+        generate_corpus(tmp_path / "corpus", params, progress=False)
+    # 4 stereo stems and the mixture, 4 s at 44.1 kHz in 16 bit
+    assert str(err.value).startswith(f"{tmp_path / 'corpus' / 'train' / song}: disk full: needed 3.5 MB, ")
+    assert list((tmp_path / "corpus" / "train").iterdir()) == []         # nothing half-written
+    monkeypatch.undo()
+    with small_disk(tmp_path / "disk", 5000) as disk:                   # a real one: room for one song
+        with pytest.raises(DiskFullError, match=f"{disk}/corpus/train/Frugal Synth - Valid 001: disk full: "
+                                                r"needed 3.5 MB, 1\.\d MB free there; "):
+            generate_corpus(disk / "corpus", params, progress=False)
+        assert [p.name for p in (disk / "corpus" / "train").iterdir()] == [song]
+        resize(disk, 12000)                                               # space freed: the same command
+        generate_corpus(disk / "corpus", params, progress=False)
+        assert sorted(p.name for p in (disk / "corpus" / "train").iterdir()) == [song, "Frugal Synth - Valid 001"]
+        assert (disk / "corpus" / "test" / "Frugal Synth - Test 001" / "mixture.wav").is_file()

@@ -1,4 +1,6 @@
-"""Stage 1: extra stem folders (resampling, mono, subsets of stems, bad songs skipped, index)."""
+"""Stage 1: extra stem folders (resampling, mono, subsets of stems, bad songs skipped, a full disk
+stops the stage, index)."""
+import errno
 import json
 import types
 
@@ -8,11 +10,11 @@ import soundfile as sf
 
 from asteroid_frugal.cli.prepare_extra import main
 from asteroid_frugal.config import load_config
-from asteroid_frugal.data import extra
+from asteroid_frugal.data import extra, layout
 from asteroid_frugal.data.extra import iter_extra_songs, prepare_extra, root_id, song_targets
 from asteroid_frugal.data.layout import read_track_meta
 from asteroid_frugal.data.types import ExtraSong
-from asteroid_frugal.utils import FrugalError
+from asteroid_frugal.utils import DiskFullError, FrugalError
 from data_helpers import base_conf, stem_signal, write_wav
 
 SLAKH = load_config()["slakh"]
@@ -121,3 +123,21 @@ def test_nan_in_an_extra_stem_is_a_logged_skip(tmp_path):
     assert [s["name"] for s in index["songs"]] == ["good"]
     (skip,) = index["skipped"]
     assert skip["reason"] == f"{root / 'nan' / 'bass.wav'}: contains 10 NaN or infinite sample(s)"
+
+
+def test_a_full_disk_stops_stage1_in_one_line_instead_of_skipping_every_song(extra_root, tmp_path, monkeypatch):
+    conf = base_conf(tmp_path / "data", data={"extra_roots": [str(extra_root)]})
+    real_savez, calls = layout.np.savez, []
+
+    def full_on_the_second_song(path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_savez(path, *args, **kwargs)
+
+    monkeypatch.setattr(layout.np, "savez", full_on_the_second_song)
+    with pytest.raises(DiskFullError, match=r": disk full: needed [\d.]+ [kM]B, "):
+        prepare_extra(conf, progress=False)
+    assert not (tmp_path / "data" / "extra_index.json").exists()
+    monkeypatch.undo()
+    assert len(prepare_extra(conf, progress=False)["songs"]) == 3

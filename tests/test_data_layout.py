@@ -1,5 +1,6 @@
-"""The prepared layout: which corpus a config names, atomic tracks that know their inputs, 16-bit
-storage with a float fallback, level envelopes, and what "the rest" of a target is."""
+"""The prepared layout: which corpus a config names, atomic tracks that know their inputs (a full
+disk: one line, the old track kept), 16-bit storage with a float fallback, level envelopes, and
+what "the rest" of a target is."""
 import json
 
 import numpy as np
@@ -10,8 +11,9 @@ from asteroid_frugal.data import layout
 from asteroid_frugal.data.layout import (clean_temporaries, frame_levels_db, list_tracks, prepared_root, read_levels,
                                          read_track_meta, rest_sources, source_corpus, source_signature,
                                          track_is_valid, write_track)
-from asteroid_frugal.utils import FrugalError
+from asteroid_frugal.utils import DiskFullError, FrugalError
 from data_helpers import base_conf, make_hq_root, stem_signal, write_wav
+from disk_helpers import no_space, small_disk
 
 SR = 8000
 
@@ -98,3 +100,24 @@ def test_levels_envelope_and_active_fraction(tmp_path):
     assert levels.active_fraction("vocals", 0, SR, -50) == pytest.approx(0.5)
     assert levels.active_fraction("vocals", 0, 2 * SR, -50) == pytest.approx(0.25)   # past the end: silent
     assert json.loads((tmp_path / "t" / "track.json").read_text())["layout_version"] == layout.LAYOUT_VERSION
+
+
+def test_a_full_disk_while_writing_a_track_is_one_line_and_keeps_the_old_track(tmp_path, monkeypatch):
+    track = tmp_path / "split" / "song"
+    write_track(track, _stems(), dict(name="song", sample_rate=SR))
+    monkeypatch.setattr(layout.np, "savez", lambda *a, **k: (_ for _ in ()).throw(no_space(a[0])))
+    with pytest.raises(DiskFullError) as err:
+        write_track(track, _stems(2.0), dict(name="song", sample_rate=SR))
+    # 4 stereo stems of 2 s at 8 kHz in 16 bit, their level envelopes, the track record
+    assert str(err.value).startswith(f"{track}: disk full: needed 260.8 kB, ") and "\n" not in str(err.value)
+    assert track_is_valid(track) and read_track_meta(track)["n_samples"] == SR     # the old track, untouched
+    assert [p.name for p in track.parent.iterdir()] == ["song"]                   # no temporary left
+
+
+def test_a_track_written_onto_a_really_full_disk(tmp_path):
+    with small_disk(tmp_path / "disk", 300) as disk:
+        stems = _stems(3.0)
+        with pytest.raises(DiskFullError) as err:    # 4 stems and the mixture: 480 kB
+            write_track(disk / "train" / "song", stems, dict(name="song", sample_rate=SR), mixture=sum(stems.values()))
+        assert str(err.value).startswith(f"{disk / 'train' / 'song'}: disk full: needed 485.1 kB, ")
+        assert list((disk / "train").iterdir()) == []

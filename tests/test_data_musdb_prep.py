@@ -1,4 +1,6 @@
-"""Stage 0: MUSDB18-HQ and MUSDB18 (.stem.mp4) roots, splits from musdb, atomic resumable tracks."""
+"""Stage 0: MUSDB18-HQ and MUSDB18 (.stem.mp4) roots, splits from musdb, atomic resumable tracks
+(a full disk stops the stage in one line)."""
+import errno
 import json
 import shutil
 from pathlib import Path
@@ -11,7 +13,7 @@ from asteroid_frugal.cli.prepare_data import main
 from asteroid_frugal.data import layout
 from asteroid_frugal.data.layout import list_tracks, prepared_root, read_track_meta
 from asteroid_frugal.data.musdb_prep import prepare_musdb
-from asteroid_frugal.utils import FrugalError
+from asteroid_frugal.utils import DiskFullError, FrugalError
 from data_helpers import base_conf, make_hq_root, write_wav
 
 VALID_NAME = "Actions - One Minute Smile"   # in musdb's own validation list
@@ -156,3 +158,24 @@ def test_one_unreadable_stem_mp4_is_a_logged_skip(tmp_path, caplog):
     (skip,) = summary["skipped"]
     assert skip["track"] == "Broken - Download" and skip["reason"].startswith(f"{broken}: unreadable audio header")
     assert any("skipping Broken - Download" in r.getMessage() for r in caplog.records)
+
+
+def test_a_full_disk_stops_stage0_in_one_line_instead_of_skipping_every_track(hq_root, tmp_path, monkeypatch):
+    conf = base_conf(tmp_path / "data", data={"musdb_root": str(hq_root)})
+    real_savez, calls = layout.np.savez, []
+
+    def full_on_the_second_track(path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_savez(path, *args, **kwargs)
+
+    monkeypatch.setattr(layout.np, "savez", full_on_the_second_track)
+    with pytest.raises(DiskFullError, match=r": disk full: needed [\d.]+ kB, "):   # stems linked: levels, record
+        prepare_musdb(conf, progress=False)
+    root = prepared_root(conf)
+    assert len([t for s in ("train", "valid", "test") for t in list_tracks(root / s)]) == 1
+    assert not (root / "corpus.json").exists() and not [p for p in root.rglob(".*")]   # no skip list, no partial
+    monkeypatch.undo()
+    summary = prepare_musdb(conf, progress=False)
+    assert summary["tracks"] == {"train": 1, "valid": 1, "test": 1} and summary["reused"] == 1

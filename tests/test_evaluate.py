@@ -1,6 +1,8 @@
 """Stage 4 end to end on a small prepared corpus with tiny untrained models."""
+import errno
 import json
 import re
+from pathlib import Path
 
 import jsonschema
 import numpy as np
@@ -15,7 +17,7 @@ from asteroid_frugal.data.datasets import write_manifest
 from asteroid_frugal.data.layout import prepared_root, write_track
 from asteroid_frugal.model import FrugalTasNet
 from asteroid_frugal.inference import load_target_models, separate_stems
-from asteroid_frugal.utils import FrugalError
+from asteroid_frugal.utils import DiskFullError, FrugalError
 
 museval = pytest.importorskip("museval")
 SR = 8000
@@ -209,3 +211,26 @@ def test_the_library_function_takes_every_knob_from_the_config(corpus, monkeypat
     conf = load_config(overrides=corpus["overrides"] + ["evaluation.split=nope"])
     with pytest.raises(FrugalError, match="nope: no prepared tracks"):
         stage.evaluate(conf, corpus["exps"]["vocals"], sisnr=False)
+
+
+def test_a_full_disk_is_one_line_and_the_next_run_scores_only_what_is_missing(corpus, monkeypatch):
+    exp = corpus["exps"]["drums"]
+    real_write = Path.write_bytes
+
+    def full_disk_on_the_second_score(self, data):
+        if self.parent.name == "scores" and self.name.startswith(f".{TRACKS[1]}.json."):   # the second score
+            real_write(self, data[:10])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", full_disk_on_the_second_score)
+    args = _args(corpus, "--exp_dir", str(exp), "--backend", "fast", "--no_sisnr")
+    scores = exp / "results" / "scores"
+    with pytest.raises(DiskFullError) as err:
+        main(args)
+    assert re.match(rf"{re.escape(str(scores / TRACKS[1]))}\.json: disk full: needed \d+ B, ", str(err.value))
+    assert [p.name for p in scores.iterdir()] == [f"{TRACKS[0]}.json"]                # no partial file left
+    assert not [p for p in (exp / "results").rglob(".*")] and not (exp / "results" / "final_metrics.json").exists()
+    monkeypatch.undo()
+    first = (scores / f"{TRACKS[0]}.json").stat().st_mtime_ns
+    assert main(args)["n_tracks"] == 2.0 and (scores / f"{TRACKS[0]}.json").stat().st_mtime_ns == first

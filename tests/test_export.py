@@ -12,7 +12,8 @@ from asteroid_frugal.export import OnnxStreamingSeparator, TorchScriptStreamingS
 from asteroid_frugal.inference import load_model
 from asteroid_frugal.model import FrugalTasNet
 from asteroid_frugal.streaming import StreamingSeparator
-from asteroid_frugal.utils import torch_save_atomic
+from asteroid_frugal.utils import DiskFullError, torch_save_atomic
+from disk_helpers import small_disk
 
 
 def saved_model(tmp_path, args, causal, seed=0):
@@ -123,3 +124,53 @@ def test_export_checked_is_the_command_without_its_command_line(tmp_path, tiny_m
     model_file = saved_model(tmp_path, tiny_model_args, causal=False)
     out = export_checked(model_file, "torchscript", tmp_path / "m.pt")
     assert out == tmp_path / "m.pt" and out.is_file()
+
+
+@pytest.mark.parametrize("fmt,driver", [("onnx", OnnxStreamingSeparator),
+                                        ("torchscript", TorchScriptStreamingSeparator)])
+def test_exported_streams_take_int16_blocks_and_silence_non_finite_ones(tmp_path, tiny_model_args, fmt, driver):
+    """The drivers of exported steps share StreamingSeparator's input rules: a NaN block's output is
+    silence and the state stays as if it were silent; int16 blocks are divided by 32768."""
+    model_file = saved_model(tmp_path, tiny_model_args, causal=True, seed=2)
+    out = main(["--model", str(model_file), "--format", fmt, "--streaming", "--out", str(tmp_path / f"s.{fmt}")])
+    model = load_model(model_file)
+    pcm = np.random.default_rng(1).integers(-20000, 20000, size=(2, 900)).astype(np.int16)
+    blocks = [pcm[:, i:i + 50] for i in range(0, 900, 50)]
+    floats = [b.astype(np.float32) / 32768 for b in blocks]
+    sep = driver.for_model(out, model)
+    ref = [sep.process(b) for b in floats] + [sep.flush()]
+    assert all(np.array_equal(sep.process(b), r) for b, r in zip(blocks, ref))
+    broken, zeroed = list(floats), list(floats)
+    broken[4] = floats[4].copy()
+    broken[4][0, 7] = np.nan
+    zeroed[4] = np.zeros_like(floats[4])
+    sep.reset()
+    got = [sep.process(b) for b in broken] + [sep.flush()]
+    want = [sep.process(b) for b in zeroed] + [sep.flush()]
+    assert not np.any(got[4]) and sep.nonfinite_blocks == 1
+    assert all(np.array_equal(g, w) for k, (g, w) in enumerate(zip(got, want)) if k != 4)
+
+
+def test_export_out_that_is_a_folder_is_one_line_before_the_model_is_read(tmp_path, capsys):
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    code, err = _cli(main, ["--model", str(tmp_path / "missing"), "--format", "onnx", "--out", str(folder)],
+                     capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"error: {folder}: is a folder; --out takes the file to write (e.g. {folder / 'model.onnx'})" in err
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    code, err = _cli(main, ["--model", str(tmp_path / "missing"), "--format", "torchscript",
+                            "--out", str(blocker / "m.pt")], capsys)
+    assert code == 2 and f"{blocker} is a file, not a folder" in err
+    assert list(folder.iterdir()) == []
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_export_onto_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, tiny_model_args, fmt):
+    """TorchScript written to a path aborted the whole process there (a C++ ios_failure)."""
+    model_file = saved_model(tmp_path, tiny_model_args, causal=False)
+    with small_disk(tmp_path / "disk", 20) as disk:
+        with pytest.raises(DiskFullError, match=rf"^{disk}/m.{fmt}: disk full: needed more than "):
+            main(["--model", str(model_file.parent), "--format", fmt, "--out", str(disk / f"m.{fmt}")])
+        assert list(disk.iterdir()) == []

@@ -204,3 +204,70 @@ def test_audio_file_given_as_a_model_says_what_it_is(tmp_path):
     with pytest.raises(UnsafeFileError, match="nothing in it was run .*only for a file you trust"):
         load_model_package(crafted)
     assert not marker.exists()
+
+
+class PeakModel(ScaleModel):
+    """ScaleModel that records the peak of what it was given."""
+
+    def forward(self, x):
+        self.peaks = getattr(self, "peaks", []) + [float(x.abs().max())]
+        return super().forward(x)
+
+
+def test_extreme_levels_are_normalised_exactly_and_normal_ones_untouched(tiny):
+    """The model is scale-equivariant (L2-normalised segments, norms restored): a mixture whose
+    peak is far outside audio levels is scaled by a power of two for the model and its estimates
+    scaled back, so a 1e20 or 1e-30 song gives the normal-level stems times the scale, bit for bit."""
+    from asteroid_frugal.inference import SAFE_PEAK, level_exponent
+
+    x = torch.randn(2, SR * 2)
+    x *= 0.75 / x.abs().max()                      # a peak in [0.5, 1): what normalisation gives
+    ref = separate_long(tiny, x, chunk_seconds=1.0, overlap_seconds=0.2)
+    for exponent in (67, -100):                    # peaks 1.1e20 and 5.9e-31
+        est = separate_long(tiny, x * 2.0 ** exponent, chunk_seconds=1.0, overlap_seconds=0.2)
+        assert bool(torch.isfinite(est).all())
+        assert torch.equal(est * 2.0 ** -exponent, ref), exponent
+    # inside the safe range the model sees the mixture as given (results unchanged bit for bit)
+    for peak in (SAFE_PEAK[0] * 1.01, 1e-4, 0.3, 1.0, 7.5, SAFE_PEAK[1] * 0.99):
+        assert level_exponent(x * (peak / 0.75)) == 0
+        model = PeakModel()
+        separate_long(model, x * (peak / 0.75), chunk_seconds=1.0, overlap_seconds=0.0)
+        assert max(model.peaks) == pytest.approx(peak, rel=1e-6)
+    assert level_exponent(torch.zeros(2, 10)) == 0
+    with pytest.raises(FrugalError, match="NaN or infinite"):
+        level_exponent(torch.tensor([[0.0, float("nan")]]))
+
+
+def test_a_model_that_outputs_nan_is_an_error_naming_its_file(tmp_path, tiny):
+    from asteroid_frugal.inference import NonFiniteOutputError
+
+    package = tiny.serialize()
+    for value in package["state_dict"].values():
+        if value.is_floating_point():
+            value.fill_(float("nan"))
+    (tmp_path / "exp").mkdir()
+    torch.save(package, tmp_path / "exp" / "best_model.pth")
+    model = load_model(tmp_path / "exp")
+    with pytest.raises(NonFiniteOutputError) as err:
+        separate_long(model, torch.randn(2, SR), chunk_seconds=1.0, overlap_seconds=0.2)
+    assert str(err.value) == f"model {tmp_path / 'exp' / 'best_model.pth'} produced non-finite audio (NaN/inf)"
+
+
+@pytest.mark.parametrize("values,match", [
+    (dict(chunk_seconds=0), r"evaluation.chunk_seconds=0 \(--chunk_seconds\): expected a positive number"),
+    (dict(chunk_seconds=-5), r"chunk_seconds=-5 .*positive"),
+    (dict(chunk_seconds=1, overlap_seconds=0.8), r"overlap_seconds=0.8 .*at most 0.5 s"),
+    (dict(overlap_seconds=-1), r"overlap_seconds=-1 .*expected 0 to half a chunk"),
+    (dict(batch_chunks=0), r"batch_chunks=0 .*at least 1"),
+])
+def test_chunking_options_are_checked_together_in_one_line(values, match):
+    """``chunking(conf)``: what stage 4 and the separate command call before any work."""
+    from asteroid_frugal.config import load_config
+    from asteroid_frugal.inference import chunking
+
+    conf = load_config()
+    assert chunking(conf) == dict(chunk_seconds=30.0, overlap_seconds=1.0, batch_chunks=4)
+    conf["evaluation"].update(values)     # past the config's own range checks, as a library caller could
+    with pytest.raises(FrugalError, match=match) as err:
+        chunking(conf)
+    assert "\n" not in str(err.value)

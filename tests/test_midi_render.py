@@ -1,5 +1,5 @@
 """MIDI -> stems renderer: source assignment, stems that sum to the song, equal lengths,
-determinism, resumability, bad files skipped. MIDI files are written here with mido."""
+determinism, resumability, bad files skipped, a full disk (one line, the run stops, resumes). MIDI files are written here with mido."""
 import json
 import shutil
 import subprocess
@@ -14,9 +14,10 @@ import soundfile as sf
 from asteroid_frugal import midi_render as mr
 from asteroid_frugal.config import load_config
 from asteroid_frugal.data.types import SOURCES
-from asteroid_frugal.utils import FrugalError
+from asteroid_frugal.utils import DiskFullError, FrugalError
 
 from conftest import REPO
+from disk_helpers import resize, small_disk
 
 SR = 22050           # a low rate keeps the renders quick
 SECTION = load_config()["midi_render"]
@@ -287,3 +288,40 @@ def test_stage1_renders_midi_dirs_and_soundfont_renderings_share_a_split(tmp_pat
                 split_of.setdefault(s.name.rsplit("__", 1)[0], set()).add(split)
     assert len(split_of) == 8 and all(len(v) == 1 for v in split_of.values()), split_of
     assert {"train", "test"} <= set().union(*split_of.values())   # the hash does split the songs
+
+
+# ------------------------------------------------------------------------------ a full disk
+def test_a_render_cut_short_by_a_full_disk_is_never_a_song(tmp_path, monkeypatch):
+    """FluidSynth exits 0 on a full disk, with a truncated file: not a render with a silent end."""
+    def full_disk_render(cmd, **kw):
+        Path(cmd[cmd.index("-F") + 1]).write_bytes(b"RIFF")
+        return subprocess.CompletedProcess(cmd, 0, "", "fluidsynth: error: Audio file write error: System error : "
+                                                       "No space left on device.\n")
+
+    write_song(tmp_path / "song.mid")
+    (tmp_path / "out").mkdir()
+    monkeypatch.setattr(mr.subprocess, "run", full_disk_render)
+    with pytest.raises(DiskFullError) as err:
+        mr.render_song(tmp_path / "song.mid", FLUID, tmp_path / "out" / "song", _opts())
+    # 4 sources, each a float stereo render (3 s and releases) and its stem (3 s), at 22.05 kHz
+    assert str(err.value).startswith(f"{tmp_path / 'out' / 'song'}: disk full: needed 5.7 MB, ")
+    assert list((tmp_path / "out").iterdir()) == []
+    monkeypatch.setattr(mr, "render_song", lambda *a: (_ for _ in ()).throw(DiskFullError("disk full")))
+    with pytest.raises(DiskFullError):           # the run stops: every later song would fail too
+        mr.render_midi_dir(tmp_path, tmp_path / "out", _opts(), progress=False)
+
+
+def test_a_full_disk_stops_the_rendering_and_the_next_run_completes_it(tmp_path):
+    midi = tmp_path / "midi"
+    midi.mkdir()
+    write_song(midi / "a.mid")
+    write_song(midi / "b.mid")
+    with small_disk(tmp_path / "disk", 6000) as disk:     # room for one song's renders and stems, 5.2 MB
+        with pytest.raises(DiskFullError, match=f"^{disk}/out/b: disk full: needed 5.7 MB, [34].[0-9] MB free there"):
+            mr.render_midi_dir(midi, disk / "out", _opts(), progress=False)
+        assert [p.name for p in (disk / "out").iterdir()] == ["a"]          # no partial song, no work folder
+        assert sorted(p.name for p in (disk / "out" / "a").iterdir()) == [
+            mr.SONG_RECORD, "bass.wav", "drums.wav", "other.wav", "vocals.wav"]
+        resize(disk, 12000)
+        report = mr.render_midi_dir(midi, disk / "out", _opts(), progress=False)
+        assert report["rendered"] == 1 and report["already_rendered"] == 1 and not report["skipped"]

@@ -114,3 +114,44 @@ def test_run_sh_parallel_targets_a_failure_then_the_resumed_run(tmp_path):
     wrong = tiny_recipe(tmp_path, "--stage", "4", "--target_jobs", "two")
     assert wrong.returncode == 1 and wrong.stderr.strip() == "run.sh: --target_jobs two: expected auto or a number >= 1"
 
+
+
+def test_run_sh_error_paths_without_exp_print_their_message(tmp_path):
+    """A fresh clone has no exp/: a mistyped --tag at stage 4 or 5 said nothing (`ls -d */` failed
+    under set -e first). Every error path prints its one line, creates nothing, and exits 1 (run.sh's
+    own checks) or 2 (a stage's error)."""
+    missing, empty = tmp_path / "no_such_folder", tmp_path / "empty"
+    empty.mkdir()
+
+    def run(*args):
+        return subprocess.run(["./run.sh", "--setup", "no", "--python", sys.executable, "--data_dir",
+                               str(tmp_path / "data"), *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+
+    for exp in (missing, empty):
+        for stage in ("4", "5"):
+            out = run("--stage", stage, "--tag", "vocals_typo", "--exp_dir", str(exp))
+            assert out.returncode == 1, out.stderr
+            assert out.stderr.strip().splitlines()[-1] == (
+                f"run.sh: {exp}/vocals_typo: no such experiment (mistyped --tag? existing: none)")
+    # a stage's own error (stage 5 of a target that was never trained), the folders it made removed
+    out = run("--stage", "5", "--target", "vocals", "--exp_dir", str(missing))
+    text = out.stdout + out.stderr   # (after its checks, run.sh's output goes through its log)
+    assert out.returncode == 2 and "Traceback" not in text
+    assert f"error: {missing}/vocals: experiment folder not found" in text
+    out = run("--stage", "three", "--exp_dir", str(missing))
+    assert out.returncode == 1 and out.stderr.strip() == "run.sh: --stage three: expected a number (stages 0-5)"
+    out = run("--stage", "3", "--tag", "vocals", "--exp_dir", str(missing), "--python", str(tmp_path / "nopython"))
+    assert out.returncode == 1 and out.stderr.strip() == (
+        f"run.sh: --python {tmp_path / 'nopython'}: not found (run without --setup no to create .venv, or give --python)")
+    assert not missing.exists() and list(empty.iterdir()) == []
+
+
+def test_run_sh_names_a_stage_killed_by_a_signal(tmp_path):
+    killer = tmp_path / "python"
+    killer.write_text("#!/bin/sh\nkill -9 $$\n")
+    killer.chmod(0o755)
+    out = subprocess.run(["./run.sh", "--setup", "no", "--python", str(killer), "--stage", "3", "--stop_stage", "3",
+                          "--tag", "vocals", "--exp_dir", str(tmp_path / "exp")], cwd=REPO, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 137
+    assert "run.sh: stage 3 (training, vocals) killed by signal 9" in out.stdout + out.stderr

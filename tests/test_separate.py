@@ -114,20 +114,39 @@ def test_bad_files_are_reported_and_skipped(tmp_path, exps, capsys):
     sf.write(songs / "good.wav", tone(0.5, 8000, 2).T, 8000)
     (songs / "garbage.mp3").write_bytes(b"\x00not audio at all" * 10)
     sf.write(songs / "empty.wav", np.zeros((0, 2), np.float32), 8000)
-    sf.write(songs / "silent.flac", np.zeros((4000, 2), np.float32), 8000)
     sf.write(songs / "surround.wav", tone(0.5, 8000, 6).T, 8000)
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as exit_info:
         main([str(songs), str(tmp_path / "missing.wav"), "--models", str(exps["bass"]), "--out", str(out)])
     assert exit_info.value.code == 1
     err = capsys.readouterr().err
-    for name, why in (("garbage.mp3", "unreadable"), ("empty.wav", "empty"), ("silent.flac", "silent"),
+    for name, why in (("garbage.mp3", "unreadable"), ("empty.wav", "empty"),
                       ("surround.wav", "6 channels"), ("missing.wav", "not found")):
         line = next(line for line in err.splitlines() if name in line and line.startswith("error:"))
         assert why in line, line
-    assert "5 of 6 file(s) failed" in err
+    assert "4 of 5 file(s) failed" in err
     assert sorted(p.name for p in out.iterdir()) == ["good"]  # nothing half-written for bad files
     assert sorted(p.name for p in (out / "good").iterdir()) == ["bass.wav", "no_bass.wav", "separation.json"]
+
+
+def test_a_silent_song_gets_silent_stems_and_one_warning(tmp_path, exps, capsys, caplog):
+    """An album's silent hidden track: silent stems, counted as done, one warning, exit 0."""
+    songs = tmp_path / "album"
+    songs.mkdir()
+    sf.write(songs / "01.wav", tone(0.5, 8000, 2).T, 8000)
+    sf.write(songs / "02 hidden.flac", np.zeros((4000, 2), np.float32), 8000)
+    out = tmp_path / "out"
+    caplog.set_level("INFO", logger="asteroid_frugal")
+    summary = main([str(songs), "--models", str(exps["vocals"]), "--out", str(out)])
+    assert summary["done"] == 2 and summary["failed"] == []
+    assert "error" not in capsys.readouterr().err
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and warnings[0].endswith("02 hidden.flac: silent (every sample is zero): "
+                                                       "its stems are silent")
+    for stem in ("vocals", "accompaniment"):
+        audio, sr = read_audio(out / "02 hidden" / f"{stem}.wav")
+        assert sr == 8000 and audio.shape == (2, 4000) and not np.any(audio)
+    assert (out / "02 hidden" / "separation.json").is_file()
 
 
 def test_model_target_checks(tmp_path, exps, tiny_model_args):
@@ -267,7 +286,11 @@ def test_failed_write_leaves_nothing_and_stems_of_other_models_are_kept(tmp_path
     monkeypatch.setattr(sep, "write_audio", full_disk_at_second_stem)
     with pytest.raises(SystemExit):
         main([*argv, "--models", str(vocals_exp)])
-    assert "No space left on device" in capsys.readouterr().err
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error:")]
+    needed = 4800 * 2 * 3 * 2   # samples x channels x bytes (PCM_24) x stems
+    assert re.fullmatch(rf"error: {re.escape(str(out / 'song'))}: disk full: needed {needed / 1000:.1f} kB, "
+                        rf"[0-9.]+ [kMGT]?B free there.*", err[0]), err[0]
+    assert len(err) == 2 and "1 of 1 file(s) failed" in err[1]
     assert list(out.iterdir()) == []  # no stem, no temporary folder
     monkeypatch.setattr(sep, "write_audio", real_write)
     main([*argv, "--models", str(vocals_exp)])
@@ -282,7 +305,7 @@ def test_failed_write_leaves_nothing_and_stems_of_other_models_are_kept(tmp_path
     main([*argv, "--models", str(other), "--overwrite"])
     assert _files(out)["song/vocals.wav"] != made["song/vocals.wav"]
     with pytest.raises(SystemExit):  # other settings: refused too
-        main([*argv, "--models", str(other), "--chunk_seconds", "0.3"])
+        main([*argv, "--models", str(other), "--chunk_seconds", "0.3", "--overlap_seconds", "0.1"])
     assert "holds stems made with other settings" in capsys.readouterr().err
     # stems without a record (an interrupted or older run) are separated again
     (out / "song" / "separation.json").unlink()
@@ -364,3 +387,122 @@ def test_command_line_shortcuts_are_the_config_keys(tmp_path):
     assert conf["streaming"] == dict(block=128, precision="int8")
     defaults = config_from_args(build_parser().parse_args(["x.wav", "--models", "m", "--out", "o"]))
     assert (defaults["separate"]["format"], defaults["separate"]["subtype"]) == ("wav", "PCM_24")
+
+
+# ------------------------------------------------------------- levels, broken models, options, full disks
+def test_a_model_producing_nan_fails_its_songs_in_one_line_and_writes_nothing(tmp_path, tiny_model_args, capsys):
+    exp = make_experiment(tmp_path, "vocals", tiny_model_args)
+    package = torch.load(exp / "best_model.pth", weights_only=True)
+    for value in package["state_dict"].values():
+        if value.is_floating_point():
+            value.fill_(float("nan"))
+    torch.save(package, exp / "best_model.pth")
+    songs = [tmp_path / "a.wav", tmp_path / "b.wav"]
+    for i, song in enumerate(songs):
+        sf.write(song, tone(0.5, 8000, 2, seed=i).T, 8000)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        main([*map(str, songs), "--models", str(exp), "--out", str(out), "--precision", "float32"])
+    assert exit_info.value.code == 1
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error:")]
+    for song, line in zip(songs, err):     # each song is tried, and fails on its own line
+        assert line == (f"error: {song}: model {exp / 'best_model.pth'} produced non-finite audio (NaN/inf); "
+                        f"the song is not separated")
+    assert err[2].startswith("error: 2 of 2 file(s) failed")
+    assert not out.exists() or list(out.iterdir()) == []      # no stems, no separation.json
+
+
+def test_extreme_input_levels_give_the_normal_stems_times_the_level(tmp_path, vocals_exp):
+    """A finite song at a 1e20 (or 1e-30) peak: finite stems, the normal-level song's times the scale."""
+    mix = tone(0.8, 8000, 2)
+    mix *= 0.75 / np.abs(mix).max()
+    names = {"normal": 0, "loud": 67, "quiet": -100}           # peaks 0.75, 1.1e20, 5.9e-31
+    for name, exponent in names.items():
+        sf.write(tmp_path / f"{name}.wav", np.ldexp(mix, exponent).T, 8000, subtype="FLOAT")
+    out = tmp_path / "out"
+    main([*(str(tmp_path / f"{n}.wav") for n in names), "--models", str(vocals_exp), "--out", str(out),
+          "--subtype", "FLOAT", "--precision", "float32"])
+    for stem in ("vocals", "accompaniment"):
+        normal = read_audio(out / "normal" / f"{stem}.wav")[0]
+        assert np.abs(normal).max() > 0
+        for name, exponent in names.items():
+            est = read_audio(out / name / f"{stem}.wav")[0]
+            assert np.isfinite(est).all()
+            np.testing.assert_array_equal(np.ldexp(est, -exponent), normal)
+
+
+def test_chunking_options_are_one_line_before_any_file_is_touched(tmp_path, vocals_exp, capsys):
+    songs = [tmp_path / "a.wav", tmp_path / "b.wav"]
+    for song in songs:
+        sf.write(song, tone(0.5, 8000, 2).T, 8000)
+    out = tmp_path / "out"
+    for options, message in ((["--chunk_seconds", "1", "--overlap_seconds", "0.8"],
+                              "error: evaluation.overlap_seconds=0.8 (--overlap_seconds): expected 0 to half a "
+                              "chunk (evaluation.chunk_seconds=1, so at most 0.5 s)"),
+                             (["--chunk_seconds", "0"], "error: config: evaluation.chunk_seconds=0: expected a "
+                                                        "value in (0, inf)"),
+                             (["--chunk_seconds", "-5"], "error: config: evaluation.chunk_seconds=-5: expected a "
+                                                         "value in (0, inf)")):
+        with pytest.raises(SystemExit) as exit_info:
+            run(main, [*map(str, songs), "--models", str(vocals_exp), "--out", str(out), *options])
+        assert exit_info.value.code == 2
+        assert capsys.readouterr().err.strip().splitlines() == [message]
+        assert not out.exists()
+
+
+def test_a_disk_too_small_for_a_song_is_one_line_with_the_space_needed(tmp_path, vocals_exp, monkeypatch, capsys):
+    """wav: the free space is checked before the song is separated; flac (compressed, so only a
+    failed write tells): a writer's error on a full disk (libsndfile's "System error.") is the
+    same one line. Nothing is counted as done; the other songs go on."""
+    import asteroid_frugal.separate as sep
+    import asteroid_frugal.utils as utils
+
+    song = tmp_path / "song.wav"
+    sf.write(song, tone(0.5, 8000, 2).T, 8000)
+    out = tmp_path / "out"
+    monkeypatch.setattr(sep, "free_bytes", lambda path: 1000)
+    monkeypatch.setattr(sep, "separate_audio", lambda *a: pytest.fail("separated despite a full disk"))
+    with pytest.raises(SystemExit):
+        main([str(song), "--models", str(vocals_exp), "--out", str(out), "--subtype", "PCM_16"])
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith(f"error: {out / 'song'}: disk full: needed 32.0 kB, ")   # 4000 x 2 x 2 bytes x 2 stems
+    monkeypatch.undo()
+
+    def sndfile_full(*args, **kwargs):
+        raise sf.LibsndfileError(2, "")      # what soundfile raises on ENOSPC: "System error."
+
+    monkeypatch.setattr(sep, "write_audio", sndfile_full)
+    monkeypatch.setattr(utils, "free_bytes", lambda path: 1000)
+    with pytest.raises(SystemExit):
+        main([str(song), "--models", str(vocals_exp), "--out", str(out), "--format", "flac"])
+    err = capsys.readouterr().err.splitlines()
+    assert re.match(rf"error: {re.escape(str(out / 'song'))}: disk full: needed 48.0 kB, 1.0 kB free", err[-2])
+    assert list(out.iterdir()) == []
+
+
+def test_separation_onto_a_real_full_file_system(tmp_path, vocals_exp, capsys):
+    """A 100 kB tmpfs (root only): a song too large for it fails in one line naming the space needed
+    and free, as wav (checked first) and flac (the write fails); a small song still fits."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=100k", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode:
+        pytest.skip(f"cannot mount a small tmpfs here ({made.stderr.decode().strip()[:80] or 'not root'})")
+    try:
+        big, small = tmp_path / "big.wav", tmp_path / "small.wav"
+        noise = np.random.default_rng(0).standard_normal((2, 40000)).astype(np.float32) * 0.1
+        sf.write(big, noise.T, 8000)              # 5 s: 320 kB of PCM_16 stems
+        sf.write(small, tone(0.3, 8000, 2).T, 8000)
+        for fmt in ("wav", "flac"):
+            out = mount / fmt
+            with pytest.raises(SystemExit):
+                main([str(big), str(small), "--models", str(vocals_exp), "--out", str(out), "--format", fmt,
+                      "--subtype", "PCM_16", "--precision", "float32"])
+            err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error:")]
+            assert re.match(rf"error: {re.escape(str(out / 'big'))}: disk full: needed 320.0 kB, [0-9.]+ k?B free",
+                            err[0]), err
+            assert err[1].startswith("error: 1 of 2 file(s) failed")
+            assert sorted(p.name for p in out.iterdir()) == ["small"]   # no partial folder for big
+            assert (out / "small" / "separation.json").is_file()
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)

@@ -365,3 +365,73 @@ def test_bad_stream_blocks_are_clear_errors(causal_args):
 def test_streaming_a_bidirectional_model_is_a_clear_error(tiny_model_args):
     with pytest.raises(FrugalError, match="not a causal model"):
         StreamingSeparator(FrugalTasNet(**tiny_model_args))
+
+
+def _blocks(sep, blocks):
+    return [sep.process(b) for b in blocks] + [sep.flush()]
+
+
+def test_a_non_finite_block_is_silence_and_leaves_the_state_as_if_silent(causal_args, caplog):
+    """A NaN (or inf) block among finite ones: its output block is silence, every later output
+    equals a stream where that block was zeros (the LSTM state is not poisoned), it is counted,
+    and the warning is logged once per stream, not per block."""
+    import logging
+
+    model = causal_model(causal_args)
+    x = torch.randn(2, 1500)
+    cuts = list(range(0, 1500, 37))
+    clean = [x[:, a:a + 37].clone() for a in cuts]
+    broken, zeroed = [b.clone() for b in clean], [b.clone() for b in clean]
+    broken[5][1, 3] = float("nan")          # one sample
+    broken[9][:] = float("inf")             # a whole block
+    for k in (5, 9):
+        zeroed[k].zero_()
+    sep = StreamingSeparator(model)
+    with caplog.at_level(logging.WARNING, logger="asteroid_frugal.streaming"):
+        got = _blocks(sep, broken)
+    want = _blocks(StreamingSeparator(model), zeroed)
+    assert all(bool(torch.isfinite(g).all()) for g in got)
+    assert got[5].abs().max() == 0 and got[9].abs().max() == 0   # the output blocks are silence
+    for k, (g, w) in enumerate(zip(got, want)):
+        if k not in (5, 9):
+            assert torch.equal(g, w), k                           # bit-identical to the zeros stream
+    assert sep.nonfinite_blocks == 2
+    warnings = [r for r in caplog.records if "NaN or infinite" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].levelname == "WARNING"
+    # a new stream logs its first one again; the count goes on; numpy in, numpy out
+    with caplog.at_level(logging.WARNING, logger="asteroid_frugal.streaming"):
+        out = sep.process(np.full((2, 50), np.nan, np.float32))
+    assert isinstance(out, np.ndarray) and not np.any(out) and sep.nonfinite_blocks == 3
+    assert len([r for r in caplog.records if "NaN or infinite" in r.getMessage()]) == 2
+
+
+def test_integer_blocks_are_scaled_by_their_full_scale(causal_args):
+    """Audio callbacks deliver int16 or int32: divided by 2**15 or 2**31, so the output is the
+    float stream's, in [-1, 1] units, bit for bit; other integer types are refused."""
+    model = causal_model(causal_args)
+    rng = np.random.default_rng(2)
+    pcm16 = rng.integers(-20000, 20000, size=(2, 700)).astype(np.int16)
+    ref = _blocks(StreamingSeparator(model), [pcm16[:, i:i + 64].astype(np.float32) / 32768
+                                              for i in range(0, 700, 64)])
+    got = _blocks(StreamingSeparator(model), [pcm16[:, i:i + 64] for i in range(0, 700, 64)])
+    assert all(g.dtype == np.float32 and np.array_equal(g, r) for g, r in zip(got, ref))
+    pcm32 = torch.from_numpy(pcm16.astype(np.int32) * 65536)               # torch int32 blocks
+    got32 = _blocks(StreamingSeparator(model), [pcm32[:, i:i + 64] for i in range(0, 700, 64)])
+    assert all(torch.equal(g, torch.from_numpy(r)) for g, r in zip(got32, ref))
+    sep = StreamingSeparator(model)
+    for bad in (np.zeros((2, 10), np.uint8), torch.zeros(2, 10, dtype=torch.int64)):
+        with pytest.raises(ValueError, match="float or int8/int16/int32"):
+            sep.process(bad)
+
+
+def test_a_block_buffer_reused_by_the_caller_does_not_change_the_stream(causal_args):
+    """Audio callbacks refill the same buffer: the samples of an incomplete segment are kept as a copy."""
+    model = causal_model(causal_args)
+    x = np.random.default_rng(3).standard_normal((2, 600)).astype(np.float32)
+    ref = _blocks(StreamingSeparator(model), [x[:, i:i + 30].copy() for i in range(0, 600, 30)])
+    sep, buffer, got = StreamingSeparator(model), np.empty((2, 30), np.float32), []
+    for i in range(0, 600, 30):
+        buffer[:] = x[:, i:i + 30]
+        got.append(sep.process(buffer))
+    got.append(sep.flush())
+    assert all(np.array_equal(g, r) for g, r in zip(got, ref))

@@ -1,21 +1,30 @@
 """The Lightning System and its parts (system.py): non-finite steps skipped, silent references left
 out, the paper's LR schedule and early stopping, the epoch-seeded sampler, the CSV log that survives
-resuming, and checkpoints that are loaded without running code."""
+resuming, and checkpoints that are loaded without running code, written beside then renamed (a
+full disk: one line, nothing partial)."""
+import contextlib
+import errno
 import json
 import pathlib
+import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
+from fsspec.implementations.local import LocalFileOpener
 from pytorch_lightning.loggers import CSVLogger
 
 import asteroid_frugal.train as train_module
+import asteroid_frugal.utils as utils
 from asteroid.models import BaseModel
 from asteroid_frugal.model import build_model
-from asteroid_frugal.system import EpochSeededSampler, FrugalSystem, ResumableCSVLogger, load_checkpoint
+from asteroid_frugal.system import (EpochSeededSampler, FrugalSystem, ResumableCSVLogger, last_checkpoint,
+                                    load_checkpoint)
 from asteroid_frugal.train import train
-from asteroid_frugal.utils import UnsafeFileError
+from asteroid_frugal.utils import DiskFullError, UnsafeFileError
 
+from disk_helpers import resize, small_disk
 from test_train import metrics, tiny_conf
 from toy_data import ToyTargetRest
 
@@ -144,3 +153,119 @@ def test_truncated_checkpoint_is_skipped_with_a_warning(tmp_path, caplog):
     assert summary["epochs_done"] == 2
     assert any("unreadable checkpoint skipped" in r.getMessage() and "last.ckpt" in r.getMessage()
                for r in caplog.records)
+
+
+# Two runs that appended to one log at once (before experiments had a lock): a header of 3 fields,
+# rows of 5 and 4, a second run's header line in the middle. pandas and Lightning's writer fail on it.
+MIXED_CSV = "epoch,loss_epoch,step\n0,1.0,3\n0,0.9,3,0.5,5\nepoch,hp_metric,loss_epoch,step\n1,0.8,7\n1,0.5,0.7,7\n"
+
+
+def test_a_csv_log_mixing_two_runs_is_repaired_on_resume(tmp_path, caplog):
+    log_dir = tmp_path / "logs" / "csv"
+    log_dir.mkdir(parents=True)
+    (log_dir / "metrics.csv").write_text(MIXED_CSV)
+    with pytest.raises(pd.errors.ParserError):
+        pd.read_csv(log_dir / "metrics.csv")
+    logger = ResumableCSVLogger(str(tmp_path), name="logs", version="csv")
+    logger.log_metrics({"loss_epoch": 0.7, "val_loss": 0.6}, step=11)   # a new metric: the header grows
+    logger.save()
+    m = pd.read_csv(log_dir / "metrics.csv")
+    assert m["step"].tolist() == [3, 7, 11] and m["loss_epoch"].tolist() == [1.0, 0.8, 0.7]
+    assert m["val_loss"].isna().tolist() == [True, True, False]
+    broken = [p for p in log_dir.iterdir() if p.name.startswith("metrics.csv.broken-")]
+    assert len(broken) == 1 and broken[0].read_text() == MIXED_CSV
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "metrics.csv" in r.getMessage()]
+    assert len(warnings) == 1 and "3 row(s) did not fit its header" in warnings[0] and "kept the 2" in warnings[0]
+    # a consistent log is left as it is
+    before = (log_dir / "metrics.csv").read_text()
+    ResumableCSVLogger(str(tmp_path), name="logs", version="csv").experiment
+    assert (log_dir / "metrics.csv").read_text() == before and len(list(log_dir.glob("*.broken-*"))) == 1
+
+
+def test_a_csv_log_without_a_usable_header_starts_again(tmp_path):
+    log_dir = tmp_path / "logs" / "csv"
+    log_dir.mkdir(parents=True)
+    (log_dir / "metrics.csv").write_bytes(b"\x00\xff,,\n1,2\n")
+    logger = ResumableCSVLogger(str(tmp_path), name="logs", version="csv")
+    logger.log_metrics({"loss": 0.5}, step=0)
+    logger.save()
+    assert pd.read_csv(log_dir / "metrics.csv")["loss"].tolist() == [0.5]
+    assert len(list(log_dir.glob("metrics.csv.broken-*"))) == 1
+
+
+# ------------------------------------------------------------------ checkpoints and a full disk
+def _fit(exp, epochs):
+    return train(tiny_conf(f"training.epochs={epochs}"), exp, ToyTargetRest(4, length=400),
+                 ToyTargetRest(1, length=400))
+
+
+def test_checkpoints_are_written_beside_then_renamed(tmp_path, monkeypatch):
+    """Not Lightning's own writer: a file in the system temporary folder, then fsspec's shutil.move
+    (a copy across file systems, which a full disk cut short under the checkpoint's final name)."""
+    written, real = [], utils.atomic_path
+
+    @contextlib.contextmanager
+    def spy(path, **kw):
+        with real(path, **kw) as tmp:
+            written.append((Path(path), tmp))
+            yield tmp
+
+    def no_commit(self):
+        raise AssertionError(f"{self.path}: written through an fsspec transaction")
+
+    monkeypatch.setattr(utils, "atomic_path", spy)
+    monkeypatch.setattr(LocalFileOpener, "commit", no_commit)
+    exp = tmp_path / "exp"
+    _fit(exp, 2)
+    ckpts = exp / "checkpoints"
+    written = [(p, tmp) for p, tmp in written if p.suffix == ".ckpt"]
+    assert {p.name for p, _ in written} >= {"last.ckpt"} and all(tmp.parent == ckpts for _, tmp in written)
+    assert all(re.fullmatch(rf"\.{re.escape(p.name)}\.\w+\.tmp", tmp.name) for p, tmp in written)
+    assert all(not p.name.startswith(".") for p in ckpts.iterdir())
+
+
+def test_a_full_disk_during_a_checkpoint_is_one_line_and_leaves_no_partial_checkpoint(tmp_path, monkeypatch):
+    real_write = Path.write_bytes
+
+    def full_at_epoch_1(self, data):
+        if self.name.startswith(".epoch001-"):
+            real_write(self, bytes(data)[:1000])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", full_at_epoch_1)
+    exp = tmp_path / "exp"
+    with pytest.raises(DiskFullError) as err:
+        _fit(exp, 3)
+    ckpts = exp / "checkpoints"
+    assert re.fullmatch(rf"{re.escape(str(ckpts))}/epoch001-val-?[\d.]+\.ckpt: disk full: needed \d+\.\d kB, "
+                        r".* free there.*; free some space and run the command again", str(err.value))
+    names = sorted(p.name for p in ckpts.iterdir())
+    assert len(names) == 2 and names[0].startswith("epoch000-") and names[1] == "last.ckpt"   # nothing partial
+    assert all(load_checkpoint(ckpts / n) for n in names)
+    monkeypatch.undo()
+    assert _fit(exp, 3)["epochs_done"] == 3                       # the same command resumes and finishes
+
+
+def test_a_checkpoint_temporary_left_by_a_kill_is_removed_at_the_next_run(tmp_path):
+    exp = tmp_path / "exp"
+    _fit(exp, 1)
+    (exp / "training_done.json").unlink()
+    last = exp / "checkpoints" / "last.ckpt"
+    left = last.parent / ".last.ckpt.k2j3h4lq.tmp"                   # a kill between write and rename
+    left.write_bytes(last.read_bytes()[:1000])
+    assert last_checkpoint(last.parent) == last and not left.exists()
+    left.write_bytes(last.read_bytes())
+    assert _fit(exp, 2)["epochs_done"] == 2 and not left.exists()
+
+
+def test_training_onto_a_really_full_disk_stops_in_one_line_and_resumes(tmp_path):
+    with small_disk(tmp_path / "disk", 700) as disk:                 # room for three 204 kB checkpoints
+        exp = disk / "exp"
+        with pytest.raises(DiskFullError, match=rf"^{disk}/exp/checkpoints/[\w.-]+\.ckpt: disk full: "
+                                                r"needed 204\.\d kB, \d+\.\d kB free there; "):
+            _fit(exp, 4)
+        ckpts = sorted((exp / "checkpoints").iterdir())
+        assert ckpts and all(not p.name.startswith(".") and load_checkpoint(p) for p in ckpts)
+        resize(disk, 4000)                                           # space freed: the same command
+        assert _fit(exp, 4)["epochs_done"] == 4

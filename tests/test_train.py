@@ -16,7 +16,7 @@ from asteroid.models import BaseModel
 from asteroid_frugal.config import load_config, save_config
 from asteroid_frugal.model import build_model
 from asteroid_frugal.system import load_checkpoint
-from asteroid_frugal.train import check_same_experiment, train
+from asteroid_frugal.train import check_same_experiment, launching_process, plot_curves, train
 from asteroid_frugal.utils import FrugalError
 
 from conftest import REPO
@@ -337,3 +337,114 @@ def test_killed_training_resumes_to_the_uninterrupted_result(tmp_path):
     assert ckpts[1]["global_step"] == ckpts[0]["global_step"]
     for key, value in ckpts[0]["state_dict"].items():
         torch.testing.assert_close(ckpts[1]["state_dict"][key], value, rtol=1e-5, atol=1e-6, msg=key)
+
+
+# ------------------------------------------------------------- one run per experiment
+TWIN_RUNNER = """
+import os, sys, time
+sys.path[:0] = [{repo!r}, {tests!r}]
+import torch; torch.set_num_threads(1)
+from asteroid_frugal.cli.common import run
+from asteroid_frugal.config import load_config
+from asteroid_frugal.train import train
+from toy_data import ToyTargetRest
+
+class Slow(ToyTargetRest):
+    def __getitem__(self, i):
+        time.sleep(0.02)
+        return super().__getitem__(i)
+
+conf = load_config(overrides={overrides!r})
+print("ready", flush=True)
+while not os.path.exists({go!r}):   # both start training at the same moment
+    time.sleep(0.01)
+run(lambda argv: train(conf, {exp!r}, Slow(16, length=800), ToyTargetRest(4, length=800, seed=1)), [])
+"""
+
+
+def test_two_trainings_of_one_experiment_at_once_one_refuses_in_one_line(tmp_path):
+    """The same training started twice at once: one trains to the end, the other refuses at once
+    naming it (exit 2, no traceback) and touches nothing: the log is one run's, training_done.json
+    is written, the lock is gone."""
+    exp, go = tmp_path / "vocals", tmp_path / "go"
+    code = TWIN_RUNNER.format(repo=str(REPO), tests=str(REPO / "tests"), exp=str(exp), go=str(go),
+                              overrides=[*TINY, "training.epochs=2"])
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    try:
+        for p in procs:
+            assert p.stdout.readline().strip() == "ready"
+        go.touch()
+        outs = [p.communicate(timeout=300) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    codes = sorted(p.returncode for p in procs)
+    assert codes == [0, 2], [o[1][-2000:] for o in outs]
+    winner, loser = (0, 1) if procs[0].returncode == 0 else (1, 0)
+    err = outs[loser][1]
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith(f"error: {exp} is in use by pid {procs[winner].pid} on host ")
+    assert json.loads((exp / "training_done.json").read_text())["epochs_done"] == 2
+    assert sorted(metrics(exp)["epoch"].dropna().unique().astype(int)) == [0, 1]
+    assert not (exp / ".lock").exists() and not list((exp / "logs" / "csv").glob("*.broken-*"))
+
+
+def test_training_resumes_over_a_log_two_runs_mixed(tmp_path, caplog):
+    """The state an unlocked double run left: a metrics.csv of two runs' rows, no training_done.json.
+    The next run repairs the log (one warning, the file kept aside) and finishes."""
+    from test_system import MIXED_CSV
+
+    exp = tmp_path / "vocals"
+    train(tiny_conf("training.epochs=1"), exp, ToyTargetRest(8), ToyTargetRest(4))
+    (exp / "training_done.json").unlink()
+    log_file = exp / "logs" / "csv" / "metrics.csv"
+    good = log_file.read_text()
+    header = good.splitlines()[0].split(",")
+    log_file.write_text(good + MIXED_CSV.split("\n", 1)[1] + ",".join(["1"] * len(header)) + ",9\n")
+    with pytest.raises(pd.errors.ParserError):
+        pd.read_csv(log_file)
+    summary = train(tiny_conf("training.epochs=2"), exp, ToyTargetRest(8), ToyTargetRest(4))
+    assert summary["epochs_done"] == 2 and (exp / "training_done.json").is_file()
+    assert sorted(metrics(exp)["epoch"].dropna().unique().astype(int)) == [0, 1]
+    assert (exp / "training_curves.png").is_file()
+    assert len(list(log_file.parent.glob("metrics.csv.broken-*"))) == 1
+    assert sum("did not fit its header" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_plot_curves_never_fails_on_a_bad_log(tmp_path, caplog):
+    from test_system import MIXED_CSV
+
+    log_dir = tmp_path / "logs" / "csv"
+    log_dir.mkdir(parents=True)
+    for text in (MIXED_CSV, "", "step,loss\n0,1.0\n", "epoch,loss_epoch,lr\n0,abc,x\n"):
+        (log_dir / "metrics.csv").write_text(text)
+        caplog.clear()
+        out = plot_curves(tmp_path)
+        assert out is None or out.is_file()
+        if out is None:
+            assert any("no training curves" in r.getMessage() for r in caplog.records), text
+    (log_dir / "metrics.csv").write_text(MIXED_CSV)
+    assert plot_curves(tmp_path) is None
+
+
+def test_a_broken_training_done_file_resumes_instead_of_failing(tmp_path, caplog):
+    exp = tmp_path / "vocals"
+    train(tiny_conf("training.epochs=1"), exp, ToyTargetRest(8), ToyTargetRest(4))
+    (exp / "training_done.json").write_text('{"stop_reason": "max_ep')   # cut off by an older version
+    summary = train(tiny_conf("training.epochs=1"), exp, ToyTargetRest(8), ToyTargetRest(4))
+    assert summary["epochs_done"] == 1 and json.loads((exp / "training_done.json").read_text())["epochs_done"] == 1
+    assert any("training_done.json: unreadable" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("env, launching", [
+    ({}, True), ({"LOCAL_RANK": "0"}, True), ({"LOCAL_RANK": "1"}, False), ({"RANK": "3", "LOCAL_RANK": "0"}, False),
+    ({"SLURM_PROCID": "0"}, True), ({"SLURM_PROCID": "2"}, False), ({"NODE_RANK": "1"}, False),
+    ({"LOCAL_RANK": "0", "SLURM_PROCID": "5"}, True),   # Lightning: LOCAL_RANK before SLURM_PROCID
+])
+def test_only_the_launching_process_holds_the_lock(monkeypatch, env, launching):
+    for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK", "NODE_RANK", "GROUP_RANK"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert launching_process() is launching

@@ -6,12 +6,13 @@ Every knob is a key of ``conf.yml``; a command line reaches it through ``--conf`
 the key's conf.yml value as its default. Each command offers the shortcuts that concern it.
 """
 import argparse
+import errno
 import sys
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 from .. import runtime
 from ..config import DEFAULT_CONF, load_config
-from ..utils import FrugalError, setup_logging
+from ..utils import FrugalError, disk_full_message, setup_logging
 
 # The shortcut flags, every one of them: command -> {flag: conf key it sets}. "*": every command.
 SHORTCUTS: Dict[str, Dict[str, str]] = {
@@ -106,6 +107,13 @@ def run(main: Callable[[Optional[Sequence[str]]], Any], argv: Optional[Sequence[
         main(list(argv))
     except FrugalError as err:
         print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # a write the library does not route through utils' atomic writers (a library's own
+        # files: Lightning's hparams.yaml, TensorBoard's events): still one line
+        print(f"error: {disk_full_message(err.filename or '.')}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -47,7 +47,7 @@ import yaml
 from tqdm import tqdm
 
 from ..config import get
-from ..utils import FrugalError, read_json, write_json_atomic, write_text_atomic
+from ..utils import FrugalError, disk_full_errors, read_json, write_json_atomic, write_text_atomic
 from .synth_corpus import GENERATOR_VERSION, generate_song
 from .types import SOURCES
 
@@ -137,22 +137,25 @@ def corpus_plan(params: CorpusParams) -> List[Tuple[str, str, int]]:
 
 # ---------------------------------------------------------------- synthesis helpers
 def _write_song(folder: Path, stems: Dict[str, np.ndarray], sr: int, record: Optional[dict] = None) -> None:
-    """MUSDB18-HQ song folder, written in a temporary folder then renamed (never half-written);
-    ``record`` (what the song is made of) goes to a hidden ``.song.json`` next to the stems."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=folder.parent))
-    try:
-        for name in SOURCES:
-            sf.write(str(tmp / f"{name}.wav"), stems[name].T, sr, subtype="PCM_16")
-        sf.write(str(tmp / "mixture.wav"), sum(stems[s] for s in SOURCES).T, sr, subtype="PCM_16")
-        if record is not None:
-            write_json_atomic(tmp / SONG_RECORD, record)
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    """MUSDB18-HQ song folder, written in a temporary folder then renamed (never half-written; a
+    full disk is one line naming it and the space it needed); ``record`` (what the song is made of)
+    goes to a hidden ``.song.json`` next to the stems."""
+    needed = (len(SOURCES) + 1) * (stems[SOURCES[0]].size * 2 + 100) + 4096   # the stems and mixture, 16 bit
+    with disk_full_errors(folder, needed):
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=folder.parent))
+        try:
+            for name in SOURCES:
+                sf.write(str(tmp / f"{name}.wav"), stems[name].T, sr, subtype="PCM_16")
+            sf.write(str(tmp / "mixture.wav"), sum(stems[s] for s in SOURCES).T, sr, subtype="PCM_16")
+            if record is not None:
+                write_json_atomic(tmp / SONG_RECORD, record)
+            if folder.exists():
+                shutil.rmtree(folder)
+            os.replace(tmp, folder)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
 
 
 def synth_settings(params: CorpusParams):
@@ -175,9 +178,11 @@ def _generate_into(job) -> None:
     from . import midi_corpus
 
     soundfont = params.soundfont(split, index)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    stems, record = midi_corpus.generate_song(params.seed, split, index, params.song_seconds, params.sample_rate,
-                                              soundfont, synth_settings(params), folder.parent)
+    render_bytes = 4 * (int(params.song_seconds * params.sample_rate) * 2 * 4 + 4096)   # four float renders
+    with disk_full_errors(folder, render_bytes):    # names the song, not FluidSynth's temporary file
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        stems, record = midi_corpus.generate_song(params.seed, split, index, params.song_seconds,
+                                                  params.sample_rate, soundfont, synth_settings(params), folder.parent)
     _write_song(folder, stems, params.sample_rate, record)
 
 

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from ..audio import AUDIO_EXTENSIONS, check_finite, read_audio, resample, to_channels
 from ..midi_render import RenderOptions, render_midi_dir, rendering_group
-from ..utils import FrugalError, write_json_atomic
+from ..utils import DiskFullError, FrugalError, write_json_atomic
 from . import slakh
 from .layout import (CHANNELS, clean_temporaries, extra_index_path, extra_prepared_root, list_tracks,
                      read_track_meta, rest_sources, source_signature, track_is_valid, write_track)
@@ -145,6 +145,8 @@ def prepare_extra(conf, progress: bool = True) -> dict:
                     write_track(dst, stems, dict(name=song.name, split=song.split, sample_rate=sample_rate,
                                                  corpus="extra", origin=str(root.resolve()), root_id=rid,
                                                  inputs=signature))
+            except DiskFullError:
+                raise       # not one song's problem: every later one would be skipped too
             except FrugalError as err:
                 reason = str(err)
                 log.warning("extra song skipped: %s: %s", root / song.name, reason)

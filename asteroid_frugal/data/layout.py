@@ -25,7 +25,7 @@ from typing import Dict, Iterable, List, Optional
 import numpy as np
 import soundfile as sf
 
-from ..utils import FrugalError, write_json_atomic
+from ..utils import FrugalError, disk_full_errors, write_json_atomic
 from .types import EXTRA_SOURCES, MIXTURE, REST_NAMES, SOURCES
 
 SUBTYPE = "PCM_16"
@@ -202,8 +202,9 @@ def write_track(track_dir, stems: Dict[str, np.ndarray], meta: dict,
     as 16-bit WAV, or as float WAV if any of them would clip in 16 bit. ``links[name]`` is
     an input file already in the prepared format (16-bit stereo WAV at the right rate,
     same samples): it is hard-linked instead of copied when the file system allows it
-    (MUSDB18-HQ then costs no extra disk).
-    Returns the ``track.json`` written.
+    (MUSDB18-HQ then costs no extra disk). A full disk is a ``DiskFullError`` naming
+    ``track_dir`` and the space the track needed; nothing of the new track is left, an old one
+    is kept. Returns the ``track.json`` written.
     """
     track_dir = Path(track_dir)
     lengths = {s: a.shape[-1] for s, a in stems.items()}
@@ -221,29 +222,35 @@ def write_track(track_dir, stems: Dict[str, np.ndarray], meta: dict,
     meta = dict(meta)
     meta.update(n_samples=int(next(iter(lengths.values()))), sources=list(stems),
                 has_mixture=mixture is not None, format=subtype, layout_version=LAYOUT_VERSION)
-    track_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{track_dir.name[:40]}-", dir=track_dir.parent))
-    try:
-        sr = int(meta["sample_rate"])
-        levels, hop = {}, level_hop(sr)
-        for name, audio in list(stems.items()) + ([(MIXTURE, mixture)] if mixture is not None else []):
-            audio = np.asarray(audio, dtype=np.float32)
-            if not (subtype == SUBTYPE and links and name in links and _try_link(links[name], tmp / f"{name}.wav")):
-                sf.write(str(tmp / f"{name}.wav"), audio.T, sr, subtype=subtype)
-            if name != MIXTURE:
-                levels[name] = frame_levels_db(audio, hop)
-        np.savez(tmp / "levels.npz", hop=np.int64(hop), **levels)
-        write_json_atomic(tmp / "track.json", meta)
-        if track_dir.exists():  # a stale or broken previous version: swap it out, then delete
-            old = Path(tempfile.mkdtemp(prefix=f".old-{track_dir.name[:40]}-", dir=track_dir.parent))
-            os.replace(track_dir, old / "track")
-            os.replace(tmp, track_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, track_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    # what the new files take (linked inputs take nothing): a full disk's message names it
+    needed = sum(a.shape[0] * a.shape[-1] * (2 if subtype == SUBTYPE else 4) + 100
+                 for name, a in list(stems.items()) + [(MIXTURE, mixture)]
+                 if a is not None and not (subtype == SUBTYPE and links and name in links))
+    needed += len(stems) * 4 * (-(-meta["n_samples"] // level_hop(int(meta["sample_rate"])))) + 4096
+    with disk_full_errors(track_dir, needed):
+        track_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{track_dir.name[:40]}-", dir=track_dir.parent))
+        try:
+            sr = int(meta["sample_rate"])
+            levels, hop = {}, level_hop(sr)
+            for name, audio in list(stems.items()) + ([(MIXTURE, mixture)] if mixture is not None else []):
+                audio = np.asarray(audio, dtype=np.float32)
+                if not (subtype == SUBTYPE and links and name in links and _try_link(links[name], tmp / f"{name}.wav")):
+                    sf.write(str(tmp / f"{name}.wav"), audio.T, sr, subtype=subtype)
+                if name != MIXTURE:
+                    levels[name] = frame_levels_db(audio, hop)
+            np.savez(tmp / "levels.npz", hop=np.int64(hop), **levels)
+            write_json_atomic(tmp / "track.json", meta)
+            if track_dir.exists():  # a stale or broken previous version: swap it out, then delete
+                old = Path(tempfile.mkdtemp(prefix=f".old-{track_dir.name[:40]}-", dir=track_dir.parent))
+                os.replace(track_dir, old / "track")
+                os.replace(tmp, track_dir)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, track_dir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return meta
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..audio import check_finite, read_audio, require_ffmpeg, resample, to_channels
-from ..utils import FrugalError, write_json_atomic
+from ..utils import DiskFullError, FrugalError, write_json_atomic
 from .default_corpus import SETUP_FILE, CorpusParams, generate_corpus
 from .layout import (CHANNELS, CORPUS_DEFAULT, CORPUS_MUSDB_SAMPLE, SPLITS, clean_temporaries, is_prepared_format,
                      list_tracks, prepared_root, source_corpus, source_signature, track_is_valid, write_track)
@@ -175,6 +175,8 @@ def prepare_musdb(conf, progress: bool = True) -> dict:
                                              corpus=corpus, origin=str(track.path), inputs=signature),
                             mixture=mixture, links=_linkable(track, sample_rate, mixture.shape[1]))
                 counts[split] += 1
+            except DiskFullError:
+                raise       # not one track's problem: every later one would be skipped too
             except FrugalError as err:
                 log.warning("skipping %s: %s", track.name, err)
                 skipped.append({"track": track.name, "split": split, "reason": str(err)})

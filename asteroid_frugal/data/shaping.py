@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 from ..config import save_config
+from ..lock import folder_lock
 from ..utils import FrugalError, read_json, write_json_atomic
 from .datasets import write_manifest
 from .extra import configured_extra_roots
@@ -314,40 +315,43 @@ def _hours(rows: List[dict], sample_rate: int) -> float:
 
 
 def shape(conf, exp_dir) -> dict:
-    """Stage 2: write the manifests, ``shaping.json`` and ``conf.yml`` into ``<exp_dir>/data``."""
+    """Stage 2: write the manifests, ``shaping.json`` and ``conf.yml`` into ``<exp_dir>/data``
+    (holding the experiment's lock, :mod:`asteroid_frugal.lock`: one run at a time)."""
     target = str(conf["data"]["target"])
     if target not in TARGETS:
         raise FrugalError(f"data.target={target!r}: expected one of {', '.join(TARGETS)}")
-    choices = ShapingChoices.from_conf(conf)
-    sr = int(conf["data"]["sample_rate"])
-    songs = collect_songs(conf, target)
-    train_rows, info = shape_train(songs["train"], choices, target, sr, int(conf["training"]["batch_size"]))
-    chunk = int(round(float(conf["data"]["valid_chunk_seconds"]) * sr))
-    eval_rows = {split: chunk_rows(songs[split], target, chunk, choices.silence_db) for split in ("valid", "test")}
-    if not eval_rows["valid"]:
-        raise FrugalError(f"{prepared_root(conf)}: no validation tracks for {target} (musdb's valid split is empty)")
-    out = Path(exp_dir) / "data"
-    write_manifest(out / "train.csv", train_rows)
-    write_manifest(out / "valid.csv", eval_rows["valid"])
-    write_manifest(out / "test.csv", eval_rows["test"])
-    summary = {
-        "target": target, "seed": choices.seed, "sample_rate": sr, "corpus": prepared_root(conf).name,
-        "choices": dict(conf.get("shaping", {})),
-        "n_songs": len({r["track_dir"] for r in train_rows}), "n_excerpts": len(train_rows),
-        "hours": _hours(train_rows, sr), "excerpt_samples": info.pop("excerpt_samples"),
-        "batch_size": info.pop("batch_size"), "batch_seconds": info.pop("batch_seconds"),
-        "skipped": info.pop("skipped"), **info,
-        "songs": sorted({r["song"] if r["corpus"] != "extra" else r["track_dir"] for r in train_rows}),
-        "valid": {"n_tracks": len(songs["valid"]), "n_chunks": len(eval_rows["valid"]),
-                  "hours": _hours(eval_rows["valid"], sr), "chunk_samples": chunk},
-        "test": {"n_tracks": len(songs["test"]), "n_chunks": len(eval_rows["test"]),
-                 "hours": _hours(eval_rows["test"], sr), "chunk_samples": chunk,
-                 "extra_tracks": sum(s.corpus == "extra" for s in songs["test"])},
-    }
-    write_json_atomic(out / "shaping.json", summary)
-    save_config(conf, out / "conf.yml")
-    log.info("stage 2 (%s): %d songs, %d excerpts of %g s, %.3f h, batch size %d; %d skipped; "
-             "valid %d chunks, test %d chunks -> %s", target, summary["n_songs"], summary["n_excerpts"],
-             choices.excerpt_seconds, summary["hours"], summary["batch_size"], len(summary["skipped"]),
-             len(eval_rows["valid"]), len(eval_rows["test"]), out)
-    return summary
+    with folder_lock(exp_dir, "training-set shaping"):
+        choices = ShapingChoices.from_conf(conf)
+        sr = int(conf["data"]["sample_rate"])
+        songs = collect_songs(conf, target)
+        train_rows, info = shape_train(songs["train"], choices, target, sr, int(conf["training"]["batch_size"]))
+        chunk = int(round(float(conf["data"]["valid_chunk_seconds"]) * sr))
+        eval_rows = {split: chunk_rows(songs[split], target, chunk, choices.silence_db) for split in ("valid", "test")}
+        if not eval_rows["valid"]:
+            raise FrugalError(f"{prepared_root(conf)}: no validation tracks for {target} "
+                              f"(musdb's valid split is empty)")
+        out = Path(exp_dir) / "data"
+        write_manifest(out / "train.csv", train_rows)
+        write_manifest(out / "valid.csv", eval_rows["valid"])
+        write_manifest(out / "test.csv", eval_rows["test"])
+        summary = {
+            "target": target, "seed": choices.seed, "sample_rate": sr, "corpus": prepared_root(conf).name,
+            "choices": dict(conf.get("shaping", {})),
+            "n_songs": len({r["track_dir"] for r in train_rows}), "n_excerpts": len(train_rows),
+            "hours": _hours(train_rows, sr), "excerpt_samples": info.pop("excerpt_samples"),
+            "batch_size": info.pop("batch_size"), "batch_seconds": info.pop("batch_seconds"),
+            "skipped": info.pop("skipped"), **info,
+            "songs": sorted({r["song"] if r["corpus"] != "extra" else r["track_dir"] for r in train_rows}),
+            "valid": {"n_tracks": len(songs["valid"]), "n_chunks": len(eval_rows["valid"]),
+                      "hours": _hours(eval_rows["valid"], sr), "chunk_samples": chunk},
+            "test": {"n_tracks": len(songs["test"]), "n_chunks": len(eval_rows["test"]),
+                     "hours": _hours(eval_rows["test"], sr), "chunk_samples": chunk,
+                     "extra_tracks": sum(s.corpus == "extra" for s in songs["test"])},
+        }
+        write_json_atomic(out / "shaping.json", summary)
+        save_config(conf, out / "conf.yml")
+        log.info("stage 2 (%s): %d songs, %d excerpts of %g s, %.3f h, batch size %d; %d skipped; "
+                 "valid %d chunks, test %d chunks -> %s", target, summary["n_songs"], summary["n_excerpts"],
+                 choices.excerpt_seconds, summary["hours"], summary["batch_size"], len(summary["skipped"]),
+                 len(eval_rows["valid"]), len(eval_rows["test"]), out)
+        return summary
