@@ -53,3 +53,16 @@ def base_conf(data_root: Path, **sections) -> dict:
     for section, values in sections.items():
         conf[section].update(values)
     return conf
+
+
+def capture_stage(monkeypatch, module, name):
+    """Replace ``module.name`` (a stage's library function ``f(conf, progress=True)``) by one that
+    records the config it gets and prepares nothing; returns the record."""
+    seen = {}
+
+    def fake_prepare(conf, progress=True):
+        seen.update(conf=conf, progress=progress)
+        return {}
+
+    monkeypatch.setattr(module, name, fake_prepare)
+    return seen

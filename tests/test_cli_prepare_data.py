@@ -4,18 +4,13 @@ import pytest
 from asteroid_frugal.cli import prepare_data
 from asteroid_frugal.utils import FrugalError
 
+from data_helpers import capture_stage
+
 
 @pytest.fixture
 def captured(monkeypatch):
     """The config prepare_musdb would get (nothing prepared)."""
-    seen = {}
-
-    def fake_prepare(conf, progress=True):
-        seen.update(conf=conf, progress=progress)
-        return {}
-
-    monkeypatch.setattr(prepare_data, "prepare_musdb", fake_prepare)
-    return seen
+    return capture_stage(monkeypatch, prepare_data, "prepare_musdb")
 
 
 @pytest.mark.parametrize("argv, root, download", [

@@ -3,18 +3,13 @@ import pytest
 
 from asteroid_frugal.cli import prepare_extra
 
+from data_helpers import capture_stage
+
 
 @pytest.fixture
 def captured(monkeypatch):
     """The config prepare_extra would get (nothing prepared)."""
-    seen = {}
-
-    def fake_prepare(conf, progress=True):
-        seen.update(conf=conf, progress=progress)
-        return {}
-
-    monkeypatch.setattr(prepare_extra, "prepare_extra", fake_prepare)
-    return seen
+    return capture_stage(monkeypatch, prepare_extra, "prepare_extra")
 
 
 @pytest.mark.parametrize("argv, roots", [
