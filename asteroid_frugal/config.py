@@ -81,6 +81,10 @@ TYPES = {
     "runtime.threads": (int, str, None),   # also "auto" (runtime.py checks the value)
     "runtime.omp_wait_policy": (str, None),
     "separate.precision": (str, int),      # also 16 and 32 (inference.PRECISIONS' short names)
+    "separate.auto_int8_min_hidden": (int, None),
+    "separate.stems": (str, list, None),   # "vocals,accompaniment" (--stems) or a list
+    "separate.mp3_bitrate": (str, int),    # 320k or 320000
+    "separate.mmap_threshold_mb": (float, None),
 }
 NUMBER_SUFFIXES = ("_seconds", "_db")  # durations and levels take any number, even where the default is whole
 # Obvious ranges, in interval notation; a listed key whose value is null is not checked.
@@ -93,7 +97,8 @@ RANGES = {
                  "evaluation.chunk_seconds", "evaluation.batch_chunks", "evaluation.jobs", "evaluation.max_tracks",
                  "midi_render.sample_rate", "midi_render.jobs", "midi_render.max_seconds", "midi_render.peak",
                  "training.log_every_n_steps", "evaluation.example_seconds", "evaluation.bss_threads",
-                 "streaming.block", "separate.probe_seconds"),
+                 "streaming.block", "separate.probe_seconds", "separate.auto_int8_min_hidden", "separate.block_frames",
+                 "separate.mmap_threshold_mb"),
     "[0, inf)": ("default_corpus.n_train", "default_corpus.n_valid", "default_corpus.n_test",
                  "shaping.min_song_seconds", "masker.skip_every", "training.num_workers",
                  "training.early_stop_patience", "training.gradient_clipping", "training.checkpoint_every_n_steps",

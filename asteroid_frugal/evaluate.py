@@ -19,7 +19,8 @@ before any subtraction or BSS Eval.
 Outputs in ``<exp_dir>/results/``: ``museval/<split>/<track>.json`` (museval's format,
 validated by museval), ``scores/<track>.json`` (per-frame values, the resume marker),
 ``all_metrics.csv``, ``final_metrics.json``, ``si_snr.csv``, ``results.md``,
-``sdr_distribution.png``, ``examples/<track>/*.wav``, ``eval_info.json``. Tracks already
+``sdr_distribution.png``, ``examples/<track>/*.wav`` (and ``references/``) with ``examples/index.html``
+to listen to them, ``eval_info.json``. Tracks already
 scored with the same models and settings are skipped; ``evaluation.jobs`` scores tracks in
 parallel processes (bounded by memory: museval needs ~7 MB per second and source).
 """
@@ -38,10 +39,11 @@ import pandas as pd
 
 from .audio import read_audio, write_audio
 from .data.layout import list_tracks, prepared_root, read_track_meta, rest_sources
-from .data.types import SOURCES, TARGETS, rest_name
-from .inference import chunking, load_target_models, resolve_device, separate_long, separate_stems
+from .data.types import SOURCES, TARGETS, rest_name, stem_names
+from .inference import chunking, load_target_models, resolve_device, separate_long, separate_stems_array
 from .lock import folder_lock
 from .metrics import (BACKENDS, METRICS, aggregate, bss_eval, frames_dataframe, per_track, si_snr)
+from .reports.listening import write_examples_page
 from .reports.results import evaluation_facts, plot_sdr_distribution, sisnr_only_facts, table3_runs, write_results_md
 from .runtime import torch_threads
 from .utils import FrugalError, atomic_path, read_json, write_json_atomic, write_text_atomic
@@ -215,18 +217,22 @@ def _score_tracks(pending, n_total, models, names, ref_names, opts, backend, dev
         for track_dir in pending:
             bar.set_postfix_str(track_dir.name[:40])
             mixture, refs, sr = load_track(track_dir, ref_names, combined)
-            stems = separate_stems(models, mixture, sr, progress=True, desc=track_dir.name[:30], **opts)
+            made = stem_names([tm.target for tm in models])   # the stems, held once: the scored ones are a view
+            est = separate_stems_array(models, mixture, sr, made, precision="float32", progress=True,
+                                       desc=track_dir.name[:30], **opts)
+            stems = dict(zip(made, est))
             if track_dir.name in example_tracks:
                 _write_examples(examples_dir / _safe_name(track_dir.name), mixture, stems, sr,
-                                example_tracks[track_dir.name])
+                                example_tracks[track_dir.name], refs)
             task = dict(track=track_dir.name, names=list(names), sample_rate=sr, backend=backend,
                         device=device if backend == "fast" else None, signature=signature,
                         threads=bss_threads if backend == "fast" and pool is None else None,
                         references=np.stack([refs[n] for n in ref_names]),
-                        estimates=np.stack([stems[n] for n in names]),
+                        estimates=est[:len(names)] if list(names) == made[:len(names)]
+                        else np.stack([stems[n] for n in names]),
                         score_path=str(scores_dir / f"{_safe_name(track_dir.name)}.json"),
                         museval_path=str(museval_dir / f"{_safe_name(track_dir.name)}.json"))
-            del mixture, refs, stems
+            del mixture, refs, stems, est
             if pool is None:
                 _log_notes(score_track(task))
                 bar.update()
@@ -304,14 +310,18 @@ def _log_notes(result: dict) -> None:
 
 
 def _write_examples(folder: Path, mixture: np.ndarray, stems: Dict[str, np.ndarray], sr: int,
-                    seconds: float) -> None:
-    """A listenable excerpt (``seconds`` from the middle) of the mixture and each stem."""
+                    seconds: float, refs: Dict[str, np.ndarray]) -> None:
+    """A listenable excerpt (``seconds`` from the middle) of the mixture, each stem and, in
+    ``references/``, each reference stem."""
     n = mixture.shape[-1]
     length = min(n, int(seconds * sr))
     start = max(0, (n - length) // 2)
     write_audio(folder / "mixture.wav", np.clip(mixture[:, start:start + length], -1, 1), sr, subtype="PCM_16")
     for name, audio in stems.items():
         write_audio(folder / f"{name}.wav", np.clip(audio[:, start:start + length], -1, 1), sr, subtype="PCM_16")
+    for name, audio in refs.items():
+        write_audio(folder / "references" / f"{name}.wav", np.clip(audio[:, start:start + length], -1, 1), sr,
+                    subtype="PCM_16")
 
 
 # ---------------------------------------------------------------------- SI-SNR
@@ -434,5 +444,6 @@ def _write_summaries(conf, results: Path, records: List[dict], names, mode, exp_
     write_results_md(results / "results.md", title=f"Evaluation of {exp_dir.name} {mode}", facts=facts,
                      table3=table3, metrics_median=median, metrics_mean=mean, n_tracks=n_tracks,
                      sisnr=sisnr_summary, notes=notes, figure=figure)
+    write_examples_page(results / "examples", tracks_table, facts)   # examples/index.html, to listen
     return final
 

@@ -16,17 +16,25 @@ Target-vs-rest models to stems (the functional API under the ``separate`` comman
 and stage 4): :func:`load_target_models` loads ``[target=]path`` specs, and
 :func:`separate_stems` turns a song into named stems, each model's two outputs scaled by
 their :func:`least_squares_gain` (SI-SNR training leaves the output gain free).
+
+Songs of any length: :func:`separate_blocks` yields a model's output block by block from reads of
+the mixture, so neither the song nor its stems need be in memory; :func:`separate_stream` runs
+the models over a song given as blocks at its own rate (resampled block by block) and hands each
+model output to a sink, returning each model's gain; :func:`combine_stems` makes one block of the
+stems from those outputs (the definition of each stem). :func:`separate_stems` is the same path
+with the song and its stems in memory.
 """
 import math
 import re
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
-from .audio import resample
+from .audio import BlockWindow, StreamResampler, resample, resample_blocks, resampled_length
 from .config import get, load_config, load_yaml
 from .data.types import TARGETS, rest_name, stem_names
 from .utils import FrugalError, torch_load
@@ -156,8 +164,58 @@ def _model_device(model) -> torch.device:
         return torch.device("cpu")
 
 
+# precision -> autocast dtype (None: no autocast); int8: the model's dynamically quantised copy
+# (:func:`int8_model`, CPU only), run without autocast
 PRECISIONS = {"float32": None, "32": None, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-              "float16": torch.float16, "16": torch.float16}
+              "float16": torch.float16, "16": torch.float16, "int8": None}
+
+
+def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``model`` with int8 weights in its LSTM and linear layers (activations stay float).
+
+    Uses PyTorch's dynamic quantisation (``torch.ao.quantization.quantize_dynamic``, CPU
+    only; deprecated in favour of torchao, which this project does not depend on): weights
+    are quantised once, activations per call, so no calibration data is needed.
+    """
+    import copy
+    import warnings
+
+    from torch.ao.quantization import quantize_dynamic
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the torchao migration notice
+        quantized = quantize_dynamic(copy.deepcopy(model).cpu().float(), {torch.nn.LSTM, torch.nn.Linear},
+                                     dtype=torch.qint8)
+    return quantized.eval()
+
+
+def check_precision_device(precision: str, device) -> None:
+    """One :class:`FrugalError` line when ``precision`` cannot run on ``device``: int8 is CPU only."""
+    dev = torch.device(device)
+    if precision == "int8" and dev.type != "cpu":
+        raise FrugalError(f"precision int8 runs on the CPU only (dynamically quantised weights); on {dev} use "
+                          f"auto, float32, bfloat16 or float16, or --device cpu")
+
+
+_INT8_COPIES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def int8_model(model: torch.nn.Module, device=None) -> torch.nn.Module:
+    """``model``'s int8 copy (:func:`quantize_int8`) for separation on the CPU; ``model`` itself is
+    left as it is. Made once per model and kept while the model lives (made again if its weights
+    have changed since). A model on another ``device``: :func:`check_precision_device`'s error;
+    weights holding NaN or inf (which cannot be quantised): a :class:`NonFiniteOutputError`."""
+    check_precision_device("int8", device if device is not None else _model_device(model))
+    stamp = tuple(p._version for p in model.parameters())   # bumped by every in-place change of a weight
+    cached = _INT8_COPIES.get(model)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        raise NonFiniteOutputError(f"model {model_name(model)} holds non-finite weights (NaN/inf): "
+                                   f"it cannot be quantised to int8")
+    quantized = quantize_int8(model)
+    _INT8_COPIES[model] = (stamp, quantized)
+    return quantized
 
 
 def chunking(conf: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
@@ -207,12 +265,38 @@ def level_exponent(mixture: Union[torch.Tensor, np.ndarray]) -> int:
     if mix.numel() == 0:
         return 0
     low, high = torch.aminmax(mix.detach())   # no song-sized copy (as abs() would make)
-    peak = max(-float(low), float(high))
+    return peak_exponent(max(-float(low), float(high)))
+
+
+def peak_exponent(peak: float) -> int:
+    """:func:`level_exponent` of a mixture whose peak (largest absolute sample) is ``peak``."""
     if not math.isfinite(peak):
         raise FrugalError("the mixture holds NaN or infinite samples")
     if peak == 0 or SAFE_PEAK[0] <= peak <= SAFE_PEAK[1]:
         return 0
     return math.frexp(peak)[1]
+
+
+def stream_levels(blocks: Iterable[np.ndarray], sample_rate: int, model_rates: Iterable[int]) -> Dict[int, int]:
+    """``{model rate: level}``: :func:`level_exponent` of the mixture resampled to each model rate,
+    from its ``[C, n]`` blocks at ``sample_rate`` in one pass (resampled block by block, exactly as
+    whole)."""
+    rates = sorted({int(r) for r in model_rates})
+    resamplers = {r: StreamResampler(sample_rate, r) for r in rates if r != int(sample_rate)}
+    peaks = dict.fromkeys(rates, 0.0)
+
+    def see(rate, x):
+        if x.size:
+            peaks[rate] = max(peaks[rate], -float(x.min()), float(x.max()))
+
+    for block in blocks:
+        if not np.isfinite(block).all():
+            raise FrugalError("the mixture holds NaN or infinite samples")
+        for rate in rates:
+            see(rate, resamplers[rate].push(block) if rate in resamplers else block)
+    for rate, res in resamplers.items():
+        see(rate, res.finish())
+    return {rate: peak_exponent(peak) for rate, peak in peaks.items()}
 
 
 def scale_pow2(x: torch.Tensor, exponent: int) -> torch.Tensor:
@@ -233,7 +317,8 @@ def separate_long(model, mixture: Union[torch.Tensor, np.ndarray], chunk_seconds
     the model's segment hop; see :func:`chunk_plan`; chunks may be shortened, down
     to half, so that every batch is full: :func:`balanced_chunk`) go through the model
     ``batch_chunks`` at a time under ``torch.no_grad()`` and are joined with a
-    raised-cosine cross-fade. Peak memory: the input, the float32 output buffer (on
+    raised-cosine cross-fade (:func:`separate_blocks`, which yields the output block by block
+    for songs that do not fit in memory). Peak memory: the input, the float32 output buffer (on
     CPU) and one batch of chunk activations, whatever the song length.
     ``device``: where the model runs (default: where its parameters are).
     ``progress``: show a tqdm bar (a string is used as its description).
@@ -258,12 +343,38 @@ def separate_long(model, mixture: Union[torch.Tensor, np.ndarray], chunk_seconds
     if batch_chunks < 1:
         raise ValueError(f"batch_chunks must be >= 1, got {batch_chunks}")
     mix = mix.detach().to("cpu", torch.float32)
-    level = level_exponent(mix)
-    if level:
-        mix = scale_pow2(mix.clone(), -level)
     n_chan, n_samples = mix.shape
+    out: Optional[torch.Tensor] = None
+    done = 0
+    for block in separate_blocks(model, lambda start, length: _padded_slice(mix, start, length), n_samples, n_chan,
+                                 chunk_seconds, overlap_seconds, batch_chunks, device=device, progress=progress,
+                                 precision=precision, level=level_exponent(mix)):
+        if out is None:
+            out = torch.empty(block.shape[0], n_chan, n_samples)
+        out[..., done:done + block.shape[-1]] = block
+        done += block.shape[-1]
+    return out
+
+
+def separate_blocks(model, read: Callable[[int, int], torch.Tensor], n_samples: int, n_chan: int,
+                    chunk_seconds: float, overlap_seconds: float, batch_chunks: int, device, progress: Union[bool, str],
+                    precision: str, level: int) -> Iterator[torch.Tensor]:
+    """:func:`separate_long` of a mixture of ``n_samples`` x ``n_chan`` that is not in memory:
+    ``read(start, length)`` gives ``mixture[:, start:start + length]`` (a CPU float32 tensor,
+    zero-padded past the end; starts never go back, so a reader may drop what lies before
+    them), and the output ``[n_src, C, block]`` comes block by block, in order, covering exactly
+    ``n_samples``. Each block is final once the chunks overlapping it are added; what is held is
+    one batch of chunks and their outputs. ``level``: :func:`level_exponent` of the whole mixture
+    (the chunks are scaled by ``2**-level`` for the model and the output back). The outputs equal
+    :func:`separate_long`'s, sample for sample. Arguments are checked before the first block."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if batch_chunks < 1:
+        raise ValueError(f"batch_chunks must be >= 1, got {batch_chunks}")
     device = torch.device(device) if device is not None else _model_device(model)
-    if device != _model_device(model):
+    if precision == "int8":
+        model = int8_model(model, device)   # CPU only (one line otherwise); the model is not changed
+    elif device != _model_device(model):
         model = model.to(device)
     sample_rate = float(getattr(model, "sample_rate", 44100.0) or 44100.0)
     hop = model_hop(model)
@@ -274,10 +385,17 @@ def separate_long(model, mixture: Union[torch.Tensor, np.ndarray], chunk_seconds
     chunk = balanced_chunk(n_samples, chunk, overlap, hop, batch_chunks)
     plan = chunk_plan(n_samples, chunk, overlap, hop)
     length = plan[0][2] if len(plan) == 1 else chunk
-    ramp = crossfade_ramp(overlap) if overlap else None
-    autocast_dtype = PRECISIONS[precision]
-    out: Optional[torch.Tensor] = None
+    return _plan_blocks(model, read, plan, length, overlap, n_samples, n_chan, batch_chunks, device,
+                        PRECISIONS[precision], level, progress, sample_rate)
 
+
+def _plan_blocks(model, read, plan, length: int, overlap: int, n_samples: int, n_chan: int, batch_chunks: int,
+                 device: torch.device, autocast_dtype, level: int, progress,
+                 sample_rate: float) -> Iterator[torch.Tensor]:
+    """The generator of :func:`separate_blocks`, one block per chunk: ``window`` holds the output from
+    the first sample not yet given out (``base``) to the end of the chunk, final up to the next
+    chunk's fade-in."""
+    ramp = crossfade_ramp(overlap) if overlap else None
     bar = None
     if progress:
         from tqdm import tqdm
@@ -287,32 +405,44 @@ def separate_long(model, mixture: Union[torch.Tensor, np.ndarray], chunk_seconds
                    bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s of audio [{elapsed}<{remaining}]")
     was_training = model.training
     model.eval()
+    pending: Optional[torch.Tensor] = None
+    base = 0
     try:
-        with torch.no_grad(), torch.autocast(device.type, dtype=autocast_dtype or torch.float32,
-                                             enabled=autocast_dtype is not None):
-            for first in range(0, len(plan), batch_chunks):
-                batch = plan[first:first + batch_chunks]
-                x = torch.stack([_padded_slice(mix, start, length) for start, _, _ in batch])
+        for first in range(0, len(plan), batch_chunks):
+            batch = plan[first:first + batch_chunks]
+            x = torch.stack([read(start, length) for start, _, _ in batch])
+            if level:
+                scale_pow2(x, -level)
+            with torch.no_grad(), torch.autocast(device.type, dtype=autocast_dtype or torch.float32,
+                                                 enabled=autocast_dtype is not None):
                 est = model(x.to(device)).to("cpu", torch.float32)  # (B, n_src, C, length)
-                if not bool(torch.isfinite(est).all()):
-                    raise NonFiniteOutputError(f"model {model_name(model)} produced non-finite audio (NaN/inf)")
-                if out is None:
-                    out = torch.zeros(est.shape[1], n_chan, n_samples)
-                for b, (start, fade_in, fade_out) in enumerate(batch):
-                    _add_chunk(out, est[b], start, fade_in, fade_out, overlap, ramp)
+            del x
+            if not bool(torch.isfinite(est).all()):
+                raise NonFiniteOutputError(f"model {model_name(model)} produced non-finite audio (NaN/inf)")
+            for b, (start, fade_in, fade_out) in enumerate(batch):
+                more = first + b + 1 < len(plan)
+                stop = plan[first + b + 1][1] if more else n_samples   # the next chunk's fade-in: final before it
+                window = torch.zeros(est.shape[1], n_chan, max(stop, min(start + length, n_samples)) - base)
+                if pending is not None:
+                    window[..., :pending.shape[-1]] = pending
+                _add_chunk(window, est[b], start, fade_in, fade_out, overlap, ramp, base, n_samples)
+                block, pending = window[..., :stop - base], window[..., stop - base:].clone()
+                del window
+                if level:
+                    scale_pow2(block, level)
+                    if level > 0 and not bool(torch.isfinite(block).all()):
+                        raise FrugalError(f"the separated stems exceed float32's range (mixture peak about "
+                                          f"2**{level})")
+                base = stop
                 if bar is not None:
-                    done = min(batch[-1][2] + (overlap if first + len(batch) < len(plan) else 0), n_samples)
-                    bar.update(round(done / sample_rate, 1) - bar.n)
+                    bar.update(round(min(fade_out + (overlap if more else 0), n_samples) / sample_rate, 1) - bar.n)
+                yield block
+            del est
     finally:
         if was_training:
             model.train()
         if bar is not None:
             bar.close()
-    if level:
-        scale_pow2(out, level)
-        if level > 0 and not bool(torch.isfinite(out).all()):
-            raise FrugalError(f"the separated stems exceed float32's range (mixture peak about 2**{level})")
-    return out
 
 
 def _padded_slice(mix: torch.Tensor, start: int, length: int) -> torch.Tensor:
@@ -324,19 +454,20 @@ def _padded_slice(mix: torch.Tensor, start: int, length: int) -> torch.Tensor:
 
 
 def _add_chunk(out: torch.Tensor, est: torch.Tensor, start: int, fade_in: int, fade_out: int,
-               overlap: int, ramp: Optional[torch.Tensor]) -> None:
-    """Add one chunk's estimate ``[n_src, C, chunk]`` to ``out`` with its cross-fades."""
-    n_samples = out.shape[-1]
+               overlap: int, ramp: Optional[torch.Tensor], base: int = 0, n_samples: Optional[int] = None) -> None:
+    """Add one chunk's estimate ``[n_src, C, chunk]`` to ``out`` with its cross-fades; ``out`` holds
+    the song's output from sample ``base`` on (the song: ``n_samples`` long, default: to ``out``'s end)."""
+    n_samples = base + out.shape[-1] if n_samples is None else n_samples
     if ramp is not None and fade_in > 0:  # not the first chunk: fade in over the previous fade-out
         a, b = fade_in, min(fade_in + overlap, n_samples)
-        out[..., a:b] += est[..., a - start:b - start] * ramp[: b - a]
+        out[..., a - base:b - base] += est[..., a - start:b - start] * ramp[: b - a]
         fade_in = b
     stop = min(fade_out, n_samples)
     if fade_in < stop:
-        out[..., fade_in:stop] += est[..., fade_in - start:stop - start]
+        out[..., fade_in - base:stop - base] += est[..., fade_in - start:stop - start]
     if ramp is not None and fade_out < n_samples and fade_out < start + est.shape[-1]:
         a, b = fade_out, min(fade_out + overlap, n_samples)
-        out[..., a:b] += est[..., a - start:b - start] * (1.0 - ramp[: b - a])
+        out[..., a - base:b - base] += est[..., a - start:b - start] * (1.0 - ramp[: b - a])
 
 
 # ------------------------------------------------- target-vs-rest models -> stems
@@ -424,32 +555,166 @@ def separate_stems(models: Sequence[TargetModel], audio: np.ndarray, sample_rate
 
     Each model's two outputs are scaled by their :func:`least_squares_gain`; several models
     give each target, the mixture minus all targets and, with vocals, the vocals model's rest
-    (names: :func:`asteroid_frugal.data.types.stem_names`). Chunking: as :func:`separate_long`.
+    (names: :func:`asteroid_frugal.data.types.stem_names`; definitions: :func:`combine_stems`).
+    Chunking: as :func:`separate_long`. The stems are views of one ``[n_stems, C, T]`` array
+    (:func:`separate_stems_array`).
     """
-    n_chan, n_samples = audio.shape
-    mixture = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
     names = stem_names([tm.target for tm in models])
-    stems: Dict[str, torch.Tensor] = {}
+    stems = separate_stems_array(models, audio, sample_rate, names, chunk_seconds, overlap_seconds, batch_chunks,
+                                 precision, progress, desc)
+    return dict(zip(names, stems))
+
+
+def separate_stems_array(models: Sequence[TargetModel], audio: np.ndarray, sample_rate: int, stems: Sequence[str],
+                         chunk_seconds: Optional[float], overlap_seconds: Optional[float], batch_chunks: Optional[int],
+                         precision: str, progress: bool = False, desc: str = "") -> np.ndarray:
+    """The stems named ``stems`` (of :func:`stem_names`) of ``audio [C, T]`` as one ``[len(stems), C, T]``
+    float32 array, in that order: :func:`separate_stream` with the song in memory, each model's outputs
+    written straight into their stem's place and scaled there, so that the stems are held once.
+    Only the models that ``stems`` need are run (:func:`raw_outputs`)."""
+    if None in (chunk_seconds, overlap_seconds, batch_chunks):
+        conf_chunking = chunking()
+        chunk_seconds = conf_chunking["chunk_seconds"] if chunk_seconds is None else chunk_seconds
+        overlap_seconds = conf_chunking["overlap_seconds"] if overlap_seconds is None else overlap_seconds
+        batch_chunks = conf_chunking["batch_chunks"] if batch_chunks is None else batch_chunks
+    targets = [tm.target for tm in models]
+    stems = list(stems)
+    n_chan, n_samples = audio.shape
+    mixture = np.ascontiguousarray(audio, dtype=np.float32)
+    out = np.zeros((len(stems), n_chan, n_samples), np.float32)
+    raw = {name: out[stems.index(name)] if name in stems else np.zeros((n_chan, n_samples), np.float32)
+           for name in raw_outputs(targets, stems)}   # a target only `other` needs: a place of its own
+    sinks = {name: _array_sink(buf) for name, buf in raw.items()}
+    running = [tm for tm in models if tm.target in raw or rest_name(tm.target) in raw]
+    levels = stream_levels([mixture], sample_rate, [int(round(float(tm.model.sample_rate))) for tm in running])
+    gains = separate_stream(running, lambda: iter([mixture]), sample_rate, n_samples, n_chan, sinks, levels,
+                            chunk_seconds, overlap_seconds, batch_chunks, precision, progress, desc)
+    step = 1 << 20
+    for start in range(0, n_samples, step):     # the stems, in place, a block at a time
+        made = combine_stems(targets, stems, gains, mixture[:, start:start + step],
+                             {name: buf[:, start:start + step] for name, buf in raw.items()})
+        for i, name in enumerate(stems):
+            if name not in raw:      # scaled in place already
+                out[i, :, start:start + step] = made[name]
+    return out
+
+
+def _array_sink(buf: np.ndarray) -> Callable[[np.ndarray], None]:
+    done = 0
+
+    def write(block: np.ndarray) -> None:
+        nonlocal done
+        buf[:, done:done + block.shape[-1]] = block
+        done += block.shape[-1]
+    return write
+
+
+def raw_outputs(targets: Sequence[str], stems: Sequence[str]) -> List[str]:
+    """The model outputs (a target, or a target's rest: names of :func:`rest_name`) that the stems
+    ``stems`` of the models of ``targets`` are made of (:func:`combine_stems`); a model none of whose
+    outputs is listed need not run. A stem these models do not make: one :class:`FrugalError`."""
+    names = stem_names(list(targets))
+    unknown = [s for s in stems if s not in names]
+    if unknown:
+        raise FrugalError(f"stems {', '.join(unknown)}: not made by the models given ({'+'.join(targets)} make "
+                          f"{', '.join(names)})")
+    everything_else = len(targets) > 1 and names[len(targets)] in stems
+    raw = []
+    for target in targets:
+        if target in stems or everything_else:
+            raw.append(target)
+        if rest_name(target) in stems:
+            raw.append(rest_name(target))
+    return raw
+
+
+def combine_stems(targets: Sequence[str], stems: Sequence[str], gains: Dict[str, float], mixture: np.ndarray,
+                  raw: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    """One block of the stems ``stems`` from the same block of the mixture and of the models' outputs
+    (``raw``, by :func:`raw_outputs` name, scaled here in place by their model's gain ``gains[target]``).
+
+    The stems: a target = its model's target output x its gain; a model's rest (``accompaniment``
+    for vocals, ``no_drums``, ``no_bass``) = its rest output x the same gain; with several models,
+    ``other`` (``rest`` unless vocals+drums+bass) = the mixture minus every target stem, so the
+    targets and ``other`` sum to the mixture exactly (up to float32 rounding), and ``accompaniment``
+    = the vocals model's own rest (not the mixture minus vocals: it sums with ``vocals`` to the
+    vocals model's reconstruction of the mixture, the model's least-squares fit)."""
+    names = stem_names(list(targets))
+    made: Dict[str, np.ndarray] = {}
+    for target in targets:
+        for name in (target, rest_name(target)):
+            if name in raw:
+                made[name] = torch.from_numpy(raw[name]).mul_(gains[target]).numpy()
+    if len(targets) > 1 and names[len(targets)] in stems:
+        other = torch.from_numpy(np.array(mixture, dtype=np.float32))
+        for target in targets:
+            other -= torch.from_numpy(made[target])
+        made[names[len(targets)]] = other.numpy()
+    return {name: made[name] for name in stems}
+
+
+def separate_stream(models: Sequence[TargetModel], blocks: Callable[[], Iterator[np.ndarray]], sample_rate: int,
+                    n_samples: int, n_chan: int, sinks: Dict[str, Callable[[np.ndarray], None]],
+                    levels: Dict[int, int], chunk_seconds: float, overlap_seconds: float, batch_chunks: int,
+                    precision: str, progress: bool = False, desc: str = "") -> Dict[str, float]:
+    """Run each model with an output in ``sinks`` over a song given block by block; ``{target: gain}``.
+
+    ``blocks()`` starts a new pass over the song (``[C, n]`` float32 blocks at ``sample_rate``, ``n_samples``
+    in all); each model reads it twice at once (its input, resampled block by block to the model's
+    rate, and the mixture its :func:`least_squares_gain` is measured against). ``sinks[name](block)``
+    receives that model output (:func:`raw_outputs` names) at the song's rate, before its gain, in
+    order, ``n_samples`` in all. ``levels``: :func:`stream_levels` of the song. Memory: a block of
+    the song, one batch of chunks and their outputs, whatever the song length; the outputs equal
+    :func:`separate_long` and :func:`back_to_input` of the whole song.
+    """
+    gains: Dict[str, float] = {}
     for tm in models:
+        rest = rest_name(tm.target)
+        if tm.target not in sinks and rest not in sinks:
+            continue
         model_sr = int(round(float(tm.model.sample_rate)))
-        model_in = resample(audio, sample_rate, model_sr)
-        bar = f"{desc} {tm.target}".strip() if progress else False
-        est = separate_long(tm.model, model_in, chunk_seconds, overlap_seconds, batch_chunks,
-                            progress=bar, precision=precision)
-        del model_in
-        target, rest = (back_to_input(est[i], model_sr, sample_rate, n_samples) for i in range(2))
-        del est
-        gain = least_squares_gain(mixture, target, rest)
-        stems[tm.target] = target.mul_(gain)
-        if rest_name(tm.target) in names:  # the only rests used: a single model's, the vocals model's
-            stems[rest_name(tm.target)] = rest.mul_(gain)
-        del rest
-    if len(models) > 1:
-        other = mixture.clone()
-        for tm in models:
-            other -= stems[tm.target]
-        stems[names[len(models)]] = other
-    return {name: stems[name].numpy() for name in names}
+        model_in = BlockWindow(resample_blocks(blocks(), sample_rate, model_sr), n_chan)
+        outputs = separate_blocks(tm.model, lambda start, length: torch.from_numpy(model_in.read(start, length)),
+                                  resampled_length(n_samples, sample_rate, model_sr), n_chan, chunk_seconds,
+                                  overlap_seconds, batch_chunks, device=None,
+                                  progress=f"{desc} {tm.target}".strip() if progress else False,
+                                  precision=precision, level=levels[model_sr])
+        back = StreamResampler(model_sr, sample_rate) if model_sr != sample_rate else None
+        mixture = BlockWindow(blocks(), n_chan)
+        sums = [0.0, 0.0]
+        done = 0
+
+        def take(est: np.ndarray) -> None:   # [2, C, n] at the song's rate
+            nonlocal done
+            est = est[..., :n_samples - done]
+            if not est.shape[-1]:
+                return
+            _gain_sums(sums, mixture.read(done, est.shape[-1]), est[0], est[1])
+            if tm.target in sinks:
+                sinks[tm.target](est[0])
+            if rest in sinks:
+                sinks[rest](est[1])
+            done += est.shape[-1]
+
+        for block in outputs:
+            est = block.numpy()
+            take(est if back is None else back.push(est.reshape(2 * n_chan, -1)).reshape(2, n_chan, -1))
+        if back is not None:
+            take(back.finish().reshape(2, n_chan, -1))
+        if done < n_samples:         # as back_to_input: zero-padded to the song's length
+            take(np.zeros((2, n_chan, n_samples - done), np.float32))
+        gains[tm.target] = sums[0] / sums[1] if sums[1] > 0 else 1.0
+    return gains
+
+
+def _gain_sums(sums: List[float], mixture: np.ndarray, target: np.ndarray, rest: np.ndarray) -> None:
+    """Add one block's ``<mixture, target + rest>`` and ``||target + rest||^2`` to ``sums`` (float64,
+    a slice at a time: no block-sized float64 copies), as :func:`least_squares_gain` sums them."""
+    for i in range(0, mixture.shape[-1], 1 << 16):   # einsum: np.dot's BLAS threads idle-spin against torch's
+        x = mixture[:, i:i + (1 << 16)].astype(np.float64)
+        s = (target[:, i:i + (1 << 16)] + rest[:, i:i + (1 << 16)]).astype(np.float64)
+        sums[0] += float(np.einsum("ij,ij->", x, s))
+        sums[1] += float(np.einsum("ij,ij->", s, s))
 
 
 def native_bf16(device) -> bool:
@@ -467,17 +732,40 @@ def native_bf16(device) -> bool:
         return False
 
 
+def lstm_units(model) -> int:
+    """The hidden size of the model's largest LSTM (0 without one): what decides whether int8
+    weights pay on a CPU (docs/separation.md, "int8")."""
+    return max((int(m.hidden_size) for m in model.modules() if isinstance(m, torch.nn.LSTM)), default=0)
+
+
 def choose_precision(models: Sequence[TargetModel], audio: np.ndarray, sample_rate: int, requested: str,
                      min_snr_db: float, probe_seconds: float, native=native_bf16,
-                     chunks: Optional[Dict[str, Any]] = None) -> Tuple[str, str]:
-    """``(precision, why)`` for one song. ``requested`` other than ``auto`` is kept. ``auto``:
-    bfloat16 only where the models' device runs it natively (:func:`native_bf16`) and a
-    ``probe_seconds`` excerpt from the middle of the song, separated both ways, stays within
-    ``min_snr_db`` dB SNR of float32 over all stems; float32 otherwise. ``chunks``: the
-    :func:`chunking` the song is separated with (default: conf.yml's)."""
+                     chunks: Optional[Dict[str, Any]] = None, *,
+                     auto_int8_min_hidden: Optional[int]) -> Tuple[str, str]:
+    """``(precision, why)`` for one song. ``requested`` other than ``auto`` is kept. ``auto``: int8
+    when the models run on the CPU and each has at least ``auto_int8_min_hidden`` LSTM units
+    (:func:`lstm_units`; None: never); else bfloat16 only where the models' device runs it natively
+    (:func:`native_bf16`) and a ``probe_seconds`` excerpt from the middle of the song, separated
+    both ways, stays within ``min_snr_db`` dB SNR of float32 over all stems; float32 otherwise.
+    ``chunks``: the :func:`chunking` the song is separated with (default: conf.yml's)."""
     if requested != "auto":
         return requested, "requested"
     device = _model_device(models[0].model)
+    note = ""
+    if auto_int8_min_hidden and device.type == "cpu":
+        units = min(lstm_units(tm.model) for tm in models)
+        if units >= auto_int8_min_hidden:
+            return "int8", (f"auto on the CPU: int8 weights, LSTM of {units} units >= {auto_int8_min_hidden}; "
+                            f"costs and gains: docs/separation.md")
+        note = f"int8 not chosen: LSTM of {units} units < {auto_int8_min_hidden}, no faster in int8; "
+    precision, why = _bfloat16_rule(models, audio, sample_rate, min_snr_db, probe_seconds, native, chunks, device)
+    return precision, note + why
+
+
+def _bfloat16_rule(models: Sequence[TargetModel], audio: np.ndarray, sample_rate: int, min_snr_db: float,
+                   probe_seconds: float, native, chunks: Optional[Dict[str, Any]],
+                   device: torch.device) -> Tuple[str, str]:
+    """:func:`choose_precision`'s ``auto`` between bfloat16 and float32."""
     if not native(device):
         return "float32", f"no native bfloat16 on {device}"
     n = audio.shape[-1]

@@ -40,6 +40,7 @@ from typing import Dict, Optional, Union
 import numpy as np
 import torch
 
+from .inference import quantize_int8   # the same int8 weights as the offline path
 from .utils import FrugalError
 
 log = logging.getLogger("asteroid_frugal.streaming")
@@ -55,25 +56,6 @@ def check_causal(model, name: str = "model") -> None:
 
 
 PRECISIONS = ("float32", "bfloat16", "int8")
-
-
-def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
-    """A copy of ``model`` with int8 weights in its LSTM and linear layers (activations stay float).
-
-    Uses PyTorch's dynamic quantisation (``torch.ao.quantization.quantize_dynamic``, CPU
-    only; deprecated in favour of torchao, which this project does not depend on): weights
-    are quantised once, activations per call, so no calibration data is needed.
-    """
-    import copy
-    import warnings
-
-    from torch.ao.quantization import quantize_dynamic
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the torchao migration notice
-        quantized = quantize_dynamic(copy.deepcopy(model).cpu().float(), {torch.nn.LSTM, torch.nn.Linear},
-                                     dtype=torch.qint8)
-    return quantized.eval()
 
 
 # Integer samples, as audio callbacks deliver them: the full scale each is divided by.

@@ -1,20 +1,26 @@
 #!/usr/bin/env python
-"""Peak memory of the separation command a user runs, on a long stereo song.
+"""Peak memory of the separation command a user runs, on long stereo songs.
 
-    .venv/bin/python benchmarks/bench_separate_memory.py                 # 10-minute song, 1 and 3 models
-    .venv/bin/python benchmarks/bench_separate_memory.py --minutes 4 --threads 2
+    .venv/bin/python benchmarks/bench_separate_memory.py --size paper --minutes 10
+    .venv/bin/python benchmarks/bench_separate_memory.py --size demo --minutes 10 60 --before /tmp/old
 
-The models are untrained FrugalTasNets built from ``conf.yml``'s (paper) values through
-``model.build_model`` and saved as ``best_model.pth`` the way training exports them (an
-untrained model costs the same memory and time as a trained one). The song is a
-synthetic 44.1 kHz stereo wav (``bench_inference.synthetic_song``). Each run is
-``python -m asteroid_frugal.cli.separate SONG --models ... --out ...`` in its own process
-with the shipped defaults; ``peak RSS`` is that process's ``ru_maxrss`` (``os.wait4``),
-so it is the figure ``/usr/bin/time -v`` would print. Memory does not depend on how
-busy the machine is; the times printed beside it do.
+The models are untrained FrugalTasNets built through ``model.build_model`` from ``conf.yml``'s
+values (``--size paper``) or with ``egs/demo/conf.yml``'s overlay (``--size demo``: the README's
+main job's models) and saved as ``best_model.pth`` the way training exports them (an untrained
+model costs the same memory and time as a trained one). The songs are synthetic 44.1 kHz stereo
+PCM_16 wavs (``bench_inference.synthetic_song``). Each run is ``python -m
+asteroid_frugal.cli.separate SONG --models ... --out ... --device cpu --precision float32
+--threads N`` in its own process with the other settings as shipped; ``peak RSS`` is that
+process's ``ru_maxrss`` (``os.wait4`` in a small launcher process: Linux keeps a process's peak RSS
+across fork and exec, so a command started straight from this one, which holds PyTorch and the models,
+would report at least this one's peak), so it is the figure ``/usr/bin/time -v`` would print.
+``--before DIR`` also runs every configuration with ``PYTHONPATH=DIR``: another checkout of the
+package (``git worktree add /tmp/old HEAD`` for the code before a change). Memory does not
+depend on how busy the machine is; the times printed beside it do.
 """
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,10 +30,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
+SIZES = {"paper": [], "demo": [str(REPO / "egs" / "demo" / "conf.yml")]}   # config overlays of each model size
 
 
-def make_models(root: Path, targets):
-    """``{target: experiment folder}`` with an untrained paper-size best_model.pth each."""
+def make_models(root: Path, targets, size: str):
+    """``{target: experiment folder}`` with an untrained best_model.pth each, of ``size``."""
     import torch
 
     from asteroid_frugal.config import load_config
@@ -36,35 +43,50 @@ def make_models(root: Path, targets):
 
     out = {}
     for i, target in enumerate(targets):
-        conf = load_config(overrides=[f"data.target={target}"])
+        conf = load_config(overlays=SIZES[size], overrides=[f"data.target={target}"])
         torch.manual_seed(i)
         package = build_model(conf).serialize()
         package.update(target=target, sources=[target, "rest"])
-        exp = root / target
+        exp = root / f"{size}_{target}"
         torch_save_atomic(package, exp / "best_model.pth")
         out[target] = exp
     return out
 
 
-def measure(cmd, env) -> tuple:
-    """``(peak RSS in MB, wall seconds)`` of one command (its own process, ``wait4`` rusage)."""
+# The command runs under this small launcher, which reports the command's rusage: a process started
+# straight from this one would count this process's own memory (its peak RSS is kept across the
+# fork and exec, and this one holds PyTorch and the models it built).
+LAUNCHER = """import os, subprocess, sys
+proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(proc.pid, 0)
+print(usage.ru_maxrss, os.waitstatus_to_exitcode(status))
+"""
+
+
+def measure(cmd, env, cwd) -> tuple:
+    """``(peak RSS in MB, wall seconds)`` of one command (its own process, ``wait4`` rusage through
+    :data:`LAUNCHER`), run in ``cwd`` (``python -m`` imports the package of its working folder
+    before ``PYTHONPATH``'s)."""
     start = time.perf_counter()
     with tempfile.TemporaryFile() as err:  # a file, not a pipe: progress bars would fill a pipe and block
-        proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        if proc.returncode != 0:
+        proc = subprocess.run([sys.executable, "-c", LAUNCHER, *cmd], env=env, cwd=cwd, stdout=subprocess.PIPE,
+                              stderr=err, text=True)
+        maxrss_kb, code = (int(v) for v in proc.stdout.split())
+        if code != 0:
             err.seek(0)
-            sys.exit(f"separate failed ({proc.returncode}): {err.read().decode(errors='replace')[-2000:]}")
-    return usage.ru_maxrss / 1024, time.perf_counter() - start
+            sys.exit(f"separate failed ({code}): {err.read().decode(errors='replace')[-2000:]}")
+    return maxrss_kb / 1024, time.perf_counter() - start
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=float, default=10.0)
-    parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of the separate command")
+    parser.add_argument("--minutes", type=float, nargs="+", default=[10.0, 60.0], help="song lengths")
+    parser.add_argument("--size", nargs="+", choices=sorted(SIZES), default=["paper"], help="model sizes")
+    parser.add_argument("--threads", type=int, default=1, help="threads of the separate command")
     parser.add_argument("--sets", nargs="+", default=["vocals", "vocals,drums,bass"],
                         help="model sets, comma-separated targets")
+    parser.add_argument("--before", default=None, help="another checkout of the package, run too (PYTHONPATH)")
+    parser.add_argument("--batch_chunks", type=int, default=None, help="chunks per forward pass (default: shipped)")
     args = parser.parse_args(argv)
 
     import soundfile as sf
@@ -73,22 +95,36 @@ def main(argv=None):
     from asteroid_frugal.utils import cpu_name
 
     sr = 44100
+    codes = [("after", REPO)] + ([("before", Path(args.before).resolve())] if args.before else [])
     with tempfile.TemporaryDirectory(prefix="bench_sep_mem_") as tmp:
         tmp = Path(tmp)
-        song = tmp / "song.wav"
-        sf.write(song, synthetic_song(args.minutes * 60, sr).T, sr, subtype="PCM_16")
-        exps = make_models(tmp / "exp", sorted({t for s in args.sets for t in s.split(",")}))
-        env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONPATH=str(REPO))
-        print(f"separate command, {args.minutes:g}-minute 44.1 kHz stereo wav, paper-size FrugalTasNet "
-              f"(conf.yml), shipped defaults, CPU, {args.threads} thread(s), {cpu_name()}")
-        print("| models | peak RSS | wall time |\n|---|---:|---:|")
-        for models in args.sets:
-            targets = models.split(",")
-            out = tmp / f"out_{len(targets)}"
-            cmd = [sys.executable, "-m", "asteroid_frugal.cli.separate", str(song), "--out", str(out),
-                   "--device", "cpu", "--models", *(f"{t}={exps[t]}" for t in targets)]
-            peak, wall = measure(cmd, env)
-            print(f"| {'+'.join(targets)} | {peak:.0f} MB | {wall:.0f} s |", flush=True)
+        targets = sorted({t for s in args.sets for t in s.split(",")})
+        exps = {size: make_models(tmp / "exp", targets, size) for size in args.size}
+        batch = f"{args.batch_chunks} chunk(s) per pass" if args.batch_chunks else "shipped chunking"
+        print(f"separate command, 44.1 kHz stereo PCM_16 wav, untrained FrugalTasNets, float32, {batch}, CPU, "
+              f"{args.threads} thread(s), {cpu_name()}")
+        print("| code | model size | song | models | peak RSS | wall time |\n|---|---|---:|---|---:|---:|")
+        for minutes in args.minutes:
+            song = tmp / "song.wav"
+            with sf.SoundFile(str(song), "w", sr, 2, subtype="PCM_16") as f:   # ten minutes at a time
+                for start in range(0, int(minutes * 60), 600):
+                    f.write(synthetic_song(min(600, minutes * 60 - start), sr, seed=start).T)
+            for size in args.size:
+                for models in args.sets:
+                    ts = models.split(",")
+                    for label, code in codes:
+                        out = tmp / f"out_{label}"
+                        env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONPATH=str(code))
+                        cmd = [sys.executable, "-m", "asteroid_frugal.cli.separate", str(song), "--out", str(out),
+                               "--device", "cpu", "--precision", "float32", "--threads", str(args.threads),
+                               "--models", *(f"{t}={exps[size][t]}" for t in ts)]
+                        if args.batch_chunks:
+                            cmd += ["--batch_chunks", str(args.batch_chunks)]
+                        peak, wall = measure(cmd, env, code)
+                        shutil.rmtree(out, ignore_errors=True)
+                        print(f"| {label} | {size} | {minutes:g} min | {'+'.join(ts)} | {peak:.0f} MB | {wall:.0f} s |",
+                              flush=True)
+            song.unlink()
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import jsonschema
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -18,6 +19,8 @@ from asteroid_frugal.data.layout import prepared_root, write_track
 from asteroid_frugal.model import FrugalTasNet
 from asteroid_frugal.inference import load_target_models, separate_stems
 from asteroid_frugal.utils import DiskFullError, FrugalError
+
+from test_reports_listening import check_page
 
 museval = pytest.importorskip("museval")
 SR = 8000
@@ -109,8 +112,14 @@ def test_single_model_matches_museval_called_directly(corpus):
     csv_lines = (results / "all_metrics.csv").read_text().splitlines()
     assert csv_lines[0] == "track,target,SDR,SIR,ISR,SAR,frames,scored_frames" and len(csv_lines) == 5
     assert sorted(p.name for p in (results / "examples" / TRACKS[0]).iterdir()) == \
-        ["accompaniment.wav", "mixture.wav", "vocals.wav"]
+        ["accompaniment.wav", "mixture.wav", "references", "vocals.wav"]
+    assert sorted(p.name for p in (results / "examples" / TRACKS[0] / "references").iterdir()) == \
+        ["accompaniment.wav", "vocals.wav"]
     assert not (results / "examples" / TRACKS[1]).exists()
+    page = check_page(results / "examples" / "index.html")     # the page to listen to the examples
+    assert sum(tag == "audio" for tag, _ in page.links) == 5 and TRACKS[0] in "".join(page.text)
+    sdr = pd.read_csv(results / "all_metrics.csv").set_index(["track", "target"])["SDR"]
+    assert f"{sdr[(TRACKS[0], 'vocals')]:.2f}" in "".join(page.text)
     assert (results / "sdr_distribution.png").read_bytes()[:4] == b"\x89PNG"
     md = (results / "results.md").read_text()
     rows = _table_rows(md, "## SDR in the form of the paper's Table 3")

@@ -10,8 +10,8 @@ from torch import nn
 
 import asteroid_frugal  # noqa: F401  (registers FrugalTasNet)
 from asteroid.models import BaseModel
-from asteroid_frugal.inference import (balanced_chunk, chunk_plan, crossfade_ramp, load_model, load_model_package,
-                                       separate_long)
+from asteroid_frugal.inference import (NonFiniteOutputError, balanced_chunk, check_precision_device, chunk_plan,
+                                       crossfade_ramp, int8_model, load_model, load_model_package, separate_long)
 from asteroid_frugal.model import FrugalTasNet
 from asteroid_frugal.utils import FrugalError, UnsafeFileError
 
@@ -138,7 +138,42 @@ def test_bad_arguments(tiny):
     with pytest.raises(ValueError, match="channels, samples"):
         separate_long(tiny, x[None])
     with pytest.raises(ValueError, match="precision"):
-        separate_long(tiny, x, precision="int8")
+        separate_long(tiny, x, precision="int4")
+
+
+def test_int8_runs_close_to_float32_on_a_copy_made_once(tiny):
+    """int8: the model's dynamically quantised copy, on the CPU; the model itself is not changed."""
+    x = torch.randn(2, SR * 2)
+    before = {k: v.clone() for k, v in tiny.state_dict().items()}
+    ref = separate_long(tiny, x, chunk_seconds=1.0, overlap_seconds=0.2)
+    q8 = separate_long(tiny, x, chunk_seconds=1.0, overlap_seconds=0.2, precision="int8")
+    assert q8.dtype == torch.float32 and q8.shape == ref.shape
+    snr = 10 * torch.log10(ref.pow(2).sum() / (q8 - ref).pow(2).sum())
+    assert 15 < snr < 200, f"int8 output {snr:.1f} dB from float32"   # close, and quantised (not float32 itself)
+    after = tiny.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert all(isinstance(m, torch.nn.LSTM) and m.weight_ih_l0.dtype == torch.float32
+               for m in tiny.modules() if isinstance(m, torch.nn.LSTM))
+    first = int8_model(tiny)
+    assert int8_model(tiny) is first                          # quantised once per model...
+    with torch.no_grad():
+        next(tiny.parameters()).mul_(1.5)
+    assert int8_model(tiny) is not first                      # ...and again after its weights changed
+    changed = separate_long(tiny, x, chunk_seconds=1.0, overlap_seconds=0.2, precision="int8")
+    assert not torch.equal(changed, q8)
+
+
+def test_int8_is_for_the_cpu_and_finite_weights(tiny):
+    with pytest.raises(FrugalError, match="^precision int8 runs on the CPU only .* on cuda(:0)? use auto, float32"):
+        check_precision_device("int8", "cuda")
+    with pytest.raises(FrugalError, match="CPU only"):
+        int8_model(tiny, "cuda")
+    check_precision_device("int8", "cpu")
+    check_precision_device("bfloat16", "cuda")
+    with torch.no_grad():
+        next(tiny.parameters()).fill_(float("nan"))
+    with pytest.raises(NonFiniteOutputError, match="holds non-finite weights .* cannot be quantised to int8"):
+        separate_long(tiny, torch.randn(2, SR), precision="int8")
 
 
 def test_load_model_from_file_experiment_and_publish_folders(tmp_path, tiny):
@@ -271,3 +306,129 @@ def test_chunking_options_are_checked_together_in_one_line(values, match):
     with pytest.raises(FrugalError, match=match) as err:
         chunking(conf)
     assert "\n" not in str(err.value)
+
+
+# ------------------------------------------------------------- songs that do not fit in memory
+def _whole_song_stems(models, audio, sr, chunks):
+    """The whole-song definition of the stems, written out (everything in memory at once): each
+    model's input resampled, ``separate_long``, ``back_to_input``, the least-squares gain; ``other``
+    the mixture minus the targets, ``accompaniment`` the vocals model's rest."""
+    from asteroid_frugal.audio import resample
+    from asteroid_frugal.inference import back_to_input, least_squares_gain
+
+    mixture = torch.from_numpy(audio)
+    stems = {}
+    for tm in models:
+        model_sr = int(tm.model.sample_rate)
+        est = separate_long(tm.model, resample(audio, sr, model_sr), **chunks)
+        target, rest = (back_to_input(est[i], model_sr, sr, audio.shape[-1]) for i in range(2))
+        gain = least_squares_gain(mixture, target, rest)
+        stems[tm.target], stems[f"rest_of_{tm.target}"] = target * gain, rest * gain
+    other = mixture.clone()
+    for tm in models:
+        other -= stems[tm.target]
+    return {"vocals": stems["vocals"], "drums": stems["drums"], "bass": stems["bass"], "other": other,
+            "accompaniment": stems["rest_of_vocals"]}
+
+
+@pytest.fixture
+def three_models(tiny_model_args):
+    from asteroid_frugal.inference import TargetModel
+
+    out = []
+    for i, target in enumerate(("vocals", "drums", "bass")):   # bass at another rate: resampled both ways
+        torch.manual_seed(i)
+        args = {**tiny_model_args, "sample_rate": 16000 if target == "bass" else SR}
+        out.append(TargetModel(target, FrugalTasNet(**args).eval(), f"{target}.pth"))
+    return out
+
+
+@pytest.mark.parametrize("exponent", [0, 80, -90])
+def test_block_by_block_output_equals_separate_long(tiny, exponent):
+    """separate_blocks, fed by small blocks through a BlockWindow (reads never go back), gives
+    separate_long's output sample for sample, levels normalised the same way."""
+    from asteroid_frugal.audio import BlockWindow
+    from asteroid_frugal.inference import level_exponent, separate_blocks
+
+    x = (torch.randn(2, SR * 7 + 13) * 0.3 * 2.0 ** exponent).numpy()
+    ref = separate_long(tiny, x, chunk_seconds=1.0, overlap_seconds=0.2, batch_chunks=3)
+    window = BlockWindow((x[:, i:i + 777] for i in range(0, x.shape[-1], 777)), 2)
+    blocks = list(separate_blocks(tiny, lambda start, n: torch.from_numpy(window.read(start, n)), x.shape[-1], 2,
+                                  1.0, 0.2, 3, device=None, progress=False, precision="float32",
+                                  level=level_exponent(x)))
+    assert len(blocks) > 5 and max(b.shape[-1] for b in blocks) <= SR + 1   # a block per chunk of 1 s
+    torch.testing.assert_close(torch.cat(blocks, dim=-1), ref, rtol=0, atol=0)
+
+
+def test_stems_block_by_block_equal_the_whole_song(three_models):
+    """A song given in blocks of 1000 samples, at a rate none of the models runs at: the same
+    stems as the whole song in memory, to float precision (only the order of the gain's float64 sums
+    differs); separate_stems itself gives the whole-song stems."""
+    from asteroid_frugal.inference import combine_stems, raw_outputs, separate_stems, separate_stream, stream_levels
+
+    sr, chunks = 22050, dict(chunk_seconds=1.0, overlap_seconds=0.2, batch_chunks=2)
+    audio = (0.3 * np.random.default_rng(0).standard_normal((2, sr * 5 + 11))).astype(np.float32)
+    ref = _whole_song_stems(three_models, audio, sr, chunks)
+    names = list(ref)
+    blocks = lambda: (audio[:, i:i + 1000] for i in range(0, audio.shape[-1], 1000))   # noqa: E731
+    outputs = {name: [] for name in raw_outputs(["vocals", "drums", "bass"], names)}
+    levels = stream_levels(blocks(), sr, [SR, 16000])
+    gains = separate_stream(three_models, blocks, sr, audio.shape[-1], 2,
+                            {name: out.append for name, out in outputs.items()}, levels, precision="float32",
+                            **chunks)
+    raw = {name: np.concatenate(out, axis=-1) for name, out in outputs.items()}
+    assert all(r.shape == audio.shape for r in raw.values())
+    got = combine_stems(["vocals", "drums", "bass"], names, gains, audio, raw)
+    in_memory = separate_stems(three_models, audio, sr, precision="float32", **chunks)
+    for name in names:
+        scale = float(ref[name].abs().max())
+        np.testing.assert_allclose(got[name], ref[name].numpy(), rtol=0, atol=1e-6 * scale, err_msg=name)
+        np.testing.assert_allclose(in_memory[name], ref[name].numpy(), rtol=0, atol=1e-6 * scale, err_msg=name)
+
+
+def test_only_the_models_the_stems_need_are_run(three_models):
+    from asteroid_frugal.inference import raw_outputs, separate_stems, separate_stems_array
+
+    all3 = ["vocals", "drums", "bass"]
+    assert raw_outputs(all3, ["vocals", "accompaniment"]) == ["vocals", "accompaniment"]
+    assert raw_outputs(all3, ["drums"]) == ["drums"]
+    assert raw_outputs(all3, ["other"]) == all3                      # the mixture minus every target
+    assert raw_outputs(["vocals"], ["accompaniment"]) == ["accompaniment"]
+    assert raw_outputs(["vocals", "drums"], ["rest", "vocals"]) == ["vocals", "drums"]
+    with pytest.raises(FrugalError, match=r"no_drums: not made by the models given \(vocals\+drums\+bass make "
+                                          r"vocals, drums, bass, other, accompaniment\)"):
+        raw_outputs(all3, ["vocals", "no_drums"])
+
+    def fail(x):
+        raise AssertionError("a model whose stems are not asked for was run")
+    for tm in three_models[1:]:
+        tm.model.forward = fail
+    audio = (0.3 * np.random.default_rng(1).standard_normal((2, SR * 2))).astype(np.float32)
+    both = separate_stems_array(three_models, audio, SR, ["accompaniment", "vocals"], 1.0, 0.2, 2, "float32")
+    alone = separate_stems(three_models[:1], audio, SR, 1.0, 0.2, 2)
+    assert both.shape == (2, 2, SR * 2)
+    np.testing.assert_array_equal(both[0], alone["accompaniment"])
+    np.testing.assert_array_equal(both[1], alone["vocals"])
+
+
+def test_how_each_stem_is_defined():
+    """Targets: a model's target output times its gain; rests (accompaniment, no_drums, no_bass): its
+    rest output times the same gain; other: the mixture minus the targets, so that the targets and
+    other sum to the mixture; accompaniment: the vocals model's own rest (not mixture - vocals)."""
+    from asteroid_frugal.inference import combine_stems
+
+    rng = np.random.default_rng(2)
+    mix = rng.standard_normal((2, 500)).astype(np.float32)
+    raw = {n: rng.standard_normal((2, 500)).astype(np.float32) for n in ("vocals", "drums", "bass", "accompaniment")}
+    gains = {"vocals": 1.5, "drums": 0.5, "bass": 2.0}
+    expect = {"vocals": raw["vocals"] * 1.5, "drums": raw["drums"] * 0.5, "bass": raw["bass"] * 2.0,
+              "accompaniment": raw["accompaniment"] * 1.5}
+    stems = combine_stems(["vocals", "drums", "bass"], ["vocals", "drums", "bass", "other", "accompaniment"],
+                          gains, mix, {k: v.copy() for k, v in raw.items()})
+    for name, value in expect.items():
+        np.testing.assert_allclose(stems[name], value, rtol=1e-6)
+    np.testing.assert_allclose(stems["other"], mix - expect["vocals"] - expect["drums"] - expect["bass"], atol=1e-5)
+    np.testing.assert_allclose(stems["vocals"] + stems["drums"] + stems["bass"] + stems["other"], mix, atol=1e-5)
+    assert np.abs(stems["vocals"] + stems["accompaniment"] - mix).max() > 1     # a model's fit, not a subtraction
+    one = combine_stems(["drums"], ["no_drums"], {"drums": 3.0}, mix, {"no_drums": raw["drums"].copy()})
+    np.testing.assert_allclose(one["no_drums"], raw["drums"] * 3.0, rtol=1e-6)

@@ -4,6 +4,7 @@ import re
 import signal
 import subprocess
 import sys
+from urllib.parse import quote
 
 import numpy as np
 import pytest
@@ -192,31 +193,83 @@ def test_command_line_exit_codes(tmp_path, exps, monkeypatch, capsys):
 def test_precision_auto_probes_bfloat16_against_float32(tmp_path, exps, caplog):
     from asteroid_frugal.inference import choose_precision
 
-    models = load_target_models([f"vocals={exps['vocals']}"], "cpu")
+    models = load_target_models([f"vocals={exps['vocals']}"], "cpu")     # an LSTM of 8 units
     audio = tone(3.0, 8000, 2)
-    # kept as requested; auto: float32 without native bf16, else whatever the probe allows
-    assert choose_precision(models, audio, 8000, "float32", 40, 1.0) == ("float32", "requested")
-    assert choose_precision(models, audio, 8000, "auto", 40, 1.0, native=lambda d: False) == (
-        "float32", "no native bfloat16 on cpu")
-    chosen, why = choose_precision(models, audio, 8000, "auto", -100, 1.0, native=lambda d: True)
+    # kept as requested; auto on the CPU: int8 for models with LSTMs of at least auto_int8_min_hidden units
+    assert choose_precision(models, audio, 8000, "float32", 40, 1.0, auto_int8_min_hidden=8) == ("float32", "requested")
+    chosen, why = choose_precision(models, audio, 8000, "auto", 40, 1.0, auto_int8_min_hidden=8)
+    assert (chosen, why) == ("int8", "auto on the CPU: int8 weights, LSTM of 8 units >= 8; costs and gains: "
+                                     "docs/separation.md")
+    assert choose_precision(models, audio, 8000, "auto", 40, 1.0, native=lambda d: False, auto_int8_min_hidden=9) == (
+        "float32", "int8 not chosen: LSTM of 8 units < 9, no faster in int8; no native bfloat16 on cpu")
+    # else (and on a GPU): float32 without native bf16, else whatever the probe allows
+    assert choose_precision(models, audio, 8000, "auto", 40, 1.0, native=lambda d: False,
+                            auto_int8_min_hidden=None) == ("float32", "no native bfloat16 on cpu")
+    chosen, why = choose_precision(models, audio, 8000, "auto", -100, 1.0, native=lambda d: True,
+                                   auto_int8_min_hidden=None)
     assert chosen == "bfloat16" and why.startswith("native bfloat16, 1.0 s probe at ") and "dB SNR to float32" in why
-    chosen, why = choose_precision(models, audio, 8000, "auto", 400, 1.0, native=lambda d: True)
+    chosen, why = choose_precision(models, audio, 8000, "auto", 400, 1.0, native=lambda d: True,
+                                   auto_int8_min_hidden=None)
     assert chosen == "float32" and why.endswith("under 400 dB")
-    assert choose_precision(models, np.zeros_like(audio), 8000, "auto", 40, 1.0, native=lambda d: True) == (
-        "float32", "silent bfloat16 probe")
+    assert choose_precision(models, np.zeros_like(audio), 8000, "auto", 40, 1.0, native=lambda d: True,
+                            auto_int8_min_hidden=None) == ("float32", "silent bfloat16 probe")
     # the command: conf.yml's separate.precision (auto) unless --precision; the choice is logged per song
     wav = tmp_path / "s.wav"
     sf.write(wav, audio.T, 8000)
     caplog.set_level("INFO", logger="asteroid_frugal")
     main([str(wav), "--models", str(exps["vocals"]), "--out", str(tmp_path / "auto")])
     line = next(r.getMessage() for r in caplog.records if "wav: precision" in r.getMessage())
-    assert re.search(r"s\.wav: precision (bfloat16 \(native bfloat16, 3\.0 s probe|float32 \((no native|bfloat16))",
-                     line), line
+    assert re.search(r"s\.wav: precision (bfloat16|float32) \(int8 not chosen: LSTM of 8 units < 256, no faster in "
+                     r"int8; (native bfloat16, 3\.0 s probe|no native|bfloat16)", line), line
+    caplog.clear()
+    main([str(wav), "--models", str(exps["vocals"]), "--out", str(tmp_path / "int8"),
+          "--set", "separate.auto_int8_min_hidden=8"])
+    line = next(r.getMessage() for r in caplog.records if "wav: precision" in r.getMessage())
+    assert line.endswith("s.wav: precision int8 (auto on the CPU: int8 weights, LSTM of 8 units >= 8; costs and "
+                         "gains: docs/separation.md)"), line
     caplog.clear()
     main([str(wav), "--models", str(exps["vocals"]), "--out", str(tmp_path / "f32"), "--precision", "float32"])
     assert any(r.getMessage().endswith("precision float32 (requested)") for r in caplog.records)
     with pytest.raises(FrugalError, match="separate.precision: expected auto"):
-        main([str(wav), "--models", str(exps["vocals"]), "--out", str(tmp_path / "x"), "--set", "separate.precision=int8"])
+        main([str(wav), "--models", str(exps["vocals"]), "--out", str(tmp_path / "x"),
+              "--set", "separate.precision=int4"])
+
+
+def test_auto_chooses_int8_for_the_model_sizes_the_docs_say(tmp_path, tiny_model_args):
+    """docs/separation.md: int8 on the CPU for LSTMs of at least separate.auto_int8_min_hidden units."""
+    from asteroid_frugal.config import load_config
+    from asteroid_frugal.inference import choose_precision
+
+    threshold = load_config()["separate"]["auto_int8_min_hidden"]
+    docs = (REPO / "docs" / "separation.md").read_text()
+    assert f"at least {threshold} units (`separate.auto_int8_min_hidden`" in " ".join(docs.split())
+    audio = tone(1.0, 8000, 2)
+    for hidden, expected in ((threshold, "int8"), (threshold // 2, "float32")):
+        exp = make_experiment(tmp_path, "vocals", dict(tiny_model_args, hidden_size=hidden), seed=hidden)
+        models = load_target_models([str(exp)], "cpu")
+        chosen, _ = choose_precision(models, audio, 8000, "auto", 40, 0.5, native=lambda d: False,
+                                     auto_int8_min_hidden=threshold)
+        assert chosen == expected, hidden
+
+
+def test_int8_separates_close_to_float32_and_leaves_the_model_file_as_it_was(tmp_path, exps):
+    from asteroid_frugal.separate import file_digest
+
+    model_file = exps["vocals"] / "best_model.pth"
+    digest, mtime = file_digest(model_file), model_file.stat().st_mtime_ns
+    wav = tmp_path / "s.wav"
+    sf.write(wav, tone(2.0, 8000, 2).T, 8000, subtype="FLOAT")
+    for precision in ("float32", "int8"):
+        main([str(wav), "--models", str(exps["vocals"]), "--out", str(tmp_path / precision), "--precision", precision,
+              "--subtype", "FLOAT"])
+    assert yaml.safe_load((tmp_path / "int8" / "s" / "separation.json").read_text())["settings"]["precision"] == "int8"
+    for stem in ("vocals", "accompaniment"):
+        ref, _ = read_audio(tmp_path / "float32" / "s" / f"{stem}.wav")
+        est, _ = read_audio(tmp_path / "int8" / "s" / f"{stem}.wav")
+        assert est.shape == ref.shape
+        snr = 10 * np.log10(np.sum(ref.astype(np.float64) ** 2) / np.sum((est.astype(np.float64) - ref) ** 2))
+        assert snr > 15, f"{stem}: int8 only {snr:.1f} dB from float32"   # a loose bound (tiny random model)
+    assert (file_digest(model_file), model_file.stat().st_mtime_ns) == (digest, mtime)
 
 
 # ------------------------------------------------------------- interrupted and failed runs
@@ -227,15 +280,19 @@ import torch; torch.set_num_threads(1)
 import asteroid_frugal.separate as sep
 from asteroid_frugal.cli.separate import main
 
-real_write, written = sep.write_audio, []
+RealWriter, opened = sep.AudioFileWriter, []
 
-def write_then_die(*args, **kwargs):
-    if written:  # SIGKILL between the first and the second stem of the first song
-        os.kill(os.getpid(), signal.SIGKILL)
-    written.append(args[0])
-    real_write(*args, **kwargs)
+class WriteThenDie(RealWriter):
+    def __init__(self, path, *args, **kwargs):
+        opened.append(path)
+        super().__init__(path, *args, **kwargs)
 
-sep.write_audio = write_then_die
+    def write(self, block):
+        if len(opened) > 1 and self.path == opened[1]:  # SIGKILL writing the second stem of the first song
+            os.kill(os.getpid(), signal.SIGKILL)
+        super().write(block)
+
+sep.AudioFileWriter = WriteThenDie
 main({argv!r})
 """
 
@@ -275,24 +332,28 @@ def test_failed_write_leaves_nothing_and_stems_of_other_models_are_kept(tmp_path
     sf.write(wav, tone(0.6, 8000, 2).T, 8000)
     out = tmp_path / "out"
     argv = [str(wav), "--out", str(out)]
-    real_write, calls = sep.write_audio, []
+    real_writer, opened = sep.AudioFileWriter, []
 
-    def full_disk_at_second_stem(*args, **kwargs):
-        calls.append(args[0])
-        if len(calls) == 2:
-            raise OSError(28, "No space left on device")
-        real_write(*args, **kwargs)
+    class FullDiskAtSecondStem(real_writer):
+        def __init__(self, path, *args, **kwargs):
+            opened.append(path)
+            super().__init__(path, *args, **kwargs)
 
-    monkeypatch.setattr(sep, "write_audio", full_disk_at_second_stem)
+        def write(self, block):
+            if self.path == opened[1]:
+                raise OSError(28, "No space left on device")
+            super().write(block)
+
+    monkeypatch.setattr(sep, "AudioFileWriter", FullDiskAtSecondStem)
     with pytest.raises(SystemExit):
         main([*argv, "--models", str(vocals_exp)])
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error:")]
-    needed = 4800 * 2 * 3 * 2   # samples x channels x bytes (PCM_24) x stems
+    needed = 4800 * 2 * (3 + 4) * 2   # samples x channels x bytes (PCM_24 stem + float32 temporary) x stems
     assert re.fullmatch(rf"error: {re.escape(str(out / 'song'))}: disk full: needed {needed / 1000:.1f} kB, "
                         rf"[0-9.]+ [kMGT]?B free there.*", err[0]), err[0]
     assert len(err) == 2 and "1 of 1 file(s) failed" in err[1]
     assert list(out.iterdir()) == []  # no stem, no temporary folder
-    monkeypatch.setattr(sep, "write_audio", real_write)
+    monkeypatch.setattr(sep, "AudioFileWriter", real_writer)
     main([*argv, "--models", str(vocals_exp)])
     made = _files(out)
     # another model's stems are not taken for done, nor replaced without --overwrite
@@ -362,10 +423,11 @@ def test_library_separate_files_takes_its_settings_from_the_config(tmp_path, exp
     conf = load_config(overrides=["separate.format=flac", "separate.subtype=PCM_16", "evaluation.device=cpu",
                                   "separate.precision=float32"])
     summary = separate_files(conf, [str(wav)], [str(exps["vocals"])], tmp_path / "out")
-    assert summary == dict(files=1, done=1, skipped=0, failed=[])
+    assert summary == dict(files=1, done=1, skipped=0, failed=[], written={str(wav): {
+        stem: str(tmp_path / "out" / "s" / f"{stem}.flac") for stem in ("vocals", "accompaniment")}})
     assert sf.info(str(tmp_path / "out" / "s" / "vocals.flac")).subtype == "PCM_16"
     assert separate_files(conf, [str(wav)], [str(exps["vocals"])], tmp_path / "out")["skipped"] == 1
-    for bad, message in (("separate.format=mp3", "separate.format: expected wav or flac; got 'mp3'"),
+    for bad, message in (("separate.format=ogg", "separate.format: expected wav or flac or mp3; got 'ogg'"),
                          ("separate.subtype=PCM_8", "separate.subtype PCM_8 is not available for wav "
                                                     "(choose PCM_16 or PCM_24 or FLOAT)")):
         with pytest.raises(FrugalError, match=re.escape(message)):
@@ -410,6 +472,12 @@ def test_a_model_producing_nan_fails_its_songs_in_one_line_and_writes_nothing(tm
                         f"the song is not separated")
     assert err[2].startswith("error: 2 of 2 file(s) failed")
     assert not out.exists() or list(out.iterdir()) == []      # no stems, no separation.json
+    with pytest.raises(SystemExit):     # int8 (auto on the CPU): such weights cannot be quantised, said as plainly
+        main([str(songs[0]), "--models", str(exp), "--out", str(out), "--precision", "int8"])
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error:")]
+    assert err[0] == (f"error: {songs[0]}: model {exp / 'best_model.pth'} holds non-finite weights (NaN/inf): it "
+                      f"cannot be quantised to int8; the song is not separated")
+    assert not out.exists() or list(out.iterdir()) == []
 
 
 def test_extreme_input_levels_give_the_normal_stems_times_the_level(tmp_path, vocals_exp):
@@ -461,22 +529,24 @@ def test_a_disk_too_small_for_a_song_is_one_line_with_the_space_needed(tmp_path,
     sf.write(song, tone(0.5, 8000, 2).T, 8000)
     out = tmp_path / "out"
     monkeypatch.setattr(sep, "free_bytes", lambda path: 1000)
-    monkeypatch.setattr(sep, "separate_audio", lambda *a: pytest.fail("separated despite a full disk"))
+    monkeypatch.setattr(sep, "separate_stream", lambda *a, **k: pytest.fail("separated despite a full disk"))
     with pytest.raises(SystemExit):
         main([str(song), "--models", str(vocals_exp), "--out", str(out), "--subtype", "PCM_16"])
     err = capsys.readouterr().err.splitlines()
-    assert err[0].startswith(f"error: {out / 'song'}: disk full: needed 32.0 kB, ")   # 4000 x 2 x 2 bytes x 2 stems
+    # 4000 x 2 channels x (2 bytes of PCM_16 + 4 of the float32 temporary) x 2 stems
+    assert err[0].startswith(f"error: {out / 'song'}: disk full: needed 96.0 kB, ")
     monkeypatch.undo()
 
-    def sndfile_full(*args, **kwargs):
-        raise sf.LibsndfileError(2, "")      # what soundfile raises on ENOSPC: "System error."
+    class SndfileFull(sep.AudioFileWriter):
+        def write(self, block):
+            raise sf.LibsndfileError(2, "")      # what soundfile raises on ENOSPC: "System error."
 
-    monkeypatch.setattr(sep, "write_audio", sndfile_full)
+    monkeypatch.setattr(sep, "AudioFileWriter", SndfileFull)
     monkeypatch.setattr(utils, "free_bytes", lambda path: 1000)
     with pytest.raises(SystemExit):
         main([str(song), "--models", str(vocals_exp), "--out", str(out), "--format", "flac"])
     err = capsys.readouterr().err.splitlines()
-    assert re.match(rf"error: {re.escape(str(out / 'song'))}: disk full: needed 48.0 kB, 1.0 kB free", err[-2])
+    assert re.match(rf"error: {re.escape(str(out / 'song'))}: disk full: needed 112.0 kB, 1.0 kB free", err[-2])
     assert list(out.iterdir()) == []
 
 
@@ -491,7 +561,7 @@ def test_separation_onto_a_real_full_file_system(tmp_path, vocals_exp, capsys):
     try:
         big, small = tmp_path / "big.wav", tmp_path / "small.wav"
         noise = np.random.default_rng(0).standard_normal((2, 40000)).astype(np.float32) * 0.1
-        sf.write(big, noise.T, 8000)              # 5 s: 320 kB of PCM_16 stems
+        sf.write(big, noise.T, 8000)              # 5 s: 320 kB of PCM_16 stems, 640 kB of float32 temporaries
         sf.write(small, tone(0.3, 8000, 2).T, 8000)
         for fmt in ("wav", "flac"):
             out = mount / fmt
@@ -499,10 +569,189 @@ def test_separation_onto_a_real_full_file_system(tmp_path, vocals_exp, capsys):
                 main([str(big), str(small), "--models", str(vocals_exp), "--out", str(out), "--format", fmt,
                       "--subtype", "PCM_16", "--precision", "float32"])
             err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error:")]
-            assert re.match(rf"error: {re.escape(str(out / 'big'))}: disk full: needed 320.0 kB, [0-9.]+ k?B free",
+            assert re.match(rf"error: {re.escape(str(out / 'big'))}: disk full: needed 960.0 kB, [0-9.]+ k?B free",
                             err[0]), err
             assert err[1].startswith("error: 1 of 2 file(s) failed")
             assert sorted(p.name for p in out.iterdir()) == ["small"]   # no partial folder for big
             assert (out / "small" / "separation.json").is_file()
     finally:
         subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_report_writes_a_page_over_every_song_of_out(tmp_path, vocals_exp):
+    from test_reports_listening import ODD, check_page
+
+    songs, out = tmp_path / "songs", tmp_path / "out"
+    songs.mkdir()
+    sf.write(songs / f"{ODD}.wav", tone(0.4, 8000, 2).T, 8000)
+    main([str(songs / f"{ODD}.wav"), "--models", str(vocals_exp), "--out", str(out)])
+    assert not (out / "index.html").exists()                      # only when asked
+    sf.write(songs / "second.flac", tone(0.3, 8000, 1).T, 8000)
+    main([str(songs / "second.flac"), "--models", str(vocals_exp), "--out", str(out), "--report"])
+    parser = check_page(out / "index.html")
+    links = {link for _, link in parser.links}
+    assert "".join(parser.text).count("vocals model") == 1                 # one model set: listed once
+    assert ODD in "".join(parser.text) and "second" in "".join(parser.text)   # the earlier run's song too
+    assert {"../songs/second.flac", f"{quote(ODD)}/vocals.wav", f"{quote(ODD)}/accompaniment.wav"} <= links
+    assert sum(tag == "img" for tag, _ in parser.links) == 5     # the linked mixture and four stems
+
+
+# ------------------------------------------------------------- any length; output conventions
+def test_the_command_block_by_block_equals_the_whole_song_in_memory(tmp_path, exps, tiny_model_args):
+    """A song far longer than the blocks it is read, resampled and written in (1000 frames) and than
+    the chunks (1 s), at a rate no model runs at (one model at 16 kHz): the written FLOAT stems equal
+    separate_stems on the whole song in memory, to float precision; no temporary is left."""
+    from asteroid_frugal.inference import separate_stems
+
+    bass16 = make_experiment(tmp_path, "bass", {**tiny_model_args, "sample_rate": 16000}, seed=5)
+    specs = [f"vocals={exps['vocals']}", f"drums={exps['drums']}", f"bass={bass16}"]
+    wav = tmp_path / "song.wav"
+    mix = tone(6.0, 22050, 2)
+    sf.write(wav, mix.T, 22050, subtype="FLOAT")
+    out = tmp_path / "out"
+    main([str(wav), "--models", *specs, "--out", str(out), "--subtype", "FLOAT", "--clip", "none", "--precision",
+          "float32", "--chunk_seconds", "1", "--overlap_seconds", "0.2", "--batch_chunks", "2",
+          "--set", "separate.block_frames=1000"])
+    ref = separate_stems(load_target_models(specs, "cpu"), mix, 22050, 1.0, 0.2, 2, precision="float32")
+    for name, stem in ref.items():
+        got, sr = read_audio(out / "song" / f"{name}.wav")
+        assert sr == 22050 and got.shape == mix.shape
+        np.testing.assert_allclose(got, stem, rtol=0, atol=1e-6 * np.abs(stem).max(), err_msg=name)
+    assert sorted(p.name for p in out.iterdir()) == ["song"]
+
+
+def test_only_the_stems_asked_for_are_written_and_their_models_run(tmp_path, exps, caplog, capsys):
+    wav = tmp_path / "song.wav"
+    sf.write(wav, tone(1.0, 8000, 2).T, 8000)
+    specs = [f"{t}={p}" for t, p in exps.items()]
+    caplog.set_level("INFO", logger="asteroid_frugal")
+    main([str(wav), "--models", *specs, "--out", str(tmp_path / "out"), "--stems", "accompaniment,vocals"])
+    assert sorted(p.name for p in (tmp_path / "out" / "song").iterdir()) == [
+        "accompaniment.wav", "separation.json", "vocals.wav"]
+    record = yaml.safe_load((tmp_path / "out" / "song" / "separation.json").read_text())
+    assert record["stems"] == ["vocals", "accompaniment"] and [m["target"] for m in record["models"]] == ["vocals"]
+    assert any("not run, none of their stems asked for: drums, bass" in r.getMessage() for r in caplog.records)
+    full = tmp_path / "full"
+    main([str(wav), "--models", *specs, "--out", str(full)])
+    for name in ("vocals", "accompaniment"):      # the same stems as when all are written
+        np.testing.assert_array_equal(read_audio(tmp_path / "out" / "song" / f"{name}.wav")[0],
+                                      read_audio(full / "song" / f"{name}.wav")[0])
+    # a stem no model given makes: one line, before any file is touched
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        run(main, [str(wav), "--models", specs[0], specs[1], "--out", str(tmp_path / "new"), "--stems", "other"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: stems other: not made by the models given (vocals+drums make vocals, drums, rest, accompaniment)"]
+    assert not (tmp_path / "new").exists()
+
+
+def test_file_name_template(tmp_path, vocals_exp, capsys):
+    songs = tmp_path / "songs"
+    (songs / "live").mkdir(parents=True)
+    sf.write(songs / "a.flac", tone(0.5, 8000, 2).T, 8000)
+    sf.write(songs / "live" / "b.wav", tone(0.4, 8000, 1).T, 8000)
+    out = tmp_path / "out"
+    argv = [str(songs), "--models", str(vocals_exp), "--out", str(out),
+            "--filename", "{stem}/{track}.{input_ext}.{ext}"]
+    summary = main(argv)
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == [
+        "accompaniment/a.flac.wav", "accompaniment/live/b.wav.wav", "separation/a.flac.json",
+        "separation/live/b.wav.json", "vocals/a.flac.wav", "vocals/live/b.wav.wav"]
+    assert sorted(p.name for p in out.iterdir()) == ["accompaniment", "separation", "vocals"]   # no empty folder
+    assert summary["written"][str(songs / "a.flac")] == {"vocals": str(out / "vocals" / "a.flac.wav"),
+                                                         "accompaniment": str(out / "accompaniment" / "a.flac.wav")}
+    record = yaml.safe_load((out / "separation" / "a.flac.json").read_text())
+    assert record["files"] == {"vocals": "../vocals/a.flac.wav", "accompaniment": "../accompaniment/a.flac.wav"}
+    assert main(argv)["skipped"] == 2                                    # the records are found again
+    flat = tmp_path / "flat"
+    main([str(songs / "a.flac"), "--models", str(vocals_exp), "--out", str(flat), "--filename", "{track}_{stem}.{ext}"])
+    assert sorted(p.name for p in flat.iterdir()) == ["a_accompaniment.wav", "a_separation.json", "a_vocals.wav"]
+    with pytest.raises(SystemExit):         # two songs onto the same files: the second is refused
+        main([str(songs), "--models", str(vocals_exp), "--out", str(tmp_path / "same"), "--filename", "{stem}.{ext}"])
+    err = [ln for ln in capsys.readouterr().err.splitlines() if "same output" in ln]
+    assert len(err) == 1 and "b.wav" in err[0] and "a.flac" in err[0]
+    for template, message in (("{track}/{name}.{ext}", "unknown placeholder {name}"),
+                              ("{track}/mix.{ext}", "needs {stem}"), ("/abs/{stem}.{ext}", "inside the output"),
+                              ("../{stem}.{ext}", "inside the output"), ("{track}/{stem:>9}.{ext}", "placeholder")):
+        with pytest.raises(SystemExit) as exit_info:
+            run(main, [str(songs), "--models", str(vocals_exp), "--out", str(tmp_path / "bad"), "--filename", template])
+        assert exit_info.value.code == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: separate.filename (--filename)") and message in lines[0]
+    assert not (tmp_path / "bad").exists()
+
+
+def test_mp3_output_through_ffmpeg(tmp_path, vocals_exp, monkeypatch, capsys):
+    import shutil
+
+    wav = tmp_path / "song.wav"
+    sf.write(wav, tone(1.0, 8000, 2).T, 8000)
+    out = tmp_path / "out"
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed")
+    main([str(wav), "--models", str(vocals_exp), "--out", str(out), "--format", "mp3", "--mp3_bitrate", "64k"])
+    assert sorted(p.name for p in (out / "song").iterdir()) == ["accompaniment.mp3", "separation.json", "vocals.mp3"]
+    stem, sr = read_audio(out / "song" / "vocals.mp3")
+    assert sr == 8000 and stem.shape[0] == 2 and abs(stem.shape[-1] - 8000) < 2000 and np.abs(stem).max() > 0
+    settings = yaml.safe_load((out / "song" / "separation.json").read_text())["settings"]
+    assert (settings["format"], settings["subtype"], settings["mp3_bitrate"]) == ("mp3", None, "64k")
+    for options, message in ((["--mp3_bitrate", "fast"], "separate.mp3_bitrate (--mp3_bitrate): expected bits"),
+                             (["--clip", "soft"], "separate.clip (--clip): expected rescale, clamp, none; got 'soft'")):
+        with pytest.raises(SystemExit):
+            run(main, [str(wav), "--models", str(vocals_exp), "--out", str(tmp_path / "x"), "--format", "mp3",
+                       *options])
+        assert capsys.readouterr().err.strip().splitlines()[-1].startswith(f"error: {message}")
+    monkeypatch.setattr(shutil, "which", lambda name: None)   # no ffmpeg: one line before any work
+    with pytest.raises(SystemExit):
+        run(main, [str(wav), "--models", str(vocals_exp), "--out", str(tmp_path / "x"), "--format", "mp3"])
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: --format mp3 is encoded by ffmpeg, which is not on PATH: install it (Debian/Ubuntu: sudo apt-get "
+        "install ffmpeg)"]
+    assert not (tmp_path / "x").exists()
+
+
+def test_samples_beyond_full_scale_rescale_clamp_or_none(tmp_path, exps, caplog):
+    """rescale (the default): one factor for all stems of the song, logged and recorded, so the
+    written PCM_24 stems still sum to the mixture times it (targets + other) within the format's
+    precision; clamp: each stem clipped; none: PCM clips (a warning); a FLOAT wav is written as is."""
+    wav = tmp_path / "loud.wav"
+    mix = tone(1.5, 8000, 2)
+    mix *= 3.0 / np.abs(mix).max()                     # peaks at 3: stems beyond full scale
+    sf.write(wav, mix.T, 8000, subtype="FLOAT")
+    specs = [f"{t}={p}" for t, p in exps.items()]
+    caplog.set_level("INFO", logger="asteroid_frugal")
+    runs = {}
+    for mode in ("rescale", "clamp", "none"):
+        out = tmp_path / mode
+        main([str(wav), "--models", *specs, "--out", str(out), "--clip", mode])
+        runs[mode] = {n: read_audio(out / "loud" / f"{n}.wav")[0] for n in stem_names(list(exps))}
+    main([str(wav), "--models", *specs, "--out", str(tmp_path / "float"), "--subtype", "FLOAT"])
+    float_stems = {n: read_audio(tmp_path / "float" / "loud" / f"{n}.wav")[0] for n in stem_names(list(exps))}
+    factor = yaml.safe_load((tmp_path / "rescale" / "loud" / "separation.json").read_text())["clip_factor"]
+    peak = max(np.abs(s).max() for s in float_stems.values())
+    assert peak > 1 and factor == pytest.approx(1 / peak, rel=1e-6)
+    assert any(f"all scaled by {factor:.4f} (--clip rescale)" in r.getMessage() for r in caplog.records)
+    rescaled = runs["rescale"]
+    total = rescaled["vocals"] + rescaled["drums"] + rescaled["bass"] + rescaled["other"]
+    np.testing.assert_allclose(total, factor * mix, rtol=0, atol=4 * 2.0 ** -23 + 1e-6)    # 4 stems of PCM_24
+    for name, stem in float_stems.items():
+        np.testing.assert_allclose(rescaled[name], stem * factor, rtol=0, atol=2.0 ** -23 + 1e-7)
+        np.testing.assert_allclose(runs["clamp"][name], np.clip(stem, -1, 1), rtol=0, atol=2.0 ** -23 + 1e-7)
+        np.testing.assert_allclose(runs["none"][name], np.clip(stem, -1, 1), rtol=0, atol=2.0 ** -23 + 1e-7)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("samples beyond full scale clamped (--clip clamp)" in w for w in warnings)
+    assert any("samples beyond full scale are clipped (--clip rescale scales" in w for w in warnings)
+    unscaled = yaml.safe_load((tmp_path / "float" / "loud" / "separation.json").read_text())
+    assert unscaled["clip_factor"] == 1.0 and np.abs(float_stems["other"]).max() > 1    # FLOAT: as is
+
+
+def test_the_command_hands_freed_buffers_back_to_the_system():
+    """separate.mmap_threshold_mb: a fixed glibc mmap threshold (null: the C library's policy)."""
+    import platform
+
+    from asteroid_frugal.separate import limit_heap
+
+    assert limit_heap(None) is False
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert limit_heap(16) is True

@@ -263,7 +263,7 @@ def test_training_onto_a_really_full_disk_stops_in_one_line_and_resumes(tmp_path
     with small_disk(tmp_path / "disk", 700) as disk:                 # room for three 204 kB checkpoints
         exp = disk / "exp"
         with pytest.raises(DiskFullError, match=rf"^{disk}/exp/checkpoints/[\w.-]+\.ckpt: disk full: "
-                                                r"needed 204\.\d kB, \d+\.\d kB free there; "):
+                                                r"needed \d+\.\d kB, \d+\.\d kB free there; "):
             _fit(exp, 4)
         ckpts = sorted((exp / "checkpoints").iterdir())
         assert ckpts and all(not p.name.startswith(".") and load_checkpoint(p) for p in ckpts)

@@ -31,6 +31,8 @@ SHORTCUTS: Dict[str, Dict[str, str]] = {
     "separate": {"device": "evaluation.device", "chunk_seconds": "evaluation.chunk_seconds",
                  "overlap_seconds": "evaluation.overlap_seconds", "batch_chunks": "evaluation.batch_chunks",
                  "precision": "separate.precision", "format": "separate.format", "subtype": "separate.subtype",
+                 "filename": "separate.filename", "stems": "separate.stems", "clip": "separate.clip",
+                 "mp3_bitrate": "separate.mp3_bitrate",
                  "block": "streaming.block", "stream_precision": "streaming.precision"},
     "export": {},
 }
