@@ -490,7 +490,7 @@ def separate_song(job: SeparationJob, path: Path, rel: Path, desc: str) -> Optio
     song_dir = record_path.parent
     remove_partials(job.out_dir / rel)
     record = dict(job.record, input={"file": path.name, "bytes": path.stat().st_size}
-                  if path.is_file() else {"file": path.name})
+                  if path.is_file() else {"file": path.name}, track=rel.as_posix())
     state, detail = song_state(paths, record_path, record)
     if state == "done" and not job.overwrite:
         log.info("%s: already separated into %s, skipped (use --overwrite)", desc, song_dir)

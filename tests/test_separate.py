@@ -596,6 +596,29 @@ def test_report_writes_a_page_over_every_song_of_out(tmp_path, vocals_exp):
     assert sum(tag == "img" for tag, _ in parser.links) == 5     # the linked mixture and four stems
 
 
+@pytest.mark.parametrize("template", ["{track}_{stem}.{ext}", "{stem}/{track}.{ext}"])
+def test_report_finds_songs_written_with_any_filename_template(tmp_path, vocals_exp, template):
+    """Records named by the template (``song_separation.json``, ``separation/song.json``) are found,
+    their stems linked from the record's ``files``; a JSON file that is not a record is ignored."""
+    from test_reports_listening import check_page
+
+    songs, out = tmp_path / "songs", tmp_path / "out"
+    (songs / "album").mkdir(parents=True)
+    sf.write(songs / "album" / "one.wav", tone(0.4, 8000, 2).T, 8000)
+    sf.write(songs / "two.wav", tone(0.3, 8000, 2).T, 8000)
+    out.mkdir()
+    (out / "notes.json").write_text('{"stems": "not a record"}')
+    main([str(songs), "--models", str(vocals_exp), "--out", str(out), "--filename", template, "--report"])
+    parser = check_page(out / "index.html")
+    audio = {link for tag, link in parser.links if tag == "audio"}
+    stems = {str((out / t).relative_to(out)) for t in (template.format(track=track, stem=stem, ext="wav")
+                                                        for track in ("album/one", "two")
+                                                        for stem in ("vocals", "accompaniment"))}
+    assert stems | {"../songs/album/one.wav", "../songs/two.wav"} == audio
+    text = "".join(parser.text)
+    assert "album/one" in text and "two" in text and "no file" not in text
+
+
 # ------------------------------------------------------------- any length; output conventions
 def test_the_command_block_by_block_equals_the_whole_song_in_memory(tmp_path, exps, tiny_model_args):
     """A song far longer than the blocks it is read, resampled and written in (1000 frames) and than

@@ -11,8 +11,8 @@ frequency, the first :data:`SPECTROGRAM_SECONDS` seconds of a file) go to ``inde
 beside the page and are drawn again only when their audio file is newer.
 
 The separation command's page (:func:`write_separation_page`) covers every song of its output
-folder, those of earlier runs too: each song folder's record (``separation.json``, the models
-and settings) and stems on disk. Its mixture player links to the song's input file when one of the
+folder, those of earlier runs too: each song's record (``separation.json``, wherever the
+``--filename`` template put it: the models, settings and stem files) and stems on disk. Its mixture player links to the song's input file when one of the
 given inputs is that file (same name and size) on the output folder's file system; a MUSDB18-HQ
 style input (``<song>/mixture.wav``) also gives the reference stems beside it.
 """
@@ -37,6 +37,7 @@ log = logging.getLogger("asteroid_frugal.reports.listening")
 PAGE = "index.html"
 ASSETS = "index_files"        # beside the page: the spectrograms, one folder per song
 SPECTROGRAM_SECONDS = 30      # a spectrogram shows at most the first 30 s of its file
+RECORD_BYTES = 1 << 20        # a .json file larger than this is not read as a separation record
 
 STYLE = """
 body{font-family:sans-serif;margin:1.5em;max-width:75em;color:#222}
@@ -233,39 +234,73 @@ def intro_text(what: str) -> str:
 
 # ------------------------------------------------------------------ the separation command's page
 def write_separation_page(out_dir, inputs: Sequence, manifest: str) -> Path:
-    """``OUT/index.html`` over every song folder of ``out_dir`` that holds a record (``manifest``,
-    the separation command's ``separation.json``); ``inputs``: the files and folders of the run,
-    where the mixtures are looked for."""
+    """``OUT/index.html`` over every song of ``out_dir`` that has a separation record (``manifest``,
+    the separation command's ``separation.json``, or a record named by another ``--filename``
+    template); ``inputs``: the files and folders of the run, where the mixtures are looked for."""
     out_dir = Path(out_dir)
-    songs = [song for folder in song_folders(out_dir, manifest)
-             if (song := separated_song(out_dir, folder, manifest, inputs)) is not None]
+    songs = [song for path in record_files(out_dir, manifest)
+             if (song := separated_song(out_dir, path, manifest, inputs)) is not None]
     return write_page(out_dir, f"Separated songs: {out_dir.resolve().name}",
                       intro_text(f"{len(songs)} song(s) of {out_dir.resolve().name}."), songs)
 
 
-def song_folders(out_dir: Path, manifest: str) -> List[Path]:
-    """Folders of ``out_dir`` that hold a record, temporary (``.``-prefixed) and page folders aside."""
+def record_files(out_dir: Path, manifest: str) -> List[Path]:
+    """The separation records under ``out_dir``: every ``manifest`` file, and any other small
+    ``.json`` file that reads as one (a ``--filename`` template such as ``{track}_{stem}.{ext}`` names
+    them ``<track>_separation.json``); temporary (``.``-prefixed) and page folders aside."""
     found = []
-    for record in out_dir.rglob(manifest):
-        rel = record.parent.relative_to(out_dir)
-        if not any(part.startswith(".") or part == ASSETS for part in rel.parts):
-            found.append(record.parent)
+    for path in out_dir.rglob("*.json"):
+        rel = path.relative_to(out_dir)
+        if any(part.startswith(".") or part == ASSETS for part in rel.parts[:-1]) or not path.is_file():
+            continue
+        if path.name == manifest or (path.stat().st_size < RECORD_BYTES and read_record(path) is not None):
+            found.append(path)
     return sorted(found)
 
 
-def separated_song(out_dir: Path, folder: Path, manifest: str, inputs: Sequence) -> Optional[Song]:
-    """One song folder as a :class:`Song` (None, with a warning, when its record is unreadable)."""
+def read_record(path: Path) -> Optional[Dict]:
+    """A separation record (its models, stems and settings) read from ``path``, or None."""
     try:
-        record = read_json(folder / manifest)
-        names, settings = list(record["stems"]), dict(record.get("settings") or {})
-    except (FrugalError, KeyError, TypeError, AttributeError) as err:
-        log.warning("%s: not on the listening page (%s)", folder / manifest, err)
+        record = read_json(path)
+    except FrugalError:
         return None
-    rel = folder.relative_to(out_dir)
+    if isinstance(record, dict) and isinstance(record.get("stems"), list) and isinstance(record.get("models"), list):
+        return record
+    return None
+
+
+def separated_song(out_dir: Path, record_path: Path, manifest: str, inputs: Sequence) -> Optional[Song]:
+    """One song's record as a :class:`Song` (None, with a warning, when it is unreadable). Its stems:
+    the record's ``files`` (relative to the record), else ``<stem>.<ext>`` beside it (older records);
+    its name: the record's ``track``, else the record's folder."""
+    record = read_record(record_path)
+    if record is None:
+        log.warning("%s: not on the listening page (not a readable separation record)", record_path)
+        return None
+    try:
+        names, settings = list(record["stems"]), dict(record.get("settings") or {})
+        files = dict(record.get("files") or {})
+    except (KeyError, TypeError, ValueError) as err:
+        log.warning("%s: not on the listening page (%s)", record_path, err)
+        return None
+    folder = record_path.parent
+    track = record.get("track")
+    rel = Path(track) if isinstance(track, str) and track else folder.relative_to(out_dir)
     source, notes = find_mixture(out_dir, rel, record, inputs)
-    stems = [Stem(n, stem_file(folder, n, settings.get("format")), reference_beside(source, n)) for n in names]
-    notes += [f"{s.name}: no file in {folder.name}/" for s in stems if s.path is None]
+    stems = [Stem(n, recorded_file(out_dir, folder, files.get(n)) or stem_file(folder, n, settings.get("format")),
+                  reference_beside(source, n)) for n in names]
+    notes += [f"{s.name}: no file" + (f" ({files[s.name]})" if s.name in files else f" in {folder.name}/")
+              for s in stems if s.path is None]
     return Song(rel.as_posix(), rel.as_posix(), source, stems, notes, record_lines(record))
+
+
+def recorded_file(out_dir: Path, folder: Path, name) -> Optional[Path]:
+    """A stem file a record names (relative to its folder), when it exists inside ``out_dir``."""
+    if not isinstance(name, str) or not name:
+        return None
+    path = Path(os.path.normpath(folder / name))
+    inside = Path(os.path.normpath(out_dir))
+    return path if inside in path.parents and path.is_file() else None
 
 
 def stem_file(folder: Path, name: str, fmt: Optional[str]) -> Optional[Path]:
