@@ -85,6 +85,7 @@ TYPES = {
     "separate.stems": (str, list, None),   # "vocals,accompaniment" (--stems) or a list
     "separate.mp3_bitrate": (str, int),    # 320k or 320000
     "separate.mmap_threshold_mb": (float, None),
+    "separate.cache_dir": (str, None),
 }
 NUMBER_SUFFIXES = ("_seconds", "_db")  # durations and levels take any number, even where the default is whole
 # Obvious ranges, in interval notation; a listed key whose value is null is not checked.

@@ -24,7 +24,9 @@ Both formats are checked against PyTorch when written (max deviation printed; a 
 deviates by more than 1e-4 of the output's peak is removed). ``--int8`` (ONNX only) adds
 onnxruntime's dynamic quantisation (int8 LSTM and matrix weights): the fastest streaming path
 measured here (``benchmarks/bench_streaming.py``), not equal to PyTorch, so its deviation is
-only reported: measure its quality before shipping it.
+only reported: measure its quality before shipping it. The separate command runs offline int8
+graphs with onnxruntime (:func:`cached_int8_model`), each exported once per model file and kept in
+a cache folder.
 """
 import logging
 import os
@@ -36,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data.types import MIXTURE
-from .inference import load_model
+from .inference import check_finite_weights, load_model
 from .streaming import BlockStreamer, check_causal
 from .utils import FrugalError, atomic_path
 
@@ -176,8 +178,20 @@ def export(model, fmt: str, out, streaming: bool = False, int8: bool = False) ->
                 with tempfile.TemporaryDirectory(dir=out.parent) as scratch:
                     float_graph = Path(scratch) / "float.onnx"
                     tmp.replace(float_graph)
-                    quantize_dynamic(str(float_graph), str(tmp), weight_type=QuantType.QInt8)
+                    root = logging.getLogger()
+                    root.addFilter(quiet_quantizer)   # its advice to pre-process, on the root logger
+                    try:
+                        quantize_dynamic(str(float_graph), str(tmp), weight_type=QuantType.QInt8)
+                    finally:
+                        root.removeFilter(quiet_quantizer)
     return out
+
+
+def quiet_quantizer(record: logging.LogRecord) -> bool:
+    """onnxruntime's quantiser logs warnings on the root logger that concern calibrated (static)
+    quantisation, not the dynamic one used here ("consider to run pre-processing", shape inference
+    of intermediate tensors): dropped while it runs."""
+    return not (record.levelno <= logging.WARNING and record.name == "root")
 
 
 def max_deviation(model, path, fmt: str, streaming: bool) -> float:
@@ -216,6 +230,87 @@ def run_exported(path_or_runner, fmt: str, arrays, streaming: bool):
         return runner.run(None, dict(zip(names, arrays)))
     with torch.no_grad():
         return [t.numpy() for t in _as_tuple(runner(*(torch.from_numpy(a) for a in arrays)))]
+
+
+# ----------------------------------------------------- int8 offline separation with onnxruntime
+INT8_GRAPH_VERSION = 1   # part of a cached graph's key: made again when OfflineGraph or its quantisation changes
+
+
+class OnnxOfflineModel(nn.Module):
+    """An offline model's int8 ONNX export run by onnxruntime, called as the model is: ``(B, C, T)``
+    in, ``(B, n_src, C, T)`` out (CPU float32 tensors). It carries what separation reads from a model
+    (``sample_rate``, ``kernel_size``, ``stride``, ``n_src``, ``n_channels``, ``frugal_path``), so
+    :func:`asteroid_frugal.inference.separate_blocks` runs it as it is (at ``precision="float32"``:
+    the graph computes with int8 weights itself)."""
+
+    def __init__(self, session, model, graph_path: Path):
+        super().__init__()
+        self.session, self.graph_path = session, Path(graph_path)
+        for name in ("sample_rate", "kernel_size", "stride", "n_src", "n_channels"):
+            setattr(self, name, getattr(model, name))
+        self.frugal_path = f"{getattr(model, 'frugal_path', type(model).__name__)} (int8, onnxruntime)"
+
+    def forward(self, mixture: torch.Tensor) -> torch.Tensor:
+        x = mixture.detach().to("cpu", torch.float32).contiguous().numpy()
+        return torch.from_numpy(self.session.run(None, {MIXTURE: x})[0])
+
+
+def int8_graph_key(model_sha256: str) -> str:
+    """The cache key of a model file's int8 graph: the file's content and every version that shapes
+    the graph (this module's :data:`INT8_GRAPH_VERSION`, PyTorch's exporter, onnxruntime's quantiser)."""
+    import hashlib
+
+    import onnxruntime
+
+    text = f"{model_sha256}|{INT8_GRAPH_VERSION}|{torch.__version__}|{onnxruntime.__version__}|opset{OPSET}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def session_options(threads: int):
+    """onnxruntime options for ``threads`` intra-op threads; no spin-waiting where the process' OpenMP
+    wait policy is passive (a busy machine: :mod:`asteroid_frugal.runtime`), as PyTorch's threads."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = max(1, int(threads)), 1
+    if os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE":
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return opts
+
+
+def cached_int8_model(model, model_sha256: str, cache_dir, threads: int) -> OnnxOfflineModel:
+    """``model`` as an int8 onnxruntime model: its graph is exported and quantised once
+    (:func:`export`, ``int8=True``; seconds per paper-size model) into ``cache_dir`` under
+    :func:`int8_graph_key` and read from there by later runs. A cached graph onnxruntime cannot
+    read is made again; a cache folder that cannot be written gets the graph in a temporary folder
+    for this run (logged)."""
+    import onnxruntime as ort
+
+    check_finite_weights(model)
+    key = int8_graph_key(model_sha256)
+    path = Path(cache_dir) / f"{key}.int8.onnx"
+    for attempt in (1, 2):
+        if not path.is_file():
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                log.info("%s: exporting its int8 graph for onnxruntime to %s (once per model file)",
+                         getattr(model, "frugal_path", "model"), path)
+                export(model, "onnx", path, int8=True)
+            except (OSError, FrugalError) as err:
+                import tempfile
+
+                scratch = Path(tempfile.mkdtemp(prefix="asteroid_frugal_int8_"))
+                log.warning("int8 graph cache %s not writable (%s): exported for this run only", cache_dir, err)
+                path = export(model, "onnx", scratch / f"{key}.int8.onnx", int8=True)
+        try:
+            session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+            return OnnxOfflineModel(session, model, path)
+        except Exception as err:  # noqa: BLE001 - onnxruntime raises its own types for an unreadable graph
+            if attempt == 2:
+                raise FrugalError(f"{path}: onnxruntime cannot load the int8 graph ({str(err).splitlines()[0]})")
+            log.warning("%s: unreadable cached int8 graph (%s): made again", path, str(err).splitlines()[0])
+            path.unlink(missing_ok=True)
+    raise AssertionError("unreachable")
 
 
 class _ExportedStreamer(BlockStreamer):

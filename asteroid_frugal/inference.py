@@ -200,6 +200,14 @@ def check_precision_device(precision: str, device) -> None:
 _INT8_COPIES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
+def check_finite_weights(model: torch.nn.Module) -> None:
+    """A :class:`NonFiniteOutputError` naming the model when a weight holds NaN or inf (which cannot
+    be quantised to int8)."""
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        raise NonFiniteOutputError(f"model {model_name(model)} holds non-finite weights (NaN/inf): "
+                                   f"it cannot be quantised to int8")
+
+
 def int8_model(model: torch.nn.Module, device=None) -> torch.nn.Module:
     """``model``'s int8 copy (:func:`quantize_int8`) for separation on the CPU; ``model`` itself is
     left as it is. Made once per model and kept while the model lives (made again if its weights
@@ -210,9 +218,7 @@ def int8_model(model: torch.nn.Module, device=None) -> torch.nn.Module:
     cached = _INT8_COPIES.get(model)
     if cached is not None and cached[0] == stamp:
         return cached[1]
-    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
-        raise NonFiniteOutputError(f"model {model_name(model)} holds non-finite weights (NaN/inf): "
-                                   f"it cannot be quantised to int8")
+    check_finite_weights(model)
     quantized = quantize_int8(model)
     _INT8_COPIES[model] = (stamp, quantized)
     return quantized

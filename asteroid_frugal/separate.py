@@ -75,6 +75,7 @@ log = logging.getLogger("asteroid_frugal.separate")
 SUBTYPES = {"wav": ("PCM_16", "PCM_24", "FLOAT"), "flac": ("PCM_16", "PCM_24"), "mp3": ()}  # mp3: no subtype
 SAMPLE_BYTES = {"PCM_16": 2, "PCM_24": 3, "FLOAT": 4}
 CLIP_MODES = ("rescale", "clamp", "none")
+INT8_BACKENDS = ("onnxruntime", "pytorch")
 PLACEHOLDERS = ("track", "stem", "ext", "input_ext")   # of separate.filename
 MANIFEST = "separation.json"      # in each song folder: what made its stems (written last)
 PARTIAL = ".partial-"             # temporary song folders: OUT/.<song>.partial-XXXX
@@ -298,6 +299,7 @@ class OutputOptions:
     stems: Optional[List[str]]    # None: every stem the models make
     mp3_bitrate: str
     block_frames: int
+    int8_backend: str             # onnxruntime | pytorch: what runs int8 weights
 
     @property
     def full_scale(self) -> bool:
@@ -323,8 +325,44 @@ def output_settings(conf: Dict) -> OutputOptions:
         raise FrugalError(f"separate.mp3_bitrate (--mp3_bitrate): expected bits per second such as 320k or "
                           f"192000; got {bitrate!r}")
     block = int(sec["block_frames"])
+    if sec["int8_backend"] not in INT8_BACKENDS:
+        raise FrugalError(f"separate.int8_backend: expected {' or '.join(INT8_BACKENDS)}; got {sec['int8_backend']!r}")
     return OutputOptions(fmt, subtype if SUBTYPES[fmt] else None, precision, sec["clip"],
-                         check_filename(sec["filename"]), stem_list(sec["stems"]), bitrate, block)
+                         check_filename(sec["filename"]), stem_list(sec["stems"]), bitrate, block,
+                         sec["int8_backend"])
+
+
+def int8_cache_dir(conf: Dict) -> Path:
+    """Where int8 onnxruntime graphs are kept between runs: ``separate.cache_dir``, else
+    ``$XDG_CACHE_HOME/asteroid-frugal/int8``, else ``~/.cache/asteroid-frugal/int8``."""
+    if conf["separate"]["cache_dir"]:
+        return Path(os.path.expanduser(str(conf["separate"]["cache_dir"])))
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "asteroid-frugal" / "int8"
+
+
+def int8_onnx_models(job: "SeparationJob") -> List[TargetModel]:
+    """The job's models as int8 onnxruntime models (:func:`asteroid_frugal.export.cached_int8_model`),
+    made once per run; PyTorch's int8 models (with a warning) where onnxruntime cannot run them."""
+    if job.onnx_models is None:
+        import torch
+
+        from .export import cached_int8_model
+
+        digests = {m["target"]: m["sha256"] for m in job.record["models"]}
+        try:
+            job.onnx_models = [TargetModel(m.target, cached_int8_model(m.model, digests[m.target],
+                                                                       int8_cache_dir(job.conf),
+                                                                       torch.get_num_threads()), m.path)
+                               for m in job.models]
+        except NonFiniteOutputError:
+            raise                 # not separable in int8 by either: one line per song
+        except (ImportError, FrugalError, RuntimeError) as err:
+            log.warning("int8 with onnxruntime unavailable (%s): PyTorch's int8 weights instead",
+                        str(err).splitlines()[0] if str(err) else type(err).__name__)
+            job.onnx_models = []
+    return job.onnx_models
+
 
 
 def stem_list(value) -> Optional[List[str]]:
@@ -392,6 +430,7 @@ class SeparationJob:
     out_dir: Path
     overwrite: bool
     stream_opts: Optional[Dict] = None   # --stream: block and weight precision
+    onnx_models: Optional[List[TargetModel]] = None   # int8 with onnxruntime: made at the first song that needs them
 
     @property
     def ext(self) -> str:
@@ -438,6 +477,8 @@ def separate_files(conf: Dict, inputs: Sequence[str], model_specs: Sequence[str]
         settings = dict(stream_opts, stream=True, **output)
     else:
         settings = dict(chunks, precision=opts.precision, **output)
+        if opts.precision in ("int8", "auto"):
+            settings["int8_backend"] = opts.int8_backend   # int8's outputs depend on what runs it
     job = SeparationJob(conf, running, targets, names, separation_record(running, names, settings), opts, out_dir,
                         overwrite, stream_opts)
     failed, done, skipped = [], 0, 0
@@ -574,11 +615,17 @@ def stem_source(job: SeparationJob, scan: SongScan, tmp_dir: Path, desc: str) ->
     precision, why = choose_precision(job.models, probe, sr, sec["precision"], sec["min_snr_db"],
                                       sec["probe_seconds"], chunks=chunks,
                                       auto_int8_min_hidden=sec["auto_int8_min_hidden"])
-    log.info("%s: precision %s (%s)", desc, precision, why)
+    models, run_precision, backend = job.models, precision, ""
+    if precision == "int8":
+        onnx = int8_onnx_models(job) if job.opts.int8_backend == "onnxruntime" else []
+        if onnx:   # the graphs compute with int8 weights themselves
+            models, run_precision = onnx, "float32"
+        backend = ", onnxruntime" if onnx else ", PyTorch"
+    log.info("%s: precision %s%s (%s)", desc, precision, backend, why)
     writers = {name: RawWriter(tmp_dir / f"{name}.raw.f32", n_chan) for name in raw_outputs(job.targets, job.stems)}
     try:
-        gains = separate_stream(job.models, lambda: reader.blocks(block), sr, n, n_chan,
-                                {name: w.write for name, w in writers.items()}, scan.levels, precision=precision,
+        gains = separate_stream(models, lambda: reader.blocks(block), sr, n, n_chan,
+                                {name: w.write for name, w in writers.items()}, scan.levels, precision=run_precision,
                                 progress=True, desc=desc, **chunks)
     finally:
         for w in writers.values():

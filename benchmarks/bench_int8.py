@@ -17,19 +17,21 @@ Parts:
   and the change of the median over songs (the figure a results table shows).
 * ``command``: ``python -m asteroid_frugal.cli.separate SONG --models EXP --out OUT --precision P``
   as a user runs it (a process each, start-up included) with a paper-size model
-  (``build_model(load_config())``, untrained: the same cost) on a generated stereo 44.1 kHz song,
-  ``--precision float32`` and ``int8`` (``--precisions``: also ``bfloat16``) alternated ``--repeats``
-  times (medians), idle (whatever else runs: the load average is printed) and beside one
-  ``yes > /dev/null`` it starts.
-* ``backends``: the two ways to run int8 weights, each in a fresh process with the shipped
-  threading: PyTorch's dynamic quantisation (what ``--precision int8`` runs) and onnxruntime on
-  the int8 ONNX export (``asteroid_frugal.export``, ``int8=True``), time to prepare the model
-  (quantise; export + quantise + load) and to separate the song (``separate_long``), and the
-  SNR of each to float32.
+  (``build_model(load_config())``, untrained: the same cost) on a generated stereo 44.1 kHz song:
+  ``float32``, ``int8`` (the shipped backend, onnxruntime, its graph read from the cache that a
+  first run, timed apart, fills) and ``int8-pytorch`` (``--precisions``: also ``bfloat16``)
+  alternated ``--repeats`` times (medians), idle (whatever else runs: the load average is
+  printed) and beside one ``yes > /dev/null`` it starts.
+* ``backends``: the ways to run int8 weights, each in a fresh process with the shipped
+  threading: PyTorch's dynamic quantisation (``separate.int8_backend: pytorch``) and onnxruntime on
+  the int8 ONNX export (``asteroid_frugal.export.cached_int8_model``: exported, or read from the
+  cache the run before filled), time to prepare the model (quantise; export + quantise + load;
+  load) and to separate the song (``separate_long``), and the SNR of each to float32.
 """
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -42,7 +44,12 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 PARTS = ("quality", "command", "backends")
-BACKENDS = ("float32", "torch-int8", "onnxruntime-int8")
+BACKENDS = ("float32", "torch-int8", "onnxruntime-int8", "onnxruntime-int8-cached")
+# --precisions: what each name runs in the separate command (int8: the shipped separate.int8_backend)
+PRECISION_ARGS = {"float32": ["--precision", "float32"], "bfloat16": ["--precision", "bfloat16"],
+                  "int8": ["--precision", "int8"],
+                  "int8-pytorch": ["--precision", "int8", "--set", "separate.int8_backend=pytorch"]}
+INT8_KINDS = ("int8-pytorch", "int8-onnxruntime")   # quality: each int8 backend against float32
 
 
 def parse_args(argv=None):
@@ -54,8 +61,8 @@ def parse_args(argv=None):
     p.add_argument("--song_minutes", type=float, nargs="+", default=[1.0], help="command, backends: song lengths")
     p.add_argument("--states", nargs="+", default=["idle", "loaded"], choices=("idle", "loaded"))
     p.add_argument("--repeats", type=int, default=3, help="command: runs of each precision (alternated; medians)")
-    p.add_argument("--precisions", nargs="+", default=["float32", "int8"], choices=("float32", "int8", "bfloat16"),
-                   help="command: --precision values compared with float32")
+    p.add_argument("--precisions", nargs="+", default=["float32", "int8", "int8-pytorch"], choices=tuple(PRECISION_ARGS),
+                   help="command: settings compared with float32 (int8: the shipped backend, onnxruntime)")
     p.add_argument("--set", nargs="*", default=[], help="command, backends: config overrides of the model")
     p.add_argument("--threads", type=int, default=None,
                    help="backends: torch threads of every run (default: the shipped auto, chosen by each process)")
@@ -78,22 +85,33 @@ def test_split(exp: Path, conf: dict) -> Path:
 
 
 def score_model(exp: Path, precision: str, max_tracks, scratch: Path) -> dict:
-    """``{"sisnri": {stem: [per excerpt]}, "sdr": {stem: [per song]}, "songs": [...]}`` at ``precision``."""
+    """``{"sisnri": {stem: [per excerpt]}, "sdr": {stem: [per song]}, "songs": [...]}`` at ``precision``
+    (float32, or one of :data:`INT8_KINDS`)."""
     import numpy as np
 
     from asteroid_frugal.config import load_config
     from asteroid_frugal.data.layout import list_tracks
     from asteroid_frugal.data.types import rest_name
     from asteroid_frugal.evaluate import load_track, run_sisnr
+    import torch
+
+    from asteroid_frugal.export import cached_int8_model
     from asteroid_frugal.inference import TargetModel, chunking, int8_model, load_target_models, separate_stems
     from asteroid_frugal.metrics import bss_eval
+    from asteroid_frugal.separate import file_digest
 
     conf = load_config(exp / "conf.yml")
     opts = chunking(conf)
     [tm] = load_target_models([str(exp)], "cpu")
     names = [tm.target, rest_name(tm.target)]
-    # run_sisnr runs the model as given (stage 4 is float32): give it the int8 copy itself
-    scored = tm if precision == "float32" else TargetModel(tm.target, int8_model(tm.model), tm.path)
+    # run_sisnr runs the model as given (stage 4 is float32): give it the int8 model itself
+    if precision == "int8-pytorch":
+        scored = TargetModel(tm.target, int8_model(tm.model), tm.path)
+    elif precision == "int8-onnxruntime":
+        runner = cached_int8_model(tm.model, file_digest(tm.path), scratch / "cache", torch.get_num_threads())
+        scored = TargetModel(tm.target, runner, tm.path)
+    else:
+        scored = tm
     results = scratch / f"{exp.name}-{precision}"
     results.mkdir(parents=True, exist_ok=True)
     run_sisnr(scored, exp, results, opts, "cpu", float(conf["training"]["silence_db"]))
@@ -105,7 +123,7 @@ def score_model(exp: Path, precision: str, max_tracks, scratch: Path) -> dict:
     sdr = {n: [] for n in names}
     for track in tracks:
         mixture, refs, sr = load_track(track, names, False)
-        stems = separate_stems([tm], mixture, sr, precision=precision, **opts)
+        stems = separate_stems([scored], mixture, sr, precision="float32", **opts)   # scored: int8 itself
         values, _ = bss_eval(np.stack([refs[n] for n in names]), np.stack([stems[n] for n in names]), sr,
                              "fast", "cpu", names=names)
         for j, n in enumerate(names):
@@ -116,29 +134,33 @@ def score_model(exp: Path, precision: str, max_tracks, scratch: Path) -> dict:
 def quality(args, rows: list) -> None:
     import numpy as np
 
-    print("\n| model | stem | float32 SI-SNRi | change (mean / worst of excerpts) | float32 SDR (median of songs) "
-          "| change of the median | change per song (mean / worst) |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+    print("\n| model | stem | int8 by | float32 SI-SNRi | change (mean / worst of excerpts) | float32 SDR (median of "
+          "songs) | change of the median | change per song (mean / worst) |")
+    print("|---|---|---|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as scratch:
         for exp in map(Path, args.exps):
-            f32, q8 = (score_model(exp, p, args.max_tracks, Path(scratch)) for p in ("float32", "int8"))
-            for stem in f32["sdr"]:
-                a, b = np.array(f32["sisnri"][stem]), np.array(q8["sisnri"][stem])
-                sa, sb = np.array(f32["sdr"][stem]), np.array(q8["sdr"][stem])
-                row = dict(model=str(exp), stem=stem, excerpts=len(a), songs=len(sa),
-                           sisnri=float(np.nanmean(a)), sisnri_change=float(np.nanmean(b - a)),
-                           sisnri_worst=float(np.nanmin(b - a)), sdr=float(np.nanmedian(sa)),
-                           sdr_median_change=float(np.nanmedian(sb) - np.nanmedian(sa)),
-                           sdr_change=float(np.nanmean(sb - sa)), sdr_worst=float(np.nanmin(sb - sa)))
-                rows.append(dict(part="quality", **row))
-                print(f"| {exp.name} | {stem} | {row['sisnri']:.2f} | {row['sisnri_change']:+.4f} / "
-                      f"{row['sisnri_worst']:+.4f} ({len(a)}) | {row['sdr']:.2f} | {row['sdr_median_change']:+.4f} "
-                      f"| {row['sdr_change']:+.4f} / {row['sdr_worst']:+.4f} ({len(sa)}) |", flush=True)
-    mine = [r for r in rows if r["part"] == "quality"]
-    loss = max(max(-r["sdr_median_change"], -r["sdr_change"]) for r in mine)
-    worst = max(-r["sdr_worst"] for r in mine)
-    print(f"largest SDR loss of a model (median of songs, or mean over songs): {loss:.4f} dB; "
-          f"worst single song: {worst:.4f} dB")
+            f32 = score_model(exp, "float32", args.max_tracks, Path(scratch))
+            for kind in INT8_KINDS:
+                q8 = score_model(exp, kind, args.max_tracks, Path(scratch))
+                for stem in f32["sdr"]:
+                    a, b = np.array(f32["sisnri"][stem]), np.array(q8["sisnri"][stem])
+                    sa, sb = np.array(f32["sdr"][stem]), np.array(q8["sdr"][stem])
+                    row = dict(model=str(exp), stem=stem, int8=kind, excerpts=len(a), songs=len(sa),
+                               sisnri=float(np.nanmean(a)), sisnri_change=float(np.nanmean(b - a)),
+                               sisnri_worst=float(np.nanmin(b - a)), sdr=float(np.nanmedian(sa)),
+                               sdr_median_change=float(np.nanmedian(sb) - np.nanmedian(sa)),
+                               sdr_change=float(np.nanmean(sb - sa)), sdr_worst=float(np.nanmin(sb - sa)))
+                    rows.append(dict(part="quality", **row))
+                    print(f"| {exp.name} | {stem} | {kind.split('-')[1]} | {row['sisnri']:.2f} | "
+                          f"{row['sisnri_change']:+.4f} / {row['sisnri_worst']:+.4f} ({len(a)}) | {row['sdr']:.2f} | "
+                          f"{row['sdr_median_change']:+.4f} | {row['sdr_change']:+.4f} / {row['sdr_worst']:+.4f} "
+                          f"({len(sa)}) |", flush=True)
+    for kind in INT8_KINDS:
+        mine = [r for r in rows if r["part"] == "quality" and r["int8"] == kind]
+        loss = max(max(-r["sdr_median_change"], -r["sdr_change"]) for r in mine)
+        worst = max(-r["sdr_worst"] for r in mine)
+        print(f"{kind}: largest SDR loss of a model (median of songs, or mean over songs): {loss:.4f} dB; "
+              f"worst single song: {worst:.4f} dB")
 
 
 # ------------------------------------------------------------------------- command
@@ -165,12 +187,15 @@ def make_inputs(tmp: Path, minutes: float, overrides) -> tuple:
 
 
 def run_command(song: Path, exp: Path, precision: str, out: Path) -> dict:
+    """One separate command (``precision``: a :data:`PRECISION_ARGS` name); int8 graphs are cached
+    in ``out``'s parent folder (``XDG_CACHE_HOME``), as in a user's cache between runs."""
     from bench_defaults import clean_env
 
     cmd = [sys.executable, "-m", "asteroid_frugal.cli.separate", str(song), "--models", str(exp), "--out", str(out),
-           "--overwrite", "--precision", precision]
+           "--overwrite", *PRECISION_ARGS[precision]]
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=REPO, env=clean_env(), capture_output=True, text=True)
+    env = dict(clean_env(), XDG_CACHE_HOME=str(out.parent / "cache"))
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
@@ -187,6 +212,10 @@ def command(args, rows: list, tmp: Path) -> None:
     print("|---|---|---:|---:|" + "---:|---:|" * len(others))
     for minutes in args.song_minutes:
         exp, song = make_inputs(tmp, minutes, args.set)
+        if "int8" in others:   # the first int8 run exports the model's graph; later runs read it from the cache
+            first = run_command(song, exp, "int8", tmp / "out")["seconds"]
+            print(f"    first int8 run (exports and caches the graph): {first:.1f} s", flush=True)
+            rows.append(dict(part="command", minutes=minutes, first_int8=first))
         for state in args.states:
             load = start_load(state)
             try:
@@ -230,8 +259,13 @@ def backend_child(args) -> None:
     start = time.perf_counter()
     if args.child == "torch-int8":
         runner = quantize_int8(model)
-    elif args.child == "onnxruntime-int8":
-        runner = onnx_int8(model, Path(args.song).parent)
+    elif args.child.startswith("onnxruntime-int8"):   # -cached: the graph exported by the run before
+        from asteroid_frugal.export import cached_int8_model
+
+        cache = Path(args.song).parent / "cache"
+        if args.child == "onnxruntime-int8":
+            shutil.rmtree(cache, ignore_errors=True)
+        runner = cached_int8_model(model, "bench", cache, torch.get_num_threads())
     else:
         runner = model
     prepared = time.perf_counter()
@@ -248,29 +282,6 @@ def backend_child(args) -> None:
 
     threads = describe().split(",", 1)[0]     # "torch threads N": chosen per process by the shipped auto
     print(json.dumps(dict(prepare=prepared - start, separate=done - prepared, snr=snr, threads=threads)), flush=True)
-
-
-def onnx_int8(model, folder: Path):
-    """The model as onnxruntime runs its int8 export, with the interface ``separate_long`` uses."""
-    import onnxruntime as ort
-    import torch
-
-    from asteroid_frugal.export import export
-
-    path = export(model, "onnx", folder / "int8.onnx", int8=True)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads = torch.get_num_threads(), 1
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-    class OnnxModel(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            for key in ("sample_rate", "stride", "kernel_size", "n_src", "n_channels"):
-                setattr(self, key, getattr(model, key))
-
-        def forward(self, x):
-            return torch.from_numpy(session.run(None, {"mixture": x.numpy()})[0])
-    return OnnxModel()
 
 
 def backends(args, rows: list, tmp: Path) -> None:

@@ -21,6 +21,18 @@ else:
 SHARED = REPO.parent / "shared"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _cache_home(tmp_path_factory):
+    """Caches the commands keep between runs (int8 graphs) go to a folder of the test session, not the user's."""
+    old = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = old
+
+
 @pytest.fixture
 def tiny_model_args():
     return dict(n_src=2, n_filters=16, kernel_size=20, stride=None, n_channels=2, hidden_size=8, n_layers=2,

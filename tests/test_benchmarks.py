@@ -123,3 +123,15 @@ def test_bench_import_prints_its_table():
     text = run("benchmarks/bench_import.py", "--runs", "1")
     assert re.search(r"import asteroid_frugal, beyond +[\d.]+ s", text)
     assert re.search(r"command start, policy restart +[\d.]+ s +\([\d.]+x\)", text)
+
+
+def test_bench_int8_backends_table():
+    """Each int8 backend runs in its own process: PyTorch's, onnxruntime's exported graph, and the same
+    graph read back from the cache the run before filled (same outputs, so the same SNR)."""
+    text = run("benchmarks/bench_int8.py", "--parts", "backends", "--song_minutes", "0.02", "--set",
+               "masker.hidden_size=8", "masker.n_layers=2", "filterbank.n_filters=16")
+    rows = {m.group(1): m.groups()[1:] for m in re.finditer(
+        r"\| 0\.02 min \| ([\w-]+) \| ([\d.]+) \| ([\d.]+) \| [\d.]+ \| ([\d.-]+) \|", text)}
+    assert set(rows) == {"float32", "torch-int8", "onnxruntime-int8", "onnxruntime-int8-cached"}
+    assert rows["float32"][2] == "-" and float(rows["torch-int8"][2]) > 10
+    assert rows["onnxruntime-int8"][2] == rows["onnxruntime-int8-cached"][2] and float(rows["onnxruntime-int8"][2]) > 10

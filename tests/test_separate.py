@@ -1,5 +1,6 @@
 """The separation command: formats, rates, channels, exact lengths, stem sets, rescaling,
 existing outputs, bad files and model/target errors."""
+import os
 import re
 import signal
 import subprocess
@@ -178,6 +179,9 @@ def test_command_line_exit_codes(tmp_path, exps, monkeypatch, capsys):
     sf.write(wav, tone(0.5, 8000, 1).T, 8000)
     args = [str(wav), "--models", f"drums={exps['vocals']}", "--out", str(tmp_path / "out")]
     monkeypatch.setattr(sys, "argv", ["asteroid-frugal-separate", *args])
+    # a wait policy given: the entry point keeps it (on a busy machine it would otherwise start
+    # the command again in place of this test process, runtime.restart)
+    monkeypatch.setenv("OMP_WAIT_POLICY", os.environ.get("OMP_WAIT_POLICY") or "PASSIVE")
     with pytest.raises(SystemExit) as exit_info:
         cli()  # the console script's entry point: a one-line error, exit code 2
     assert exit_info.value.code == 2
@@ -225,7 +229,7 @@ def test_precision_auto_probes_bfloat16_against_float32(tmp_path, exps, caplog):
     main([str(wav), "--models", str(exps["vocals"]), "--out", str(tmp_path / "int8"),
           "--set", "separate.auto_int8_min_hidden=8"])
     line = next(r.getMessage() for r in caplog.records if "wav: precision" in r.getMessage())
-    assert line.endswith("s.wav: precision int8 (auto on the CPU: int8 weights, LSTM of 8 units >= 8; costs and "
+    assert line.endswith("s.wav: precision int8, onnxruntime (auto on the CPU: int8 weights, LSTM of 8 units >= 8; costs and "
                          "gains: docs/separation.md)"), line
     caplog.clear()
     main([str(wav), "--models", str(exps["vocals"]), "--out", str(tmp_path / "f32"), "--precision", "float32"])
@@ -270,6 +274,63 @@ def test_int8_separates_close_to_float32_and_leaves_the_model_file_as_it_was(tmp
         snr = 10 * np.log10(np.sum(ref.astype(np.float64) ** 2) / np.sum((est.astype(np.float64) - ref) ** 2))
         assert snr > 15, f"{stem}: int8 only {snr:.1f} dB from float32"   # a loose bound (tiny random model)
     assert (file_digest(model_file), model_file.stat().st_mtime_ns) == (digest, mtime)
+
+
+def test_int8_runs_on_onnxruntime_from_a_graph_exported_once_and_cached(tmp_path, exps, caplog, monkeypatch):
+    """``--precision int8``: the model's int8 graph is exported into the cache at the first run and
+    read from there later (the same stems); a broken cached graph is made again;
+    ``separate.int8_backend=pytorch`` runs PyTorch's int8 weights; the backend is in the record."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    wav = tmp_path / "s.wav"
+    sf.write(wav, tone(2.0, 8000, 2).T, 8000, subtype="FLOAT")
+    args = [str(wav), "--models", str(exps["vocals"]), "--precision", "int8", "--subtype", "FLOAT"]
+
+    def run(out, *more):
+        caplog.clear()
+        with caplog.at_level("INFO"):
+            main([*args, "--out", str(tmp_path / out), *more])
+        return " ".join(r.getMessage() for r in caplog.records)
+
+    first = run("ort1")
+    graphs = list((cache / "asteroid-frugal" / "int8").glob("*.int8.onnx"))
+    assert len(graphs) == 1 and "exporting its int8 graph" in first and "precision int8, onnxruntime" in first
+    second = run("ort2")
+    assert "exporting" not in second and "precision int8, onnxruntime" in second
+    stems = [("s", f"{stem}.wav") for stem in ("vocals", "accompaniment")]
+    def same(a, b):   # sample for sample (a FLOAT wav's PEAK chunk holds the time it was written)
+        return np.array_equal(read_audio(tmp_path / a / "s" / "vocals.wav")[0], read_audio(tmp_path / b / "s" / "vocals.wav")[0])
+
+    assert same("ort1", "ort2")
+    graphs[0].write_bytes(b"not a graph")
+    third = run("ort3")
+    assert "unreadable cached int8 graph" in third and "exporting its int8 graph" in third
+    assert same("ort3", "ort1")
+    torch_run = run("pt", "--set", "separate.int8_backend=pytorch")
+    assert "precision int8, PyTorch" in torch_run
+    records = {out: yaml.safe_load((tmp_path / out / "s" / "separation.json").read_text())["settings"]
+               for out in ("ort1", "pt")}
+    assert (records["ort1"]["int8_backend"], records["pt"]["int8_backend"]) == ("onnxruntime", "pytorch")
+    for song, name in stems:   # two int8 computations of one model: close, not equal
+        ort, _ = read_audio(tmp_path / "ort1" / song / name)
+        pt, _ = read_audio(tmp_path / "pt" / song / name)
+        snr = 10 * np.log10(np.sum(pt.astype(np.float64) ** 2) / np.sum((ort.astype(np.float64) - pt) ** 2))
+        assert 15 < snr < 200, snr
+    with pytest.raises(FrugalError, match="separate.int8_backend: expected onnxruntime or pytorch; got 'tensorrt'"):
+        main([*args, "--out", str(tmp_path / "bad"), "--set", "separate.int8_backend=tensorrt"])
+
+
+def test_int8_with_an_unwritable_cache_exports_for_the_run_only(tmp_path, exps, caplog):
+    wav = tmp_path / "s.wav"
+    sf.write(wav, tone(1.0, 8000, 2).T, 8000)
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache folder would go")
+    with caplog.at_level("INFO"):
+        main([str(wav), "--models", str(exps["vocals"]), "--out", str(tmp_path / "out"), "--precision", "int8",
+              "--set", f"separate.cache_dir={blocker / 'int8'}"])
+    text = " ".join(r.getMessage() for r in caplog.records)
+    assert "not writable" in text and "precision int8, onnxruntime" in text
+    assert (tmp_path / "out" / "s" / "vocals.wav").is_file()
 
 
 # ------------------------------------------------------------- interrupted and failed runs
