@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data.types import MIXTURE
-from .inference import check_finite_weights, load_model
+from .inference import check_finite_weights, load_model, lstm_units
 from .streaming import BlockStreamer, check_causal
 from .utils import FrugalError, atomic_path
 
@@ -239,7 +239,8 @@ INT8_GRAPH_VERSION = 1   # part of a cached graph's key: made again when Offline
 class OnnxOfflineModel(nn.Module):
     """An offline model's int8 ONNX export run by onnxruntime, called as the model is: ``(B, C, T)``
     in, ``(B, n_src, C, T)`` out (CPU float32 tensors). It carries what separation reads from a model
-    (``sample_rate``, ``kernel_size``, ``stride``, ``n_src``, ``n_channels``, ``frugal_path``), so
+    (``sample_rate``, ``kernel_size``, ``stride``, ``n_src``, ``n_channels``, ``frugal_path``, and
+    ``lstm_hidden`` for :func:`asteroid_frugal.inference.lstm_units`), so
     :func:`asteroid_frugal.inference.separate_blocks` runs it as it is (at ``precision="float32"``:
     the graph computes with int8 weights itself)."""
 
@@ -248,6 +249,7 @@ class OnnxOfflineModel(nn.Module):
         self.session, self.graph_path = session, Path(graph_path)
         for name in ("sample_rate", "kernel_size", "stride", "n_src", "n_channels"):
             setattr(self, name, getattr(model, name))
+        self.lstm_hidden = lstm_units(model)     # what precision="auto" decides on
         self.frugal_path = f"{getattr(model, 'frugal_path', type(model).__name__)} (int8, onnxruntime)"
 
     def forward(self, mixture: torch.Tensor) -> torch.Tensor:
@@ -273,6 +275,9 @@ def session_options(threads: int):
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads, opts.inter_op_num_threads = max(1, int(threads)), 1
+    # no memory arena: an arena keeps the most a session ever held (a batch of chunks' activations,
+    # 0.5 GB and more per paper-size model) for the session's life, one arena per model
+    opts.enable_cpu_mem_arena = False
     if os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE":
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return opts

@@ -740,7 +740,10 @@ def native_bf16(device) -> bool:
 
 def lstm_units(model) -> int:
     """The hidden size of the model's largest LSTM (0 without one): what decides whether int8
-    weights pay on a CPU (docs/separation.md, "int8")."""
+    weights pay on a CPU (docs/separation.md, "int8"); a model run by another engine says it
+    (``lstm_hidden``, as :class:`asteroid_frugal.export.OnnxOfflineModel`)."""
+    if hasattr(model, "lstm_hidden"):
+        return int(model.lstm_hidden)
     return max((int(m.hidden_size) for m in model.modules() if isinstance(m, torch.nn.LSTM)), default=0)
 
 

@@ -343,7 +343,11 @@ def int8_cache_dir(conf: Dict) -> Path:
 
 def int8_onnx_models(job: "SeparationJob") -> List[TargetModel]:
     """The job's models as int8 onnxruntime models (:func:`asteroid_frugal.export.cached_int8_model`),
-    made once per run; PyTorch's int8 models (with a warning) where onnxruntime cannot run them."""
+    made once per run; an empty list (and a warning: PyTorch's int8 weights then) where onnxruntime
+    cannot run them. Once made, they take the float models' place in the job's
+    :class:`TargetModel` objects: every later song of the run is int8 too (the precision is the
+    run's, or ``auto``'s choice for these models on the CPU, the same for every song), and the float
+    weights (95 MB per paper-size model) are not kept beside the int8 graphs."""
     if job.onnx_models is None:
         import torch
 
@@ -351,10 +355,11 @@ def int8_onnx_models(job: "SeparationJob") -> List[TargetModel]:
 
         digests = {m["target"]: m["sha256"] for m in job.record["models"]}
         try:
-            job.onnx_models = [TargetModel(m.target, cached_int8_model(m.model, digests[m.target],
-                                                                       int8_cache_dir(job.conf),
-                                                                       torch.get_num_threads()), m.path)
-                               for m in job.models]
+            made = [cached_int8_model(m.model, digests[m.target], int8_cache_dir(job.conf), torch.get_num_threads())
+                    for m in job.models]
+            for tm, model in zip(job.models, made):
+                tm.model = model
+            job.onnx_models = list(job.models)
         except NonFiniteOutputError:
             raise                 # not separable in int8 by either: one line per song
         except (ImportError, FrugalError, RuntimeError) as err:

@@ -9,14 +9,18 @@ values (``--size paper``) or with ``egs/demo/conf.yml``'s overlay (``--size demo
 main job's models) and saved as ``best_model.pth`` the way training exports them (an untrained
 model costs the same memory and time as a trained one). The songs are synthetic 44.1 kHz stereo
 PCM_16 wavs (``bench_inference.synthetic_song``). Each run is ``python -m
-asteroid_frugal.cli.separate SONG --models ... --out ... --device cpu --precision float32
---threads N`` in its own process with the other settings as shipped; ``peak RSS`` is that
+asteroid_frugal.cli.separate SONG --models ... --out ... --device cpu --precision P
+--threads N`` in its own process with the other settings as shipped (``--precision``: float32 by
+default; ``auto``, as shipped, runs the paper-size models in int8 on onnxruntime); ``peak RSS`` is that
 process's ``ru_maxrss`` (``os.wait4`` in a small launcher process: Linux keeps a process's peak RSS
 across fork and exec, so a command started straight from this one, which holds PyTorch and the models,
 would report at least this one's peak), so it is the figure ``/usr/bin/time -v`` would print.
 ``--before DIR`` also runs every configuration with ``PYTHONPATH=DIR``: another checkout of the
 package (``git worktree add /tmp/old HEAD`` for the code before a change). Memory does not
-depend on how busy the machine is; the times printed beside it do.
+depend on how busy the machine is; the times printed beside it do. ``peak anonymous``: the most
+anonymous memory the command held (sampled every 20 ms): RSS also counts the pages of shared
+libraries it touched (about 0.4 GB of PyTorch's and its CUDA libraries'), which the kernel can
+drop and read again when memory is short; anonymous memory it cannot.
 """
 import argparse
 import os
@@ -55,27 +59,39 @@ def make_models(root: Path, targets, size: str):
 
 # The command runs under this small launcher, which reports the command's rusage: a process started
 # straight from this one would count this process's own memory (its peak RSS is kept across the
-# fork and exec, and this one holds PyTorch and the models it built).
-LAUNCHER = """import os, subprocess, sys
+# fork and exec, and this one holds PyTorch and the models it built). It also samples the command's
+# anonymous memory (RssAnon, every 20 ms): RSS counts the pages of the shared libraries a process has
+# touched, which the kernel can drop and read again at will; anonymous memory is what it cannot.
+LAUNCHER = """import os, subprocess, sys, time
 proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
-_, status, usage = os.wait4(proc.pid, 0)
-print(usage.ru_maxrss, os.waitstatus_to_exitcode(status))
+anon = 0
+while True:
+    pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+    if pid:
+        break
+    try:
+        with open(f"/proc/{proc.pid}/status") as f:
+            anon = max([anon] + [int(l.split()[1]) for l in f if l.startswith("RssAnon:")])
+    except OSError:
+        pass
+    time.sleep(0.02)
+print(usage.ru_maxrss, anon, os.waitstatus_to_exitcode(status))
 """
 
 
 def measure(cmd, env, cwd) -> tuple:
-    """``(peak RSS in MB, wall seconds)`` of one command (its own process, ``wait4`` rusage through
-    :data:`LAUNCHER`), run in ``cwd`` (``python -m`` imports the package of its working folder
-    before ``PYTHONPATH``'s)."""
+    """``(peak RSS in MB, peak anonymous memory in MB, wall seconds)`` of one command (its own
+    process, ``wait4`` rusage and RssAnon samples through :data:`LAUNCHER`), run in ``cwd``
+    (``python -m`` imports the package of its working folder before ``PYTHONPATH``'s)."""
     start = time.perf_counter()
     with tempfile.TemporaryFile() as err:  # a file, not a pipe: progress bars would fill a pipe and block
         proc = subprocess.run([sys.executable, "-c", LAUNCHER, *cmd], env=env, cwd=cwd, stdout=subprocess.PIPE,
                               stderr=err, text=True)
-        maxrss_kb, code = (int(v) for v in proc.stdout.split())
+        maxrss_kb, anon_kb, code = (int(v) for v in proc.stdout.split())
         if code != 0:
             err.seek(0)
             sys.exit(f"separate failed ({code}): {err.read().decode(errors='replace')[-2000:]}")
-    return maxrss_kb / 1024, time.perf_counter() - start
+    return maxrss_kb / 1024, anon_kb / 1024, time.perf_counter() - start
 
 
 def main(argv=None):
@@ -87,6 +103,9 @@ def main(argv=None):
                         help="model sets, comma-separated targets")
     parser.add_argument("--before", default=None, help="another checkout of the package, run too (PYTHONPATH)")
     parser.add_argument("--batch_chunks", type=int, default=None, help="chunks per forward pass (default: shipped)")
+    parser.add_argument("--precision", default="float32",
+                        help="--precision of the command: float32, int8, auto (shipped: int8 on onnxruntime for "
+                             "paper-size models on the CPU, whose graphs this script caches in its own folder)...")
     args = parser.parse_args(argv)
 
     import soundfile as sf
@@ -101,9 +120,11 @@ def main(argv=None):
         targets = sorted({t for s in args.sets for t in s.split(",")})
         exps = {size: make_models(tmp / "exp", targets, size) for size in args.size}
         batch = f"{args.batch_chunks} chunk(s) per pass" if args.batch_chunks else "shipped chunking"
-        print(f"separate command, 44.1 kHz stereo PCM_16 wav, untrained FrugalTasNets, float32, {batch}, CPU, "
+        print(f"separate command, 44.1 kHz stereo PCM_16 wav, untrained FrugalTasNets, --precision {args.precision}, "
+              f"{batch}, CPU, "
               f"{args.threads} thread(s), {cpu_name()}")
-        print("| code | model size | song | models | peak RSS | wall time |\n|---|---|---:|---|---:|---:|")
+        print("| code | model size | song | models | peak RSS | peak anonymous | wall time |\n"
+              "|---|---|---:|---|---:|---:|---:|")
         for minutes in args.minutes:
             song = tmp / "song.wav"
             with sf.SoundFile(str(song), "w", sr, 2, subtype="PCM_16") as f:   # ten minutes at a time
@@ -114,15 +135,16 @@ def main(argv=None):
                     ts = models.split(",")
                     for label, code in codes:
                         out = tmp / f"out_{label}"
-                        env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONPATH=str(code))
+                        env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONPATH=str(code),
+                                   XDG_CACHE_HOME=str(tmp / "cache"))
                         cmd = [sys.executable, "-m", "asteroid_frugal.cli.separate", str(song), "--out", str(out),
-                               "--device", "cpu", "--precision", "float32", "--threads", str(args.threads),
+                               "--device", "cpu", "--precision", args.precision, "--threads", str(args.threads),
                                "--models", *(f"{t}={exps[size][t]}" for t in ts)]
                         if args.batch_chunks:
                             cmd += ["--batch_chunks", str(args.batch_chunks)]
-                        peak, wall = measure(cmd, env, code)
+                        peak, anon, wall = measure(cmd, env, code)
                         shutil.rmtree(out, ignore_errors=True)
-                        print(f"| {label} | {size} | {minutes:g} min | {'+'.join(ts)} | {peak:.0f} MB | {wall:.0f} s |",
+                        print(f"| {label} | {size} | {minutes:g} min | {'+'.join(ts)} | {peak:.0f} MB | {anon:.0f} MB | {wall:.0f} s |",
                               flush=True)
             song.unlink()
 

@@ -320,6 +320,21 @@ def test_int8_runs_on_onnxruntime_from_a_graph_exported_once_and_cached(tmp_path
         main([*args, "--out", str(tmp_path / "bad"), "--set", "separate.int8_backend=tensorrt"])
 
 
+def test_every_song_of_a_run_stays_int8_on_onnxruntime_once_its_graphs_replace_the_float_models(tmp_path, exps,
+                                                                                                 caplog):
+    songs = tmp_path / "songs"
+    songs.mkdir()
+    for i in range(3):
+        sf.write(songs / f"{i}.wav", tone(0.5, 8000, 2, seed=i).T, 8000)
+    with caplog.at_level("INFO"):
+        main([str(songs), "--models", str(exps["vocals"]), str(exps["drums"]), "--out", str(tmp_path / "out"),
+              "--set", "separate.auto_int8_min_hidden=8"])
+    lines = [r.getMessage() for r in caplog.records if "wav: precision" in r.getMessage()]
+    assert len(lines) == 3 and all("precision int8, onnxruntime (auto on the CPU: int8 weights, LSTM of 8 units"
+                                   in line for line in lines), lines
+    assert sum("exporting its int8 graph" in r.getMessage() for r in caplog.records) <= 2   # once per model at most
+
+
 def test_int8_with_an_unwritable_cache_exports_for_the_run_only(tmp_path, exps, caplog):
     wav = tmp_path / "s.wav"
     sf.write(wav, tone(1.0, 8000, 2).T, 8000)
