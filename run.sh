@@ -6,6 +6,7 @@
 #   ./run.sh --musdb_root /data/musdb18        # MUSDB18 (.stem.mp4) or MUSDB18-HQ (wav), paper scale
 #   ./run.sh --stage 3 --tag vocals            # train (then evaluate, publish) the vocals model
 #   ./run.sh --egs egs/table2_excerpt_length --seeds 3   # a whole experiment of the paper (all variants x seeds)
+#   ./run.sh --egs egs/table2_excerpt_length --launcher slurm   # the same, one SLURM job per variant x seed (docs/cluster.md)
 #
 # Stages: 0 data preparation, 1 extra data, 2 training-set shaping, 3 training,
 #         4 evaluation (with listenable example stems), 5 publishing.
@@ -30,6 +31,7 @@ data_dir=data         # prepared data
 exp_dir=exp           # experiments
 egs=""                # run every variant of an egs/<experiment> folder, then collect its results
 seeds=""              # with --egs: seeds per variant (default: the experiment.yml's, else 3)
+launcher=""           # with --egs: local (here, in turn) | slurm (one job per variant x seed; docs/cluster.md)
 devices=""            # training devices (Lightning): e.g. 1, 4, auto
 num_nodes=""          # training nodes (DDP)
 strategy=""           # Lightning strategy: auto, ddp, ...
@@ -39,7 +41,7 @@ setup=yes             # create/refresh .venv and system tools before running
 python=.venv/bin/python
 
 __option_names="stage stop_stage tag target targets conf overlay set musdb_root musdb_download
- extra_roots midi_dirs data_dir exp_dir egs seeds devices num_nodes strategy precision target_jobs setup python"
+ extra_roots midi_dirs data_dir exp_dir egs seeds launcher devices num_nodes strategy precision target_jobs setup python"
 cmdline="./run.sh$(printf " %q" "$@")"   # re-runnable as written (train_command.txt)
 . utils/parse_options.sh
 target_jobs_option=$target_jobs   # as given (the sweep passes it on to each variant)
@@ -97,7 +99,7 @@ if [ -n "$egs" ]; then  # a whole experiment: every variant and seed, resumable,
   # The config arguments above (every option of this script) reach each variant's run.sh unchanged.
   need_python
   exec "$python" local/run_egs.py --egs "$egs" --exp_dir "$exp_dir" --stage "$stage" --stop_stage "$stop_stage" \
-    --target_jobs "$target_jobs_option" ${seeds:+--seeds "$seeds"} "${common[@]}"
+    --target_jobs "$target_jobs_option" ${seeds:+--seeds "$seeds"} ${launcher:+--launcher "$launcher"} "${common[@]}"
 fi
 
 if [ -n "$tag" ] && [ "$stage" -ge 4 ] && [ ! -d "$exp_dir/$tag" ]; then  # nothing trains it in this run

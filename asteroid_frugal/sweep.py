@@ -7,7 +7,8 @@ do not. Each stage skips what is already done, so an interrupted sweep resumes. 
 options of ``run.sh`` arrive here as ``--conf``/``--overlay``/``--set`` and are passed on
 unchanged to every variant's ``run.sh`` (one mechanism: an option is declared once, in run.sh).
 The experiment's layout (``experiment.yml``): :mod:`asteroid_frugal.reports.experiment`; its
-table and figure: :mod:`asteroid_frugal.reports.sweep`.
+table and figure: :mod:`asteroid_frugal.reports.sweep`. On a cluster (``--launcher slurm``),
+:mod:`asteroid_frugal.launch` runs the same :func:`variant_command` of each variant and seed as a job.
 """
 import logging
 import subprocess

@@ -51,7 +51,8 @@ log = logging.getLogger("asteroid_frugal.train")
 RESUMABLE_KEYS = {"training": {"epochs", "devices", "num_nodes", "strategy", "accelerator",
                                "num_workers", "checkpoint_every_n_steps", "precision"},
                   "default_corpus": {"jobs"}, "midi_render": {"jobs"},   # same audio whatever the number
-                  "evaluation": None, "separate": None, "streaming": None, "runtime": None}
+                  "evaluation": None, "separate": None, "streaming": None, "runtime": None,
+                  "sweep": None, "launcher": None, "rehearsal": None}   # how runs are launched, not what they train
 RESULTS = ("training_done.json", "best_model.pth", "best_k_models.json", "training_curves.png")
 
 

@@ -166,15 +166,24 @@ def test_every_run_sh_option_reaches_every_variant(tmp_path):
 
 def test_drums_sweep_is_tabulated(tmp_path):
     """A drums experiment: evaluate writes si_snr_drums / si_snr_no_drums (data/types.py's names)
-    and the sweep's table reads exactly those (it once looked for a missing si_snr_rest)."""
+    and the sweep's table reads exactly those (it once looked for a missing si_snr_rest). Run as
+    submitit jobs (./run.sh --launcher submitit_local): the data job, then the variant's, each the
+    recipe's run.sh in a process of its own (tests/test_launch.py: the launcher itself)."""
     egs = make_egs(tmp_path)
     (egs / "experiment.yml").write_text(EXPERIMENT.replace("target: vocals", "target: drums")
                                         .replace("variants: [short, long]", "variants: [short]")
                                         .replace("vocals: -3.0, accompaniment: -9.0", "drums: -3.0, no_drums: -9.0"))
-    out = subprocess.run(sweep_cmd(egs, tmp_path, "--seeds", "1"), cwd=REPO, capture_output=True, text=True,
-                         timeout=1200)
+    out = subprocess.run(sweep_cmd(egs, tmp_path, "--seeds", "1", "--launcher", "submitit_local", "--set",
+                                   "launcher.wait=true launcher.gpus_per_node=0 launcher.poll_seconds=1"),
+                         cwd=REPO, capture_output=True, text=True, timeout=1200)
     assert out.returncode == 0, out.stderr[-3000:]
     exp = tmp_path / "exp" / "tiny_sweep"
+    jobs = json.loads((exp / "launcher" / "jobs.json").read_text())
+    assert sorted(jobs) == ["prepare", "short_seed0"] and {j["cluster"] for j in jobs.values()} == {"local"}
+    job_log = (exp / "launcher" / "short_seed0" / f"{jobs['short_seed0']['job_id']}_0_log.out").read_text()
+    assert "== stage 3 (training, short)" in job_log and "Job completed successfully" in job_log
+    saved = yaml.safe_load((exp / "seed0" / "short" / "conf.yml").read_text())["launcher"]
+    assert saved["name"] == "local" and saved["wait"] is False     # launcher.* reaches no variant
     metrics = json.loads((exp / "seed0" / "short" / "results" / "final_metrics.json").read_text())
     (row,) = collect(load_experiment(egs), exp)
     assert row["per_seed"] == {0: {"drums": metrics["si_snr_drums"], "no_drums": metrics["si_snr_no_drums"],

@@ -223,12 +223,13 @@ def test_config_check_ignores_keys_a_conf_yml_version_added_or_removed(tmp_path)
 
 
 def test_config_check_ignores_what_training_never_reads(tmp_path):
-    """Scoring, separation, streaming and threading settings (a sweep resumed with --jobs, stage 4
-    re-run with museval) leave the experiment the same one; a model or data key does not."""
+    """Scoring, separation, streaming, threading and launching settings (a sweep resumed with --jobs
+    or requeued with another time limit, stage 4 re-run with museval) leave the experiment the same one; a model or data key does not."""
     save_config(tiny_conf("runtime.threads=1"), tmp_path / "conf.yml")
     check_same_experiment(tiny_conf("runtime.threads=2", "runtime.omp_wait_policy=passive",
                                      "evaluation.bss_backend=museval", "separate.precision=float32",
-                                     "streaming.block=512", "default_corpus.jobs=1", "midi_render.jobs=3"),
+                                     "streaming.block=512", "default_corpus.jobs=1", "midi_render.jobs=3",
+                                     "launcher.time_min=60", "sweep.seeds=5", "rehearsal.songs=4"),
                            tmp_path)
     with pytest.raises(FrugalError, match=r"\(shaping.excerpt_seconds\)"):
         check_same_experiment(tiny_conf("runtime.threads=2", "shaping.excerpt_seconds=3"), tmp_path)
