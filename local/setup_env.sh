@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create/refresh the project's environment: .venv from requirements.txt (+ this package,
 # editable) and the system tools (ffmpeg/ffprobe for musdb/stempeg; fluidsynth and two GM
-# soundfonts for the built-in corpus and the MIDI renderer). Idempotent: a stamp skips pip when nothing changed.
+# soundfonts for the built-in corpus and the MIDI renderer; flite, festival and voices for its sung voice). Idempotent: a stamp skips pip when nothing changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${VENV:-.venv}
@@ -13,6 +13,17 @@ command -v fluidsynth >/dev/null 2>&1 || need_apt+=(fluidsynth)
 # the built-in corpus (default_corpus.soundfonts) renders with both GM soundfonts
 [ -e /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || need_apt+=(fluid-soundfont-gm)
 [ -e /usr/share/sounds/sf2/TimGM6mb.sf2 ] || need_apt+=(timgm6mb-soundfont)
+# its sung voice (default_corpus.singer, asteroid_frugal/data/sung_voice.py): recorded speakers of
+# speech synthesisers, flite (rms, awb) and festival with these voices (en, it, cs, fi, ca)
+command -v flite >/dev/null 2>&1 || need_apt+=(flite)
+command -v c++ >/dev/null 2>&1 || need_apt+=(g++)          # pip builds pyworld (requirements.txt)
+command -v festival >/dev/null 2>&1 || need_apt+=(festival)
+for voice in us/cmu_us_slt_arctic_hts:festvox-us-slt-hts english/kal_diphone:festvox-kallpc16k \
+             english/ked_diphone:festvox-kdlpc16k italian/lp_diphone:festvox-italp16k \
+             italian/pc_diphone:festvox-itapc16k czech/czech_dita:festvox-czech-dita \
+             finnish/hy_fi_mv_diphone:festvox-suopuhe-mv catalan/upc_ca_ona_hts:festvox-ca-ona-hts; do
+  [ -d "/usr/share/festival/voices/${voice%%:*}" ] || need_apt+=("${voice##*:}")
+done
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "setup: installing system packages: ${need_apt[*]}"
@@ -22,7 +33,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   else
     echo "setup: missing system packages: ${need_apt[*]}" >&2
     echo "setup: install them first, e.g.: sudo apt-get install ${need_apt[*]}" >&2
-    echo "setup: (ffmpeg is required; fluidsynth and the soundfonts for the built-in corpus and MIDI rendering)" >&2
+    echo "setup: (ffmpeg is required; fluidsynth and the soundfonts for the built-in corpus and MIDI rendering;" >&2
+    echo "setup:  flite, festival and the festvox voices for its sung voice, or --set default_corpus.singer=additive)" >&2
     command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || exit 1
   fi
 fi

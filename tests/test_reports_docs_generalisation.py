@@ -143,3 +143,36 @@ def test_both_directions_add_the_soundfont_cost_on_the_same_songs(tmp_path, tiny
     imp = computed.groupby("song").apply(lambda t: (t["si_snr_bass"] - t["input_si_snr_bass"]).mean())
     change = np.array([2.0, 4.0]) - imp.to_numpy()      # tim/bass per-song means on the unseen soundfont: 2, 4
     assert f"| {imp.mean():.1f} ± " in page and f"| {change.mean():+.1f} ± " in page
+
+
+def _voice_model(exp, train, test, improvements, csv="si_snr.csv", singer="speech"):
+    _model(exp, "vocals", [FLUID, TIM], None, improvements, csv=csv)
+    conf = yaml.safe_load((exp / "vocals" / "conf.yml").read_text())
+    conf["default_corpus"].update(singer=singer, voices=train, test_voices=test)
+    (exp / "vocals" / "conf.yml").write_text(yaml.safe_dump(conf))
+
+
+def test_held_out_voices_update_their_section_only(tmp_path):
+    """--voices (two directions, speakers swapped) and --baseline: the section names the speakers, the
+    unseen-voice scores, the paired change against the baseline and the cost of the unseen voice on the
+    same songs (cached scores read, not recomputed); the rest of the page is kept."""
+    a, b, base = tmp_path / "heldout_voices_a", tmp_path / "heldout_voices_b", tmp_path / "singer_additive"
+    _voice_model(a, ["en_slt"], ["it_pc"], [4, 4, 6, 6])
+    _voice_model(a, ["en_slt"], ["it_pc"], [5, 5, 9, 9], csv="si_snr_heldout_voices_b.csv")
+    _voice_model(b, ["it_pc"], ["en_slt"], [3, 3, 5, 5])
+    _voice_model(b, ["it_pc"], ["en_slt"], [6, 6, 6, 6], csv="si_snr_heldout_voices_a.csv")
+    _voice_model(base, [], None, [1, 1, 1, 1], singer="additive")
+    for d in (a, b):
+        _voice_model(base, [], None, [0, 0, 2, 2], csv=f"si_snr_{d.name}.csv", singer="additive")
+    out = tmp_path / "page.md"
+    out.write_text("# Generalisation\n\nsoundfont tables\n\n## Held-out voices\n\nold\n\n## Other\n\nkept\n")
+    done = subprocess.run([sys.executable, "docs/make_generalisation.py", "--voices", str(a), str(b),
+                           "--baseline", str(base), "--out", str(out)], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    page = out.read_text()
+    assert page.startswith("# Generalisation\n\nsoundfont tables\n") and "## Other\n\nkept" in page
+    assert "old" not in page
+    assert "| vocals | en_slt | it_pc | 5.0 ± 1.0 | 5.0 | 4.0 to 6.0 | 2 | >= 4 | yes |" in page
+    assert "| en_slt | it_pc | 5.0 ± 1.0 | additive singer: 1.0 ± 1.0 | +4.0 ± 0.0 |" in page
+    assert "| en_slt | 7.0 ± 2.0 | 5.0 ± 1.0 | -2.0 ± 1.0 |" in page
+    assert "| it_pc | 6.0 ± 0.0 | 4.0 ± 1.0 | -2.0 ± 1.0 |" in page

@@ -5,7 +5,8 @@ Two generators (``default_corpus.generator``):
 * ``midi`` (corpus v3, the default; :mod:`asteroid_frugal.data.midi_corpus`): songs composed as
   multitrack General MIDI, drums, bass and other rendered with FluidSynth and real sampled
   instruments (one of ``default_corpus.soundfonts`` per song), a synthesised singing voice
-  (plus GM choir patches in some songs) for vocals;
+  (plus GM choir patches in some songs) for vocals, or (``default_corpus.singer``) recorded
+  speakers made to sing (:mod:`asteroid_frugal.data.sung_voice`, its own version);
 * ``synth`` (v2, this module): everything synthesised in NumPy; about half the CPU time, kept
   as the tiny fast option for tests.
 
@@ -29,7 +30,8 @@ MUSDB18-HQ (``train/`` holds train and validation songs, ``test/``); the validat
 songs are named in ``musdb_setup.yaml``, a copy of musdb's own setup file with its
 ``validation_tracks`` replaced, which stage 0 hands to ``musdb.DB(setup_file=...)``.
 Song ``i`` of a split depends only on (generator and its version, seed, split, i,
-song_seconds, sample_rate, and for ``midi`` its soundfont and the FluidSynth settings), so a
+song_seconds, sample_rate, and for ``midi`` its soundfont, the FluidSynth settings, the singer,
+the speakers and the sung voice's version), so a
 bigger corpus (``--set default_corpus.n_train=400``) keeps the existing songs; a change of
 any of those (a new generator version included) regenerates the corpus, never mixes it.
 """
@@ -56,7 +58,8 @@ log = logging.getLogger("asteroid_frugal")
 SETUP_FILE = "musdb_setup.yaml"
 SONG_RECORD = ".song.json"         # midi generator: programs, soundfont, tempo... of each song
 GENERATORS = ("midi", "synth")
-_KEYS = ("generator", "seed", "n_train", "n_valid", "n_test", "song_seconds", "jobs", "soundfonts", "test_soundfonts")
+_KEYS = ("generator", "seed", "n_train", "n_valid", "n_test", "song_seconds", "jobs", "soundfonts", "test_soundfonts",
+         "singer", "voices", "test_voices")
 _FLUIDSYNTH_KEYS = ("gain", "reverb", "chorus")     # of the midi_render section, used by the midi generator
 
 
@@ -75,6 +78,9 @@ class CorpusParams:
     soundfonts: List[str]          # midi: song i of train/valid uses soundfonts[i % len]
     test_soundfonts: List[str]     # midi: the same for test songs (a held-out soundfont)
     fluidsynth: Dict[str, Any]     # midi: gain, reverb, chorus (midi_render section)
+    singer: str                    # midi: additive | speech | mixed (the lead voice)
+    voices: List[str]              # midi, speech/mixed: speakers of train/valid songs
+    test_voices: List[str]         # midi, speech/mixed: speakers of test songs
 
     @classmethod
     def from_conf(cls, conf) -> "CorpusParams":
@@ -88,7 +94,9 @@ class CorpusParams:
                 song_seconds=float(section["song_seconds"]), sample_rate=int(get(conf, "data.sample_rate")),
                 jobs=int(section["jobs"]), soundfonts=[str(f) for f in section["soundfonts"] or []],
                 test_soundfonts=[str(f) for f in (section["test_soundfonts"] or section["soundfonts"] or [])],
-                fluidsynth={k: render.get(k) for k in _FLUIDSYNTH_KEYS})
+                fluidsynth={k: render.get(k) for k in _FLUIDSYNTH_KEYS}, singer=str(section["singer"]),
+                voices=[str(v) for v in section["voices"] or []],
+                test_voices=[str(v) for v in (section["test_voices"] or section["voices"] or [])])
         p.validate()
         return p
 
@@ -103,6 +111,17 @@ class CorpusParams:
             missing = [k for k, v in self.fluidsynth.items() if v is None]
             if missing:
                 raise FrugalError(f"config: midi_render lacks {', '.join(missing)} (used by the built-in corpus)")
+            from .midi_corpus import SINGERS
+            from .sung_voice import SPEAKERS
+
+            if self.singer not in SINGERS:
+                raise FrugalError(f"default_corpus.singer: {self.singer!r} is not one of {', '.join(SINGERS)}")
+            unknown = [v for v in self.voices + self.test_voices if v not in SPEAKERS]
+            if unknown:
+                raise FrugalError(f"default_corpus.voices: unknown speaker {unknown[0]!r} "
+                                  f"(one of {', '.join(SPEAKERS)})")
+            if self.singer != "additive" and not self.voices:
+                raise FrugalError(f"default_corpus.voices: singer {self.singer} needs at least one speaker")
 
     def version(self) -> int:
         from .midi_corpus import GENERATOR_VERSION as MIDI_VERSION   # loaded only for the midi generator
@@ -114,9 +133,20 @@ class CorpusParams:
         key = dict(generator=self.generator, seed=self.seed, song_seconds=self.song_seconds,
                    sample_rate=self.sample_rate, version=self.version())
         if self.generator == "midi":
+            from .sung_voice import GENERATOR_VERSION as VOICE_VERSION
+
             key.update(soundfonts=[Path(f).name for f in self.soundfonts],
-                       test_soundfonts=[Path(f).name for f in self.test_soundfonts], fluidsynth=dict(self.fluidsynth))
+                       test_soundfonts=[Path(f).name for f in self.test_soundfonts], fluidsynth=dict(self.fluidsynth),
+                       singer=self.singer, sung_voice_version=VOICE_VERSION)
+            if self.singer != "additive":
+                key.update(voices=list(self.voices), test_voices=list(self.test_voices))
         return key
+
+    def vocalist(self, split: str):
+        """Who sings the lead of a ``split`` song (a ``midi_corpus.Vocalist``)."""
+        from .midi_corpus import Vocalist
+
+        return Vocalist(self.singer, tuple(self.test_voices if split == "test" else self.voices))
 
     def soundfont(self, split: str, index: int) -> Path:
         fonts = self.test_soundfonts if split == "test" else self.soundfonts
@@ -182,7 +212,8 @@ def _generate_into(job) -> None:
     with disk_full_errors(folder, render_bytes):    # names the song, not FluidSynth's temporary file
         folder.parent.mkdir(parents=True, exist_ok=True)
         stems, record = midi_corpus.generate_song(params.seed, split, index, params.song_seconds,
-                                                  params.sample_rate, soundfont, synth_settings(params), folder.parent)
+                                                  params.sample_rate, soundfont, synth_settings(params), folder.parent,
+                                                  params.vocalist(split))
     _write_song(folder, stems, params.sample_rate, record)
 
 
@@ -238,6 +269,10 @@ def generate_corpus(root, params: CorpusParams, progress: bool = True) -> Path:
     todo = [(folder, s, i) for folder, s, i in todo if not (folder / "mixture.wav").is_file()]
     if params.generator == "midi" and todo:
         _check_soundfonts(params)
+        if params.singer != "additive":      # festival/flite, the voices and pyworld: one line before any song
+            from .sung_voice import check_speakers
+
+            check_speakers(list(dict.fromkeys(params.voices + params.test_voices)))
     bar = tqdm(total=len(todo), desc=f"generating built-in corpus ({params.generator} v{params.version()})",
                unit="song", disable=not progress or not todo)
     if params.jobs > 1 and len(todo) > 1:

@@ -15,8 +15,10 @@ swing and humanised timing. Its parts are General MIDI:
 * ``vocals``: a sung lead melody in the song's key that lands on chord tones, synthesised as
   in v2 (glottal source and vowel formants, vibrato after the onset, portamento glides,
   jitter, breath noise and consonant bursts, breaths before phrases), centred with a room
-  reverb (:mod:`.singing`); in some songs GM choir/voice patches (Choir Aahs, Voice Oohs) add
-  backing vowels.
+  reverb (:mod:`.singing`), or (``default_corpus.singer``) a recorded speaker of one of five
+  languages made to sing the melody, transposed by octaves into the speaker's range, produced
+  as a vocal track (:mod:`.sung_voice`); in some songs GM choir/voice patches (Choir Aahs, Voice
+  Oohs) add backing vowels.
 
 The MIDI parts of each source are rendered separately by ``midi_render.fluidsynth_render``
 with the song's soundfont (one of ``default_corpus.soundfonts``, by song index; test songs
@@ -27,13 +29,15 @@ identical whatever the number of jobs (fluidsynth runs single-threaded).
 """
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..midi_render import DRUM_CHANNEL, SynthSettings, fluidsynth_render
 from ..utils import FrugalError
+from . import sung_voice
 from .singing import VOWELS, bandpass, highpass, make_reverb, sing_phrase
 from .synth_corpus import Song
 from .types import BASS, DRUMS, OTHER, VOCALS
@@ -52,6 +56,19 @@ _BACKING_VOICES = (52, 53)                  # Choir Aahs, Voice Oohs (GM voice p
 # mix levels (dB RMS, mean and spread) of the stems, as in MUSDB18-like productions
 _MIX_DB = {VOCALS: (-17.0, 2.0), DRUMS: (-18.0, 2.0), BASS: (-20.0, 2.0), OTHER: (-19.5, 2.0)}
 _VOCALS_UPFRONT = (0.3, 4.0)                # share of songs with vocals pushed forward, and by how many dB
+
+
+SINGERS = ("additive", "speech", "mixed")   # default_corpus.singer
+
+
+@dataclass(frozen=True)
+class Vocalist:
+    """Who sings the lead: ``mode`` one of SINGERS (additive: the v3 synthesiser; speech: a recorded
+    speaker made to sing, :mod:`.sung_voice`; mixed: each song one of the two, half and half) and
+    the speakers a song draws from."""
+
+    mode: str
+    speakers: Sequence[str] = ()
 
 
 class _Parts:
@@ -308,11 +325,15 @@ def _backing(c: Composer, parts: _Parts, base: int) -> bool:
 
 
 def generate_song(seed: int, split: str, index: int, seconds: float, sr: int, soundfont: Path,
-                  synth: SynthSettings, work_dir: Path) -> Tuple[Dict[str, np.ndarray], dict]:
+                  synth: SynthSettings, work_dir: Path,
+                  vocalist: Optional[Vocalist] = None) -> Tuple[Dict[str, np.ndarray], dict]:
     """Stems (``[2, T]`` float32) and a description of song ``index`` of ``split``, rendered with
-    ``soundfont`` and FluidSynth's ``synth`` settings in a temporary folder under ``work_dir``;
-    deterministic."""
+    ``soundfont`` and FluidSynth's ``synth`` settings in a temporary folder under ``work_dir``, the
+    lead sung by ``vocalist`` (None: the v3 additive singer); deterministic."""
     rng = np.random.default_rng([int(seed), _SPLIT_IDS[split], int(index), GENERATOR_VERSION])
+    # the sung voice's own stream: which singer and speaker, and everything the speaker does
+    vrng = np.random.default_rng([int(seed), _SPLIT_IDS[split], int(index), GENERATOR_VERSION,
+                                  1000 + sung_voice.GENERATOR_VERSION])
     c = Composer(rng, seconds, sr)
     song = c.song
     n = song.n
@@ -324,7 +345,18 @@ def generate_song(seed: int, split: str, index: int, seconds: float, sr: int, so
     phrases = melody(c, voice_base)
     has_backing = _backing(c, backing, voice_base)
     reverb = make_reverb(rng, sr)
-    lead = _sung_vocals(c, phrases, reverb)
+    mode = vocalist.mode if vocalist is not None else "additive"
+    if mode == "mixed":
+        mode = "speech" if vrng.random() < 0.5 else "additive"
+    voice_record = {"singer": mode}
+    if mode == "additive":
+        lead = _sung_vocals(c, phrases, reverb)
+    else:
+        speaker = vocalist.speakers[int(vrng.integers(len(vocalist.speakers)))]
+        shift = sung_voice.range_shift(speaker, [m for p in phrases for _, _, m, _ in p] or [voice_base])
+        lead, described = sung_voice.produce_vocals([[(t, d, m + shift) for t, d, m, _ in p] for p in phrases],
+                                                    speaker, n, sr, vrng, c.in_key(0, 127), reverb)
+        voice_record.update(described)
     end_beat = seconds / song.beat
     work = Path(tempfile.mkdtemp(prefix=".tmp-render-", dir=work_dir))
     try:
@@ -361,5 +393,6 @@ def generate_song(seed: int, split: str, index: int, seconds: float, sr: int, so
               "key": song.key, "mode": "major" if song.scale[2] == 4 else "minor", "swing": round(c.swing, 3),
               "drum_kit": drums.setup[DRUM_CHANNEL][0] + 1, "bass_program": bass.setup[0][0] + 1,
               "other_programs": [p + 1 for p in programs], "backing_vocals": has_backing,
-              "backing_program": backing.setup[0][0] + 1 if has_backing else None, "vocals_upfront": bool(upfront)}
+              "backing_program": backing.setup[0][0] + 1 if has_backing else None, "vocals_upfront": bool(upfront),
+              "lead_voice": voice_record}
     return stems, record

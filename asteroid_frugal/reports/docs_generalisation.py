@@ -19,11 +19,13 @@ import pandas as pd
 import yaml
 
 from ..config import DEFAULT_CONF, get, load_yaml
-from ..data.types import BASS, DRUMS, TARGETS, VOCALS
+from ..data.types import BASS, DRUMS, OTHER, TARGETS, VOCALS
 from ..utils import FrugalError, cpu_name
 from .results import training_length
 
-TARGET_DB = {VOCALS: 4.0, DRUMS: 5.0, BASS: 5.0}      # the goals on the unseen soundfont
+TARGET_DB = {VOCALS: 4.0, DRUMS: 5.0, BASS: 5.0}      # the goals on the unseen soundfont (and voices: vocals)
+VOICES_TITLE = "## Held-out voices"
+REAL_TITLE = "## A real recording"
 OWN_CSV = "si_snr_own_soundfont.csv"   # results/<this>: the model on the same test songs, its training soundfont
 # Keys that differ between runs without making another experiment (threads, where files are)
 NOT_A_CHANGE = ("runtime.", "data.root", "default_corpus.jobs", "midi_render.jobs", "evaluation.")
@@ -41,11 +43,12 @@ def same_songs(conf: dict, other: dict) -> bool:
     return all(get(conf, k) == get(other, k) for k in keys)
 
 
-def own_soundfont_csv(model_dir: Path, paired_dir: Path) -> Path:
-    """``results/si_snr_own_soundfont.csv`` of ``model_dir``: its SI-SNR on ``paired_dir``'s test excerpts,
-    the same songs rendered with the soundfont(s) the model trained on (the other direction's test
-    split). Computed once with stage 4's own SI-SNR code (evaluate.run_sisnr), then read."""
-    out = model_dir / "results" / OWN_CSV
+def own_soundfont_csv(model_dir: Path, paired_dir: Path, name: str = OWN_CSV) -> Path:
+    """``results/si_snr_own_soundfont.csv`` (or ``name``) of ``model_dir``: its SI-SNR on ``paired_dir``'s
+    test excerpts, the same songs rendered with the soundfont(s) the model trained on (the other
+    direction's test split; or, for voices, sung by other speakers). Computed once with stage 4's own
+    SI-SNR code (evaluate.run_sisnr), then read."""
+    out = model_dir / "results" / name
     if out.is_file():
         return out
     from ..evaluate import run_sisnr
@@ -238,3 +241,132 @@ def page(directions: Sequence[str], main: Optional[str] = None, variants: Sequen
         lines += ["", "For comparison, the main job (`./run.sh`: trained and tested on both soundfonts):", ""]
         lines += table_lines([model_row(Path(main) / t) for t in TARGETS], with_target=False)
     return "\n".join(lines + command_lines(directions, main, variants, note))
+
+
+# ---------------------------------------------------------------- held-out voices, a real recording
+def voices(conf: dict, split: str) -> str:
+    """Who sings the corpus' ``split`` songs: ``additive singer`` or the speakers (``en_slt, it_lp``)."""
+    if get(conf, "default_corpus.singer") == "additive":
+        return "additive singer"
+    names = get(conf, "default_corpus.voices") or []
+    if split == "test":
+        names = get(conf, "default_corpus.test_voices") or names
+    who = ", ".join(names)
+    return f"{who} + additive singer" if get(conf, "default_corpus.singer") == "mixed" else who
+
+
+def voice_row(model_dir: Path, csv: Optional[Path] = None, tested: Optional[str] = None) -> dict:
+    """:func:`model_row` with the singers instead of the soundfonts."""
+    conf = load_yaml(model_dir / "conf.yml")
+    row = model_row(model_dir, csv)
+    row.update(train=voices(conf, "train"), test=tested or voices(conf, "test"))
+    return row
+
+
+def voices_section(directions: Sequence[str], baseline: Optional[str]) -> List[str]:
+    """The vocals models of the held-out-voice directions (``<dir>/vocals``): on the songs sung by
+    speakers they never heard, against the baseline model (``<baseline>/vocals``: another corpus' singer)
+    on the same excerpts, paired per song; with two directions (the same compositions, the speakers
+    swapped), each model also on the songs sung by its own training speakers (the other direction's
+    test split): the cost of an unseen voice alone."""
+    held = [voice_row(Path(d) / VOCALS) for d in directions]
+    lines = [VOICES_TITLE, "",
+             "The demo vocals model trained on the built-in corpus sung by five of the ten recorded speakers "
+             "(`data/sung_voice.py`; `egs/demo/heldout_voices_{a,b}.yml`) and tested on the test songs "
+             "(other compositions) sung by the five others, never heard in training, both ways round. "
+             "SI-SNRi (dB) of the vocals as above (per-song means, then over songs). Target: >= 4 dB on "
+             "held-out speakers.", ""]
+    lines += table_lines(held, with_target=True)
+    rows = []
+    for d, row in zip(directions, held):
+        if baseline:
+            base_dir = Path(baseline) / VOCALS
+            base = voice_row(base_dir, own_soundfont_csv(base_dir, Path(d) / VOCALS, f"si_snr_{Path(d).name}.csv"),
+                             tested=row["test"])
+            base_conf = load_yaml(base_dir / "conf.yml")
+            rows.append(f"| {row['train']} | {row['test']} | {row['mean']:.1f} ± {row['sem']:.1f} | "
+                        f"{voices(base_conf, 'train')}: {base['mean']:.1f} ± {base['sem']:.1f} | "
+                        f"{paired_change(row, base)} |")
+    if rows:
+        lines += ["", "Against the vocals model of the corpus with the additive singer "
+                  "(`egs/demo/singer_additive.yml`, same compositions, soundfonts and training; its test split "
+                  "re-sung), on the same held-out-voice excerpts, paired per song:", "",
+                  "| trained on | tested on | this model | additive-singer model | change (paired) |",
+                  "|---|---|---|---|---|", *rows]
+    if len(directions) == 2:
+        pairs = []
+        for i, d in enumerate(directions):
+            other = Path(directions[1 - i]) / VOCALS
+            mine = Path(d) / VOCALS
+            own = voice_row(mine, own_soundfont_csv(mine, other, f"si_snr_{Path(directions[1 - i]).name}.csv"),
+                            tested=voices(load_yaml(other / "conf.yml"), "test"))
+            pairs.append((own, held[i]))
+        lines += ["", "Where the gap is: each model on the same test songs sung by the speakers it trained on "
+                  "(the other direction's test split), against the unseen speakers above, paired per song:", "",
+                  "| trained on | same songs, own speakers | same songs, unseen speakers | change (paired) |",
+                  "|---|---|---|---|"]
+        lines += [f"| {own['train']} | {own['mean']:.1f} ± {own['sem']:.1f} | {unseen['mean']:.1f} ± "
+                  f"{unseen['sem']:.1f} | {paired_change(unseen, own)} |" for own, unseen in pairs]
+    return lines
+
+
+def real_excerpt(model_dir: Path) -> float:
+    """SI-SNRi (dB) of the model's target on the real MUSDB18 excerpt that ships with stempeg ("The
+    Easton Ellises - Falcon 69", 6 s): the mixture is the sum of its four stems, the model separates
+    it as stage 4 does (``separate_long``, the model's chunking) and is scored with stage 4's SI-SNR."""
+    import stempeg
+    import torch
+
+    from ..inference import chunking, load_target_models, separate_long
+    from ..metrics import si_snr
+
+    conf = load_yaml(model_dir / "conf.yml")
+    tm = load_target_models([str(model_dir)], "cpu")[0]
+    stems, rate = stempeg.read_stems(stempeg.example_stem_path())      # mixture, drums, bass, other, vocals
+    if int(rate) != int(round(float(tm.model.sample_rate))):
+        raise FrugalError(f"{model_dir}: model at {tm.model.sample_rate} Hz, the excerpt at {rate} Hz")
+    by_name = dict(zip((DRUMS, BASS, OTHER, VOCALS), torch.from_numpy(stems[1:].astype("float32")).transpose(1, 2)))
+    mixture = sum(by_name.values())
+    target = by_name[tm.target]
+    refs = torch.stack([target, mixture - target])            # the model's two outputs: target, rest
+    opts = chunking(conf)
+    with torch.inference_mode():
+        est = separate_long(tm.model, mixture, opts["chunk_seconds"], opts["overlap_seconds"], opts["batch_chunks"],
+                            device="cpu")
+    silence = float(get(conf, "training.silence_db"))
+    out, inp = si_snr(est, refs, silence), si_snr(mixture.expand_as(refs), refs, silence)
+    return float(out[0] - inp[0])
+
+
+def real_section(model_dirs: Sequence[str], before: Optional[str]) -> List[str]:
+    """SI-SNRi of every model under each exp_dir on the real excerpt (:func:`real_excerpt`), with the
+    singer its corpus had; ``before`` a sentence with earlier figures."""
+    lines = [REAL_TITLE, "",
+             "The models on a real recording they never heard: the MUSDB18 excerpt shipped with stempeg "
+             "(`stempeg.example_stem_path()`, \"The Easton Ellises - Falcon 69\", 6 s), mixture = the sum of "
+             "its four stems, SI-SNRi (dB) of each model's target. One excerpt: a check, not a benchmark "
+             "(nothing was tuned to it).", "",
+             "| exp_dir | model | corpus singer (train) | SI-SNRi on the real excerpt (dB) |", "|---|---|---|---|"]
+    for d in model_dirs:
+        found = [t for t in TARGETS if (Path(d) / t / "best_model.pth").is_file()]
+        if not found:
+            raise FrugalError(f"{d}: no <target>/best_model.pth")
+        for t in found:
+            conf = load_yaml(Path(d) / t / "conf.yml")
+            lines.append(f"| {Path(d).name} | {t} | {voices(conf, 'train')} | {real_excerpt(Path(d) / t):+.1f} |")
+    if before:
+        lines += ["", before]
+    return lines
+
+
+def replace_section(text: str, title: str, body: List[str]) -> str:
+    """``text`` (a page) with its section ``title`` (up to the next ``## `` heading or the end)
+    replaced by ``body``, or ``body`` appended."""
+    lines = text.rstrip("\n").split("\n")
+    if title in lines:
+        start = lines.index(title)
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        lines = lines[:start] + body + [""] + lines[end:]
+    else:
+        lines += [""] + body
+    return "\n".join(lines).rstrip("\n") + "\n"
