@@ -164,34 +164,54 @@ def load_track(track_dir: Path, ref_names: Sequence[str], combined: bool):
 
     The mixture is ``mixture.wav`` when the corpus has one (MUSDB18: what models are
     given), else the sum of the stems; "the rest" reference is the sum of the other stems.
+    The references (float64, BSS Eval's precision) are the rows of one array
+    (:func:`stacked_references` hands it on without a copy), filled one stem file at a
+    time: the memory of a song's references plus one stem, whatever the number of stems.
     """
     meta = read_track_meta(track_dir)
     sources = meta["sources"]
-    stems = {}
-
-    def stem(name):
-        if name not in stems:
-            stems[name] = read_audio(track_dir / f"{name}.wav")[0].astype(np.float64)
-        return stems[name]
-
-    refs = {}
     if combined:
         missing = [s for s in SOURCES if s not in sources]
         if missing:
             raise FrugalError(f"{track_dir}: no {', '.join(missing)} stem: cannot score the four sources")
-        refs = {s: stem(s) for s in SOURCES}
+        names, parts = list(SOURCES), [[s] for s in SOURCES]
     else:
         target = ref_names[0]
         rest = rest_sources(target, sources)
         if rest is None:
             raise FrugalError(f"{track_dir}: has no {target} stem (sources: {', '.join(sources)})")
-        refs[ref_names[0]] = stem(target)
-        refs[ref_names[1]] = sum(stem(s) for s in rest)
+        names, parts = list(ref_names[:2]), [[target], list(rest)]
+    array = None
+    for row, files in enumerate(parts):
+        for k, name in enumerate(files):
+            audio = read_audio(track_dir / f"{name}.wav")[0]
+            if array is None:
+                array = np.empty((len(parts),) + audio.shape, dtype=np.float64)
+            if k == 0:
+                array[row] = audio
+            else:
+                array[row] += audio      # float64 sum, stem after stem (as summing float64 copies)
+            del audio
+    refs = {name: array[row] for row, name in enumerate(names)}
     if meta.get("has_mixture"):
         mixture = read_audio(track_dir / "mixture.wav")[0]
     else:
-        mixture = sum(refs.values()).astype(np.float32)
+        mixture = array[0].copy()
+        for row in array[1:]:
+            mixture += row
+        mixture = mixture.astype(np.float32)
     return mixture, refs, int(meta["sample_rate"])
+
+
+def stacked_references(refs: Dict[str, np.ndarray], names: Sequence[str]) -> np.ndarray:
+    """``[len(names), C, T]``: the references in ``names`` order; the one array :func:`load_track`
+    filled (no copy) when they are its rows in this order, else a stacked copy."""
+    base = refs[names[0]].base
+    if (base is not None and base.ndim == 3 and base.shape[0] == len(names)
+            and all(refs[n].ctypes.data == base[i].ctypes.data and refs[n].shape == base[i].shape
+                    for i, n in enumerate(names))):
+        return base
+    return np.stack([refs[n] for n in names])
 
 
 def _score_tracks(pending, n_total, models, names, ref_names, opts, backend, device, jobs, signature,
@@ -227,14 +247,16 @@ def _score_tracks(pending, n_total, models, names, ref_names, opts, backend, dev
             task = dict(track=track_dir.name, names=list(names), sample_rate=sr, backend=backend,
                         device=device if backend == "fast" else None, signature=signature,
                         threads=bss_threads if backend == "fast" and pool is None else None,
-                        references=np.stack([refs[n] for n in ref_names]),
+                        references=stacked_references(refs, ref_names),
                         estimates=est[:len(names)] if list(names) == made[:len(names)]
                         else np.stack([stems[n] for n in names]),
                         score_path=str(scores_dir / f"{_safe_name(track_dir.name)}.json"),
                         museval_path=str(museval_dir / f"{_safe_name(track_dir.name)}.json"))
             del mixture, refs, stems, est
             if pool is None:
-                _log_notes(score_track(task))
+                result = score_track(task)
+                del task   # this song's references and estimates, freed before the next song is read
+                _log_notes(result)
                 bar.update()
                 continue
             in_flight.add(pool.submit(score_track, task))

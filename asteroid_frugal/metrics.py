@@ -94,12 +94,15 @@ def bss_eval(references: np.ndarray, estimates: np.ndarray, sample_rate: int, ba
         notes.append(f"{names[j]}: silent reference, BSS Eval undefined (NaN)")
     if not scored:
         return out, notes
-    sub_est = ests[scored].copy()
-    stand_in = refs[scored].sum(0)
-    for k, j in enumerate(scored):
-        if silent_est[j]:
-            sub_est[k] = stand_in if not silent_sources(stand_in[None])[0] else 1.0
-    values = _run_backend(refs[scored].transpose(0, 2, 1), sub_est.transpose(0, 2, 1),
+    if len(scored) == nsrc and not silent_est[scored].any():   # the usual case: no copy of the song
+        sub_refs, sub_est = refs, ests
+    else:
+        sub_refs, sub_est = refs[scored], ests[scored].copy()
+        stand_in = sub_refs.sum(0)
+        for k, j in enumerate(scored):
+            if silent_est[j]:
+                sub_est[k] = stand_in if not silent_sources(stand_in[None])[0] else 1.0
+    values = _run_backend(sub_refs.transpose(0, 2, 1), sub_est.transpose(0, 2, 1),
                           win, hop, backend, device)
     for m, v in zip(METRICS, values):
         out[m][scored] = v

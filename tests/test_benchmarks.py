@@ -125,6 +125,32 @@ def test_bench_import_prints_its_table():
     assert re.search(r"command start, policy restart +[\d.]+ s +\([\d.]+x\)", text)
 
 
+def test_gpu_check_cpu_fallback_prints_its_table():
+    """benchmarks/gpu_check.sh without a GPU (or with --cpu): tiny sizes, said so, every row of the table."""
+    out = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--cpu", "--steps", "1", "--song_seconds", "2",
+                          "--bss_seconds", "2"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    text = out.stdout
+    assert "no GPU: CPU fallback at tiny sizes" in text
+    rows = [ln.split("|")[1].strip() for ln in text.splitlines() if ln.startswith("| ") and "measure" not in ln]
+    assert [r.split(",")[0] for r in rows] == ["training step", "training step", "torch.backends.cudnn.enabled",
+                                               "LSTM implementation (profiler", "separation RTF", "fast BSS Eval",
+                                               "FLOPs per training step (3 x forward"]
+    assert re.search(r"\| [\d.]+ steps/s \([\d.e-]+ s/step", text) and "lstm" in text.lower()
+
+
+def test_scale_benchmark_measures_each_stage(tmp_path):
+    """bench_scale.py on a tiny rehearsal set: one row per stage, memory and disk measured."""
+    text = run("benchmarks/bench_scale.py", "--work", str(tmp_path), "--songs", "3", "--length_scale", "0.01",
+               "--jobs", "1", "--tiny", "--stages", "make", "prepare", "shape")
+    rows = {ln.split("|")[1].strip(): [c.strip() for c in ln.split("|")[2:-1]]
+            for ln in text.splitlines() if ln.startswith("| ") and not ln.startswith("| stage")}
+    assert list(rows) == ["make", "prepare", "shape"]
+    for name, (wall, cpu, process, tree_rss, tree_pss, disk, note) in rows.items():
+        assert float(wall) > 0 and float(process) > 0 and float(tree_rss) >= float(tree_pss) > 0, name
+    assert float(rows["make"][5]) > 0 and float(rows["prepare"][5]) > float(rows["make"][5])  # wav > AAC
+
+
 def test_bench_int8_backends_table():
     """Each int8 backend runs in its own process: PyTorch's, onnxruntime's exported graph, and the same
     graph read back from the cache the run before filled (same outputs, so the same SNR)."""

@@ -35,6 +35,8 @@ SHORTCUTS: Dict[str, Dict[str, str]] = {
                  "mp3_bitrate": "separate.mp3_bitrate",
                  "block": "streaming.block", "stream_precision": "streaming.precision"},
     "export": {},
+    "make_rehearsal": {"songs": "rehearsal.songs", "length_scale": "rehearsal.length_scale", "jobs": "rehearsal.jobs",
+                       "subset": "rehearsal.subset"},
 }
 
 

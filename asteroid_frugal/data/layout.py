@@ -186,9 +186,14 @@ def frame_levels_db(audio: np.ndarray, hop: int = 4410) -> np.ndarray:
     """Level (dBFS, RMS over channels) of consecutive ``hop``-sample frames of ``[C, T]`` audio."""
     n = audio.shape[-1]
     n_frames = -(-n // hop)
-    padded = np.zeros((audio.shape[0], n_frames * hop), dtype=np.float32)
-    padded[:, :n] = audio
-    power = (padded.reshape(audio.shape[0], n_frames, hop).astype(np.float64) ** 2).mean(axis=(0, 2))
+    power = np.empty(n_frames)
+    step = max(1, (1 << 20) // hop)   # frames at a time: no float64 copy of the whole song
+    for a in range(0, n_frames, step):
+        b = min(n_frames, a + step)
+        block = np.zeros((audio.shape[0], (b - a) * hop))
+        part = audio[:, a * hop:min(n, b * hop)]
+        block[:, :part.shape[-1]] = part
+        power[a:b] = (block.reshape(audio.shape[0], b - a, hop) ** 2).mean(axis=(0, 2))
     if n % hop:  # the last frame is partial: average over its real samples only
         power[-1] *= hop / (n % hop)
     return (10 * np.log10(power + 1e-12)).astype(np.float32)
