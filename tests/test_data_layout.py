@@ -121,3 +121,18 @@ def test_a_track_written_onto_a_really_full_disk(tmp_path):
             write_track(disk / "train" / "song", stems, dict(name="song", sample_rate=SR), mixture=sum(stems.values()))
         assert str(err.value).startswith(f"{disk / 'train' / 'song'}: disk full: needed 485.1 kB, ")
         assert list((disk / "train").iterdir()) == []
+
+
+@pytest.mark.parametrize("n", [1, 4409, 4410, 4411, 300 * 4410 + 17])
+def test_frame_levels_in_blocks_equal_the_whole_song_at_once(n):
+    """Levels computed a block of frames at a time (no float64 copy of the whole song) equal the
+    formula over the whole padded song, bit for bit, partial last frame included."""
+    audio = np.random.default_rng(n).standard_normal((2, n)).astype(np.float32)
+    hop = 4410
+    frames = -(-n // hop)
+    padded = np.zeros((2, frames * hop))
+    padded[:, :n] = audio
+    power = (padded.reshape(2, frames, hop) ** 2).mean(axis=(0, 2))
+    if n % hop:
+        power[-1] *= hop / (n % hop)
+    assert np.array_equal(frame_levels_db(audio, hop), (10 * np.log10(power + 1e-12)).astype(np.float32))

@@ -108,3 +108,23 @@ def test_non_finite_estimates_are_a_clear_error():
     ests[1, 0, 5] = np.nan
     with pytest.raises(ValueError, match="estimates contain NaN"):
         metrics.bss_eval(refs, ests, SR, backend="fast")
+
+
+def test_bss_eval_scores_the_song_without_copying_it_when_every_source_is_scored(monkeypatch):
+    """The usual case (no silent reference or estimate) hands the caller's float64 arrays to the
+    scorer as they are: one song's references and estimates in memory, not two."""
+    rng = np.random.default_rng(0)
+    refs, ests = rng.standard_normal((2, 2, 2, 8000))
+    seen = {}
+    real = metrics._run_backend
+
+    def spy(r, e, *args):
+        seen.update(refs=np.shares_memory(r, refs), ests=np.shares_memory(e, ests))
+        return real(r, e, *args)
+
+    monkeypatch.setattr(metrics, "_run_backend", spy)
+    metrics.bss_eval(refs, ests, 8000, "fast", "cpu")
+    assert seen == {"refs": True, "ests": True}
+    ests[1] = 0.0                               # a silent estimate: a stand-in copy, the caller's array untouched
+    metrics.bss_eval(refs, ests, 8000, "fast", "cpu")
+    assert seen["ests"] is False and not ests[1].any()
