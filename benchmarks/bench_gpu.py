@@ -49,7 +49,7 @@ def timed(fn, device: str, reps: int) -> float:
     return (time.perf_counter() - start) / reps
 
 
-def training_step(model, loss_fn, opt, mix, targets, precision: str, device: str):
+def training_step(model, loss_fn, opt, mix, targets, precision: str, device: str, clip: float):
     import torch
 
     autocast = torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
@@ -60,7 +60,7 @@ def training_step(model, loss_fn, opt, mix, targets, precision: str, device: str
             est = model(mix)
         loss, _ = loss_fn(est.float(), targets)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)   # training.gradient_clipping
         opt.step()
     return step
 
@@ -77,7 +77,8 @@ def bench_training(conf, device: str, batch: int, seconds: float, steps: int, pr
     model = build_model(conf).to(device).train()
     mix = torch.randn(batch, 2, n, device=device) * 0.1
     targets = torch.randn(batch, 2, 2, n, device=device) * 0.1
-    step = training_step(model, make_loss(conf), make_optimizer(model, conf), mix, targets, precision, device)
+    step = training_step(model, make_loss(conf), make_optimizer(model, conf), mix, targets, precision, device,
+                         conf["training"]["gradient_clipping"])
     step()   # warm-up (cuDNN plans, allocator)
     step()
     if device == "cuda":
@@ -103,7 +104,8 @@ def lstm_kernels(conf, device: str, batch: int, seconds: float) -> dict:
     n = int(seconds * int(conf["data"]["sample_rate"]))
     mix = torch.randn(batch, 2, n, device=device) * 0.1
     targets = torch.randn(batch, 2, 2, n, device=device) * 0.1
-    step = training_step(model, make_loss(conf), make_optimizer(model, conf), mix, targets, "32-true", device)
+    step = training_step(model, make_loss(conf), make_optimizer(model, conf), mix, targets, "32-true", device,
+                         conf["training"]["gradient_clipping"])
     step()
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
     with profile(activities=activities) as prof:

@@ -181,7 +181,7 @@ def child(which: str, batch: int, seconds: float, steps: int, device: str, preci
             est = forward(mix)
         loss, _ = loss_fn(est.float(), targets)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), conf["training"]["gradient_clipping"])
         opt.step()
 
     step()  # warm-up
