@@ -411,17 +411,16 @@ class JobBook:
 # ----------------------------------------------------------------------------- the sweep
 
 def launch_experiment(spec: Dict[str, Any], exp_dir: Path, n_seeds: int, call: RecipeCall,
-                      conf: Dict[str, Any], wait: Optional[bool] = None) -> bool:
+                      conf: Dict[str, Any]) -> bool:
     """Submit what is neither done nor queued; True when every job is done (the table can be written).
 
-    A job found failed is one line with its log, and is submitted again (it resumes). ``wait`` (None:
-    ``launcher.wait``): wait for the jobs; one that fails meanwhile is one line too, and the sweep stops
+    A job found failed is one line with its log, and is submitted again (it resumes). With
+    ``launcher.wait``: wait for the jobs; one that fails meanwhile is one line too, and the sweep stops
     with a :class:`FrugalError` counting them."""
     lc = launcher_settings(conf)
     cluster = LAUNCHERS[lc["name"]]
     if cluster is None:
         raise FrugalError("launcher.name=local runs the sweep in this process (asteroid_frugal.sweep), not as jobs")
-    wait = lc["wait"] if wait is None else wait
     root = Path(exp_dir).absolute() / "launcher"
     book = JobBook(root / RECORD)
     before, after = device_overrides(lc)
@@ -473,7 +472,7 @@ def launch_experiment(spec: Dict[str, Any], exp_dir: Path, n_seeds: int, call: R
                lambda: make_executor(lc, root / key, f"{spec['name']}_{key}", n_tasks, n_nodes, lc["gpus_per_node"],
                                      after=data_job), command)
     keys = [f"{v}_seed{k}" for v, k in variants]
-    if wait:
+    if lc["wait"]:
         wait_for(book, keys, lc, states)
     failed_lines = [failure_line(book, key, states[key][1]) for key in keys if states[key][0] == "failed"]
     if failed_lines:

@@ -146,6 +146,27 @@ def test_no_private_names_across_modules():
     assert found == []
 
 
+def test_every_module_has_its_test_file():
+    """tests/test_<module>.py mirrors the package; a command is tested in its own file or through
+    its ``main`` in the tests of the step it runs (the page's rule)."""
+    tests = {p.name: p.read_text() for p in (REPO / "tests").glob("test_*.py")}
+    missing = []
+    for name, path in modules().items():
+        if path.name == "__init__.py":
+            continue
+        dotted = name.removeprefix("asteroid_frugal.")
+        if f"test_{dotted.replace('.', '_')}.py" in tests:
+            continue
+        command = dotted.removeprefix("cli.")
+        if dotted.startswith("cli.") and any(f"asteroid_frugal.cli.{command} import" in text
+                                            or f"from asteroid_frugal.cli import {command}" in text
+                                            for text in tests.values()):
+            continue
+        missing.append(dotted)
+    assert missing == []
+    assert "tests/test_<module>.py" in PAGE.split("## Rules", 1)[1]
+
+
 def _docstrings(tree):
     return {id(n.body[0].value) for n in ast.walk(tree)
             if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))

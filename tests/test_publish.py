@@ -17,7 +17,6 @@ from asteroid_frugal.cli.publish import main
 from asteroid_frugal.config import load_config
 from asteroid_frugal.model import FrugalTasNet
 from asteroid_frugal.publish import plain, publish
-from asteroid_frugal.reports.model_card import dataset_description, model_card
 from asteroid_frugal.utils import FrugalError
 
 from conftest import REPO
@@ -133,15 +132,3 @@ def test_license_is_a_config_key_with_its_shortcut(tmp_path, tiny_model_args):
     assert yaml.safe_load((exp / "publish" / "README.md").read_text().split("---\n")[1])["license"] == "mit"
     out = main(["--exp_dir", str(exp), "--out", str(tmp_path / "hub"), "--set", "publish.license=apache-2.0"])
     assert out == tmp_path / "hub" and "Model weights: `apache-2.0`" in (out / "README.md").read_text()
-
-
-def test_card_of_a_model_without_metrics_command_or_experiment_config():
-    conf = load_config()
-    info = dict(conf=conf, conf_from_experiment=False, metrics=None, command=None, bss_backend=None)
-    card = model_card("FrugalTasNet_builtin_drums", "drums", info, {"n_channels": 1, "sample_rate": 8000}, 1234,
-                      "mit", {"torch": "2.x"})
-    assert "Its two outputs are **drums** and **no_drums** (mono, 8000 Hz, 1,234 parameters)." in card
-    assert "# unknown: the experiment has no train_command.txt" in card and "**Not evaluated yet**" in card
-    assert "Training configuration (the experiment has no conf.yml: this is the publishing config):" in card
-    assert "- torch: 2.x" in card and card.endswith("Model weights: `mit`. Trained on data with its own terms.\n")
-    assert dataset_description(conf)["ids"] == [] and "not MUSDB18" in dataset_description(conf)["text"]

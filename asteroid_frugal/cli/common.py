@@ -4,6 +4,9 @@ Every knob is a key of ``conf.yml``; a command line reaches it through ``--conf`
 ``--overlay`` and ``--set section.key=value``. A few keys also have a shortcut flag, listed in
 :data:`SHORTCUTS` (the only table of them): ``--jobs 4`` is ``--set evaluation.jobs=4``, with
 the key's conf.yml value as its default. Each command offers the shortcuts that concern it.
+Four flags that are not one ``VALUE`` are defined by their command and also become a ``--set``:
+``--extra_roots`` (prepare_extra) and ``--soundfont`` (render_midi), lists; ``--launcher``
+(run_egs, its values listed) and ``--wait`` (run_egs, a switch: ``launcher.wait=true``).
 """
 import argparse
 import errno

@@ -40,8 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--launcher", default=None, choices=list(LAUNCHERS),
                    help="where each variant x seed runs: local (here, in turn), slurm (one job each), submitit_local, "
                         "submitit_debug (default: conf.yml's launcher.name)")
-    p.add_argument("--wait", action="store_true", default=None,
-                   help="with a job launcher: wait for the jobs, then write the table (launcher.wait)")
+    p.add_argument("--wait", action="store_true",
+                   help="with a job launcher: wait for the jobs, then write the table (sets launcher.wait=true)")
     return p
 
 
@@ -49,6 +49,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Optional[Path]:
     args = build_parser().parse_args(argv)
     if args.launcher:
         args.overrides.append(f"launcher.name={args.launcher}")
+    if args.wait:
+        args.overrides.append("launcher.wait=true")
     conf = config_from_args(args)
     launcher = launcher_settings(conf)["name"]
     spec = load_experiment(args.egs)
@@ -60,7 +62,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Optional[Path]:
                           overrides, args.stage, args.stop_stage, args.target_jobs)
         if launcher == "local":
             run_experiment(spec, exp_dir, n_seeds, call)
-        elif not launch_experiment(spec, exp_dir, n_seeds, call, conf, args.wait):
+        elif not launch_experiment(spec, exp_dir, n_seeds, call, conf):
             return None      # jobs pending or running: a re-run of the command writes the table
         if args.stop_stage is not None and args.stop_stage < EVALUATION_STAGE:
             log.info("stop_stage %d < %d: nothing evaluated, no table", args.stop_stage, EVALUATION_STAGE)
