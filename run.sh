@@ -108,6 +108,21 @@ if [ -n "$tag" ] && [ "$stage" -ge 4 ] && [ ! -d "$exp_dir/$tag" ]; then  # noth
   echo "run.sh: $exp_dir/$tag: no such experiment (mistyped --tag? existing: ${known:-none})" >&2; exit 1
 fi
 need_python
+# Another run's stage holds an experiment this run writes (asteroid_frugal/lock.py: flock on <exp>/.lock):
+# refuse now, in one line, before this run's output goes into the logs that run is writing.
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 2 ] && command -v flock >/dev/null 2>&1; then
+  for t in $run_targets combined; do
+    [ "$t" != combined ] || [ -z "$tag" ] || continue
+    lock=$exp_dir/${tag:-$t}/.lock
+    if [ -f "$lock" ] && ! flock -n -s "$lock" true 2>/dev/null; then
+      holder=$("$python" -c 'import json, sys
+h = json.loads(open(sys.argv[1]).readline())
+print("pid %s on host %s since %s (%s: %s)" % (h["pid"], h["host"], h["started"], h["what"], h["command"]))' "$lock" 2>/dev/null) \
+        || holder="another run (see $lock)"
+      echo "run.sh: $exp_dir/${tag:-$t} is in use by $holder; wait for it to finish or stop it" >&2; exit 1
+    fi
+  done
+fi
 log_dir=$exp_dir/${tag:-recipe}
 new_log_dir=no; [ -d "$log_dir" ] || new_log_dir=yes
 new_exp_dir=no; [ -d "$exp_dir" ] || new_exp_dir=yes

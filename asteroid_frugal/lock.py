@@ -79,8 +79,9 @@ def pid_alive(pid) -> Optional[bool]:
     return True
 
 
-def describe_holder(holder: Optional[Dict[str, Any]]) -> str:
-    """``pid 1234 on host x since ... (training: ./run.sh ...)``, for the messages."""
+def describe_holder(holder: Optional[Dict[str, Any]], holding: bool = True) -> str:
+    """``pid 1234 on host x since ... (training: ./run.sh ...)``, for the messages; ``holding``: the
+    lock is still held (a holder that has ended is then said to hold it through its children)."""
     if not holder:
         return "another process (its lock file names no holder yet)"
     command = " ".join(str(holder.get("command", "?")).split())
@@ -88,7 +89,7 @@ def describe_holder(holder: Optional[Dict[str, Any]]) -> str:
     what = f"{holder['what']}: " if holder.get("what") else ""
     text = f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')} since {holder.get('started', '?')} " \
            f"({what}{command})"
-    if holder.get("host") == socket.gethostname() and pid_alive(holder.get("pid")) is False:
+    if holding and holder.get("host") == socket.gethostname() and pid_alive(holder.get("pid")) is False:
         text += ", which has ended (processes it started still hold the lock: they stop within seconds)"
     return text
 
@@ -112,7 +113,7 @@ def _write_record(fd: int, record: Dict[str, Any]) -> None:
 def _take_over_note(path: Path, previous: Optional[Dict[str, Any]]) -> None:
     if previous:
         log.info("%s: taking over the lock of a run that ended without releasing it (%s)",
-                 path, describe_holder(previous))
+                 path, describe_holder(previous, holding=False))
 
 
 def _acquire_flock(folder: Path, path: Path, what: str) -> Optional[int]:

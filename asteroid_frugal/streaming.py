@@ -28,7 +28,12 @@ Input: float blocks in [-1, 1] units, or integer blocks as audio callbacks deliv
 refused); outputs are float32 in [-1, 1] units. A block holding NaN or an infinite sample is
 replaced by silence for the model, so the LSTM state stays exactly as if the block had been
 silent, and the output returned for it is silence; such blocks are counted
-(``nonfinite_blocks``) and logged once per stream.
+(``nonfinite_blocks``) and logged once per stream. A finite segment whose peak lies outside
+:data:`asteroid_frugal.inference.SAFE_PEAK` (e.g. 1e20, where the segment's sum of squares would
+overflow float32) is scaled by a power of two for the model and its estimates scaled back, as the
+offline path scales a song (exact: each segment is normalised on its own); estimates beyond
+float32's range saturate at its largest value. A model that outputs NaN or inf (weights holding
+NaN) raises :class:`asteroid_frugal.inference.NonFiniteOutputError` naming it.
 
 ``stream_file`` runs a file through this path as if it were live (the CLI's ``--stream``).
 """
@@ -40,7 +45,8 @@ from typing import Dict, Optional, Union
 import numpy as np
 import torch
 
-from .inference import quantize_int8   # the same int8 weights as the offline path
+from .inference import (SAFE_PEAK, NonFiniteOutputError, model_name,
+                        quantize_int8)   # the same int8 weights as the offline path
 from .utils import FrugalError
 
 log = logging.getLogger("asteroid_frugal.streaming")
@@ -165,14 +171,49 @@ class BlockStreamer:
         return x.to("cpu", torch.float32).mul_(1.0 / INT_FULL_SCALE[x.dtype]), as_numpy
 
     def _separate(self, frames: torch.Tensor) -> torch.Tensor:
-        """Complete segments ``(C_in, k * L)`` -> ``(n_src, C_in, k * L)`` (mono in: duplicated, averaged)."""
+        """Complete segments ``(C_in, k * L)`` -> ``(n_src, C_in, k * L)`` (mono in: duplicated, averaged).
+        Segments at extreme levels go through the model scaled (:func:`segment_levels`)."""
         x = frames if frames.shape[0] == self.n_channels else frames.expand(self.n_channels, -1)
-        est = self._separate_frames(x.contiguous())
+        x, exponents = segment_levels(x.contiguous(), self.segment)
+        est = self._separate_frames(x)
+        if not bool(torch.isfinite(est).all()):
+            raise NonFiniteOutputError(f"model {self.model_label()} produced non-finite audio (NaN/inf)")
+        if exponents is not None:
+            est = restore_levels(est, exponents, self.segment)
         return est if frames.shape[0] == self.n_channels else est.mean(dim=1, keepdim=True)
+
+    def model_label(self) -> str:
+        """How messages name the model (its file where known)."""
+        return type(self).__name__
 
     def _separate_frames(self, frames: torch.Tensor) -> torch.Tensor:
         """``(n_channels, k * L)`` -> ``(n_src, n_channels, k * L)`` float32 CPU, carrying the state."""
         raise NotImplementedError
+
+
+def segment_levels(frames: torch.Tensor, segment: int):
+    """``frames (C, k * segment)`` with each segment whose peak lies outside
+    :data:`~asteroid_frugal.inference.SAFE_PEAK` scaled by ``2**-e`` (its peak then in [0.5, 1)),
+    and the exponents ``e (k,)``; ``(frames, None)`` unchanged when every segment is inside it.
+    Exact (powers of two), and the model normalises each segment on its own, so the estimates
+    scaled back (:func:`restore_levels`) are those of the unscaled segment."""
+    seg = frames.reshape(frames.shape[0], -1, segment)
+    peaks = seg.abs().amax(dim=(0, 2))
+    outside = (peaks > 0) & ((peaks < SAFE_PEAK[0]) | (peaks > SAFE_PEAK[1]))
+    if not bool(outside.any()):
+        return frames, None
+    exponents = torch.where(outside, torch.frexp(peaks).exponent, 0).to(torch.float64)
+    scaled = seg.to(torch.float64) * torch.exp2(-exponents)[None, :, None]
+    return scaled.to(torch.float32).reshape(frames.shape), exponents
+
+
+def restore_levels(est: torch.Tensor, exponents: torch.Tensor, segment: int) -> torch.Tensor:
+    """``est (n_src, C, k * segment)`` scaled back by :func:`segment_levels`' exponents; samples beyond
+    float32's range saturate at its largest value."""
+    seg = est.reshape(est.shape[0], est.shape[1], -1, segment).to(torch.float64)
+    big = torch.finfo(torch.float32).max
+    out = (seg * torch.exp2(exponents)[None, None, :, None]).clamp_(-big, big)
+    return out.to(torch.float32).reshape(est.shape)
 
 
 class StreamingSeparator(BlockStreamer):
@@ -221,6 +262,9 @@ class StreamingSeparator(BlockStreamer):
     def reset(self) -> None:
         super().reset()
         self._state = None
+
+    def model_label(self) -> str:
+        return model_name(self.model)
 
     def _separate_frames(self, frames: torch.Tensor) -> torch.Tensor:
         model = self.model

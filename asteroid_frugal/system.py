@@ -305,6 +305,15 @@ class ProgressBar(TQDMProgressBar):
         metrics.pop("v_num", None)
         return metrics
 
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        """End the bars' line: the one-line error that follows starts a line of its own."""
+        for name in ("val_progress_bar", "train_progress_bar"):
+            try:
+                bar = getattr(self, name)
+            except TypeError:   # not made yet
+                continue
+            bar.close()
+
 
 def make_loggers(exp_dir: Path) -> list:
     """``exp_dir/logs/csv/metrics.csv`` (kept across resumes) and ``exp_dir/logs/tensorboard/``."""
@@ -379,8 +388,10 @@ def load_checkpoint(path) -> Dict[str, Any]:
 def last_checkpoint(ckpt_dir: Path) -> Optional[Path]:
     """The checkpoint to resume from: the newest loadable one in ``ckpt_dir`` (last.ckpt first
     among equally new: end of epoch, or latest-step.ckpt within an epoch), None when there is
-    none; a broken file is skipped with a warning, a file holding code is refused (one line
-    naming it: someone put it there). Temporary files of an interrupted save are removed first."""
+    none; a broken file (a crash or a full disk under an older version) is skipped and set aside
+    as ``<name>.broken`` with one warning (no later run reads it or warns again), a file holding
+    code is refused (one line naming it: someone put it there). Temporary files of an interrupted
+    save are removed first."""
     if not ckpt_dir.exists():
         return None
     remove_checkpoint_temporaries(ckpt_dir)
@@ -392,5 +403,11 @@ def last_checkpoint(ckpt_dir: Path) -> Optional[Path]:
         except UnsafeFileError:
             raise
         except FrugalError as err:
-            log.warning("unreadable checkpoint skipped: %s", err)
+            aside = path.with_name(path.name + ".broken")
+            try:
+                path.replace(aside)
+                where = f", set aside as {aside.name}"
+            except OSError:
+                where = ""
+            log.warning("unreadable checkpoint skipped%s: %s", where, err)
     return None

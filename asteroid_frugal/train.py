@@ -34,6 +34,7 @@ from typing import Any, Dict, Optional, Tuple
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from torch.utils.data import DataLoader, Dataset
 
 from .config import DEFAULT_CONF, load_yaml, merge, save_config
@@ -127,7 +128,14 @@ def fit_experiment(conf: Dict[str, Any], exp_dir: Path, train_set: Optional[Data
     if resume is not None:
         log.info("resuming from %s", resume)
     # weights_only=True: Lightning 2.6 leaves torch.load's default to torch; never let it unpickle code
-    trainer.fit(system, ckpt_path=str(resume) if resume else None, weights_only=True)
+    try:
+        trainer.fit(system, ckpt_path=str(resume) if resume else None, weights_only=True)
+    except MisconfigurationException as err:
+        if resume is None or "current_epoch" not in str(err):
+            raise
+        # an interrupted run resumed with fewer epochs than it had already done
+        raise FrugalError(f"{exp_dir}: its checkpoint {resume.name} is past training.epochs={tr['epochs']}: raise "
+                          f"training.epochs to resume it, or --retrain to start over") from None
 
     # Best model: best_model.pth, best_k_models.json, curves, training_done.json
     summary = training_summary(trainer, best_cb, system, exp_dir)

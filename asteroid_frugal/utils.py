@@ -83,7 +83,8 @@ def disk_full_message(path, needed_bytes=None) -> str:
 
 def _disk_full_line(path, needed_bytes=None, at_least: bool = False) -> str:
     free = free_bytes(path)
-    need = "" if needed_bytes is None else f"needed {'more than ' if at_least else ''}{human_bytes(needed_bytes)}, "
+    need = "" if needed_bytes is None else f"needed {'more than ' if at_least else ''}{human_bytes(needed_bytes)}" + (
+        " (written before it filled up), " if at_least else ", ")
     # enough space free and still refused: a quota, or no inodes left (df -i)
     other = " (over a quota, or out of inodes?)" if needed_bytes and not at_least and free >= needed_bytes else ""
     return f"{path}: disk full: {need}{human_bytes(free)} free there{other}; free some space and run the command again"

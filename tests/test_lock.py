@@ -56,14 +56,17 @@ def test_a_second_process_refuses_naming_the_holder_and_touches_nothing(holder):
     assert proc.poll() is None
 
 
-def test_the_lock_of_a_killed_process_is_taken_over(holder):
+def test_the_lock_of_a_killed_process_is_taken_over(holder, caplog):
     proc, folder = holder
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert read_holder(folder / LOCK_NAME)["pid"] == proc.pid   # the file stays, its flock does not
+    caplog.set_level("INFO", logger="asteroid_frugal.lock")
     with folder_lock(folder, "evaluation") as path:
         held = read_holder(path)
         assert held["pid"] == os.getpid() and held["what"] == "evaluation"
+    notes = [r.getMessage() for r in caplog.records if "taking over" in r.getMessage()]
+    assert len(notes) == 1 and f"pid {proc.pid} on host " in notes[0] and notes[0].endswith("(training: -c --stage 3))")
     assert not path.exists()
     assert sorted(p.name for p in folder.iterdir()) == ["mine.txt"]
 
@@ -134,3 +137,22 @@ def test_a_read_only_folder_needs_no_lock_and_a_bad_lock_file_is_one_line(tmp_pa
     with folder_lock(folder) as path:   # nothing can be written there, by this run or another
         assert not path.exists()
     assert list(folder.iterdir()) == []
+
+
+def test_every_stage_that_writes_into_an_experiment_refuses_while_another_holds_it(holder):
+    """Stages 2 (shaping), 3 (training), 4 (evaluation) and 5 (publishing) each take the folder's
+    lock before touching it: with a training holding it, each refuses in one line naming the holder."""
+    from asteroid_frugal.config import load_config
+    from asteroid_frugal.data.shaping import shape
+    from asteroid_frugal.evaluate import evaluate
+    from asteroid_frugal.publish import publish
+    from asteroid_frugal.train import train
+
+    proc, folder = holder
+    before = sorted(p.name for p in folder.iterdir())
+    conf = load_config(overrides=["data.target=vocals"])
+    for stage in (lambda: shape(conf, folder), lambda: train(conf, folder), lambda: evaluate(conf, folder),
+                  lambda: publish(folder, conf)):
+        with pytest.raises(FolderInUseError, match=rf"^{folder} is in use by pid {proc.pid} on host .*\(training: "):
+            stage()
+    assert sorted(p.name for p in folder.iterdir()) == before and proc.poll() is None

@@ -155,3 +155,39 @@ def test_run_sh_names_a_stage_killed_by_a_signal(tmp_path):
                          text=True, timeout=120)
     assert out.returncode == 137
     assert "run.sh: stage 3 (training, vocals) killed by signal 9" in out.stdout + out.stderr
+
+
+def test_run_sh_refuses_in_one_line_while_another_run_holds_the_experiment(tmp_path):
+    """A stage of another run holds exp/vocals (asteroid_frugal/lock.py): run.sh refuses before it
+    writes anything (its run.log included), naming the holder; once the holder is killed, its lock
+    file left behind, the next run goes on."""
+    import signal
+
+    exp = tmp_path / "exp"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; sys.path.insert(0, sys.argv[1])\n"
+        "from asteroid_frugal.lock import folder_lock\n"
+        "with folder_lock(sys.argv[2], 'training'):\n"
+        "    print('held', flush=True); time.sleep(120)"), str(REPO), str(exp / "vocals")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        (exp / "vocals" / "run.log").write_text("the first run's log\n")
+        args = ["./run.sh", "--setup", "no", "--stage", "3", "--stop_stage", "3", "--tag", "vocals",
+                "--exp_dir", str(exp), "--data_dir", str(tmp_path / "data")]
+        out = subprocess.run([*args, "--python", sys.executable], cwd=REPO, capture_output=True, text=True,
+                             timeout=120)
+        assert out.returncode == 1 and "== stage" not in out.stdout, out.stdout
+        assert out.stderr.strip() == (f"run.sh: {exp}/vocals is in use by pid {holder.pid} on host "
+                                      f"{__import__('socket').gethostname()} since "
+                                      f"{__import__('json').loads((exp / 'vocals' / '.lock').read_text())['started']} "
+                                      f"(training: -c {REPO} {exp / 'vocals'}); wait for it to finish or stop it")
+        assert (exp / "vocals" / "run.log").read_text() == "the first run's log\n"
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        assert (exp / "vocals" / ".lock").exists()
+        out = subprocess.run([*args, "--python", "false"], cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert "== stage 3 (training, vocals)" in out.stdout and "in use" not in out.stderr
+    finally:
+        holder.kill()
+        holder.wait()

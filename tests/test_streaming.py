@@ -435,3 +435,41 @@ def test_a_block_buffer_reused_by_the_caller_does_not_change_the_stream(causal_a
         got.append(sep.process(buffer))
     got.append(sep.flush())
     assert all(np.array_equal(g, r) for g, r in zip(got, ref))
+
+
+def test_a_segment_at_an_extreme_level_is_scaled_exactly_and_the_stream_stays_finite(causal_args):
+    """A finite sample of 1e20 overflowed the segment's sum of squares: its output block was NaN.
+    A segment outside inference.SAFE_PEAK goes through the model scaled by a power of two and its
+    estimates come back scaled, so a segment times 2**70 gives the estimates times 2**70, bit for
+    bit, and every other block is the normal stream's; estimates beyond float32 saturate."""
+    model = causal_model(causal_args)
+    L = model.kernel_size
+    x = torch.rand(2, 30 * L) - 0.5
+    x[:, 5 * L:6 * L] *= 1.9 / x[:, 5 * L:6 * L].abs().max()    # a segment with its peak in [0.5, 1) * 2**1
+    loud = x.clone()
+    loud[:, 5 * L:6 * L] *= 2.0 ** 70
+    ref = torch.cat(_blocks(StreamingSeparator(model), [x[:, i:i + 7] for i in range(0, 30 * L, 7)]), -1)
+    got = torch.cat(_blocks(StreamingSeparator(model), [loud[:, i:i + 7] for i in range(0, 30 * L, 7)]), -1)
+    seg = slice(6 * L, 7 * L)                                  # output delayed by one segment
+    assert torch.equal(got[..., seg], ref[..., seg] * 2.0 ** 70)
+    assert torch.equal(got[..., :6 * L], ref[..., :6 * L]) and torch.equal(got[..., 7 * L:], ref[..., 7 * L:])
+    for level in (1e20, 3e38, 1e-30):
+        spike = x.clone()
+        spike[0, 5 * L + 3] = level
+        out = torch.cat(_blocks(StreamingSeparator(model, precision="int8"), [spike[:, i:i + 64]
+                                                                             for i in range(0, 30 * L, 64)]), -1)
+        assert bool(torch.isfinite(out).all()), level
+
+
+def test_a_model_that_outputs_nan_is_one_error_naming_it(causal_args, tmp_path):
+    from asteroid_frugal.inference import NonFiniteOutputError, load_model
+
+    model = causal_model(causal_args)
+    with torch.no_grad():
+        model.decoder.B.weight[0, 0] = float("nan")
+    path = tmp_path / "nan_model.pth"
+    torch.save(model.serialize(), path)
+    sep = StreamingSeparator(load_model(path))
+    with pytest.raises(NonFiniteOutputError, match=f"model {path} produced non-finite audio"):
+        for _ in range(4):
+            sep.process(np.full((2, 64), 0.1, np.float32))

@@ -269,3 +269,40 @@ def test_training_onto_a_really_full_disk_stops_in_one_line_and_resumes(tmp_path
         assert ckpts and all(not p.name.startswith(".") and load_checkpoint(p) for p in ckpts)
         resize(disk, 4000)                                           # space freed: the same command
         assert _fit(exp, 4)["epochs_done"] == 4
+
+
+def test_an_unreadable_checkpoint_left_by_an_older_version_is_set_aside_once(tmp_path, caplog):
+    """An older version, stopped by a full disk, left a truncated epochNNN-*.ckpt under its final
+    name: the next run skips it, sets it aside as <name>.broken (one warning) and resumes from the
+    newest good one; later runs neither read it nor warn again."""
+    exp = tmp_path / "exp"
+    _fit(exp, 1)
+    (exp / "training_done.json").unlink()
+    ckpts = exp / "checkpoints"
+    bad = ckpts / "epoch001-val9.999.ckpt"
+    bad.write_bytes((ckpts / "last.ckpt").read_bytes()[:5000])     # newer than last.ckpt: tried first
+    assert _fit(exp, 2)["epochs_done"] == 2
+    assert not bad.exists() and (ckpts / "epoch001-val9.999.ckpt.broken").is_file()
+    warned = [r.getMessage() for r in caplog.records if "unreadable checkpoint" in r.getMessage()]
+    assert len(warned) == 1 and "set aside as epoch001-val9.999.ckpt.broken" in warned[0]
+    assert all(load_checkpoint(p) for p in ckpts.glob("*.ckpt"))
+    caplog.clear()
+    (exp / "training_done.json").unlink()
+    assert _fit(exp, 3)["epochs_done"] == 3
+    assert not any("unreadable checkpoint" in r.getMessage() for r in caplog.records)
+
+
+def test_an_error_during_training_ends_the_progress_bar_line(tmp_path, monkeypatch, capsys):
+    """The one-line error printed after a failed fit starts a line of its own, not the bar's."""
+    real_write = Path.write_bytes
+
+    def full_at_the_checkpoint(self, data):
+        if self.name.endswith(".tmp"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", full_at_the_checkpoint)
+    with pytest.raises(DiskFullError, match="ckpt: disk full"):
+        _fit(tmp_path / "exp", 2)
+    bars = capsys.readouterr().out                                # (Lightning's bars go to stdout)
+    assert "Epoch 0" in bars and bars.endswith("\n")

@@ -449,3 +449,15 @@ def test_only_the_launching_process_holds_the_lock(monkeypatch, env, launching):
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     assert launching_process() is launching
+
+
+def test_resuming_with_fewer_epochs_than_were_done_is_one_line(tmp_path):
+    """An interrupted run (no training_done.json) resumed with training.epochs below its checkpoint's
+    epoch: Lightning's MisconfigurationException traceback became one line saying what to do."""
+    exp = tmp_path / "vocals"
+    train(tiny_conf("training.epochs=3"), exp, ToyTargetRest(8), ToyTargetRest(4))
+    (exp / "training_done.json").unlink()
+    with pytest.raises(FrugalError, match=r"vocals: its checkpoint last\.ckpt is past training\.epochs=1: raise "
+                                          r"training\.epochs to resume it, or --retrain to start over"):
+        train(tiny_conf("training.epochs=1"), exp, ToyTargetRest(8), ToyTargetRest(4))
+    assert train(tiny_conf("training.epochs=3"), exp, ToyTargetRest(8), ToyTargetRest(4))["epochs_done"] == 3

@@ -70,7 +70,8 @@ def test_a_full_disk_is_one_line_naming_the_path_and_the_space_needed(tmp_path):
     assert isinstance(err.value, FrugalError)     # printed as "error: ..." by the commands, exit 2
     assert read_json(path) == {"sdr": 1.0} and sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]
     # size unknown to the caller: at least what was written before the disk filled up
-    with pytest.raises(DiskFullError, match=r"new.bin: disk full: needed more than 2.0 kB, "):
+    with pytest.raises(DiskFullError,
+                       match=r"new.bin: disk full: needed more than 2.0 kB \(written before it filled up\), "):
         with atomic_path(tmp_path / "new.bin") as tmp:
             tmp.write_bytes(b"x" * 2000)
             raise OSError(errno.EDQUOT, "Disk quota exceeded")
