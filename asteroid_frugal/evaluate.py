@@ -46,7 +46,7 @@ from .metrics import (BACKENDS, METRICS, aggregate, bss_eval, frames_dataframe, 
 from .reports.listening import write_examples_page
 from .reports.results import evaluation_facts, plot_sdr_distribution, sisnr_only_facts, table3_runs, write_results_md
 from .runtime import torch_threads
-from .utils import FrugalError, atomic_path, read_json, write_json_atomic, write_text_atomic
+from .utils import FrugalError, atomic_path, disk_full_errors, read_json, write_json_atomic, write_text_atomic
 
 log = logging.getLogger("asteroid_frugal.evaluate")
 
@@ -338,12 +338,15 @@ def _write_examples(folder: Path, mixture: np.ndarray, stems: Dict[str, np.ndarr
     n = mixture.shape[-1]
     length = min(n, int(seconds * sr))
     start = max(0, (n - length) // 2)
-    write_audio(folder / "mixture.wav", np.clip(mixture[:, start:start + length], -1, 1), sr, subtype="PCM_16")
-    for name, audio in stems.items():
-        write_audio(folder / f"{name}.wav", np.clip(audio[:, start:start + length], -1, 1), sr, subtype="PCM_16")
-    for name, audio in refs.items():
-        write_audio(folder / "references" / f"{name}.wav", np.clip(audio[:, start:start + length], -1, 1), sr,
-                    subtype="PCM_16")
+    files = 1 + len(stems) + len(refs)
+    needed = files * (length * mixture.shape[0] * 2 + 44)   # 16-bit PCM and a WAV header per file
+    with disk_full_errors(folder, needed_bytes=needed):
+        write_audio(folder / "mixture.wav", np.clip(mixture[:, start:start + length], -1, 1), sr, subtype="PCM_16")
+        for name, audio in stems.items():
+            write_audio(folder / f"{name}.wav", np.clip(audio[:, start:start + length], -1, 1), sr, subtype="PCM_16")
+        for name, audio in refs.items():
+            write_audio(folder / "references" / f"{name}.wav", np.clip(audio[:, start:start + length], -1, 1), sr,
+                        subtype="PCM_16")
 
 
 # ---------------------------------------------------------------------- SI-SNR

@@ -83,3 +83,20 @@ def test_a_full_disk_anywhere_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_info.value.code == 2 and len(err) == 1
     assert err[0].startswith(f"error: {tmp_path / 'logs' / 'hparams.yaml'}: disk full")
+
+
+def test_an_error_closes_the_progress_bars_a_failed_step_left_open(capsys):
+    """The error line stands on its own line and no bar is drawn after it."""
+    from tqdm import tqdm
+
+    def failing(argv):
+        bar = tqdm(total=10, desc="songs")
+        bar.update(3)
+        raise FrugalError("song.wav: broken")
+
+    with pytest.raises(SystemExit) as exit_:
+        run(failing, [])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert not list(getattr(tqdm, "_instances", ()))
+    assert err.endswith("\nerror: song.wav: broken\n")

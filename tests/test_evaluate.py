@@ -18,7 +18,7 @@ from asteroid_frugal.data.datasets import write_manifest
 from asteroid_frugal.data.layout import prepared_root, write_track
 from asteroid_frugal.model import FrugalTasNet
 from asteroid_frugal.inference import load_target_models, separate_stems
-from asteroid_frugal.utils import DiskFullError, FrugalError
+from asteroid_frugal.utils import DiskFullError, FrugalError, human_bytes
 
 from test_reports_listening import check_page
 
@@ -243,6 +243,26 @@ def test_a_full_disk_is_one_line_and_the_next_run_scores_only_what_is_missing(co
     monkeypatch.undo()
     first = (scores / f"{TRACKS[0]}.json").stat().st_mtime_ns
     assert main(args)["n_tracks"] == 2.0 and (scores / f"{TRACKS[0]}.json").stat().st_mtime_ns == first
+
+
+def test_a_full_disk_while_writing_examples_names_the_folder_and_the_space_they_need(tmp_path, monkeypatch):
+    """The listening excerpts: one line naming their folder and what all of them need."""
+    real = stage.write_audio
+    calls = []
+
+    def full_on_the_second_file(path, *a, **k):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(stage, "write_audio", full_on_the_second_file)
+    mix = np.zeros((2, SR), np.float32)
+    stems, refs = {"vocals": mix, "accompaniment": mix}, {"vocals": mix}
+    with pytest.raises(DiskFullError) as err:
+        stage._write_examples(tmp_path / "song", mix, stems, SR, 0.5, refs)
+    needed = 4 * (SR // 2 * 2 * 2 + 44)     # four 16-bit stereo files of half a second, with headers
+    assert str(err.value).startswith(f"{tmp_path / 'song'}: disk full: needed {human_bytes(needed)}, ")
 
 
 def test_references_take_one_song_of_memory_whatever_the_number_of_stems(tmp_path):

@@ -13,6 +13,8 @@ import errno
 import sys
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
+from tqdm import tqdm
+
 from .. import runtime
 from ..config import DEFAULT_CONF, load_config
 from ..utils import FrugalError, disk_full_message, setup_logging
@@ -113,11 +115,13 @@ def run(main: Callable[[Optional[Sequence[str]]], Any], argv: Optional[Sequence[
             setup_process(argv)
         main(list(argv))
     except FrugalError as err:
+        close_progress_bars()
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     except OSError as err:
         if err.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
+        close_progress_bars()
         # a write the library does not route through utils' atomic writers (a library's own
         # files: Lightning's hparams.yaml, TensorBoard's events): still one line
         print(f"error: {disk_full_message(err.filename or '.')}", file=sys.stderr)
@@ -125,3 +129,11 @@ def run(main: Callable[[Optional[Sequence[str]]], Any], argv: Optional[Sequence[
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+def close_progress_bars() -> None:
+    """Close every progress bar a failed step left open, so that the error printed next has a
+    line of its own and no bar redraws after it. tqdm keeps its open bars in the class attribute
+    ``_instances`` (it has no public list of them)."""
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
