@@ -176,3 +176,33 @@ def test_held_out_voices_update_their_section_only(tmp_path):
     assert "| en_slt | it_pc | 5.0 ± 1.0 | additive singer: 1.0 ± 1.0 | +4.0 ± 0.0 |" in page
     assert "| en_slt | 7.0 ± 2.0 | 5.0 ± 1.0 | -2.0 ± 1.0 |" in page
     assert "| it_pc | 6.0 ± 0.0 | 4.0 ± 1.0 | -2.0 ± 1.0 |" in page
+
+
+def test_held_out_voice_variants_are_compared_with_their_direction(tmp_path):
+    """--voices_variants: each variant next to the direction with the same speakers, the change paired
+    per song, the settings that differ and its command; a variant of no direction given is one line."""
+    a, b = tmp_path / "heldout_voices_a", tmp_path / "heldout_voices_b"
+    _voice_model(a, ["en_slt"], ["it_pc"], [4, 4, 6, 6])
+    _voice_model(b, ["it_pc"], ["en_slt"], [3, 3, 5, 5])
+    variant = tmp_path / "remix_b"
+    _voice_model(variant, ["it_pc"], ["en_slt"], [4, 4, 7, 7])
+    conf = yaml.safe_load((variant / "vocals" / "conf.yml").read_text())
+    conf["shaping"]["augment_remix"] = True
+    conf["runtime"]["threads"] = 1
+    (variant / "vocals" / "conf.yml").write_text(yaml.safe_dump(conf))
+    (variant / "vocals" / "train_command.txt").write_text("./run.sh --target vocals --set shaping.augment_remix=true\n")
+    _voice_model(a, ["en_slt"], ["it_pc"], [1, 1, 1, 1], csv=f"si_snr_{b.name}.csv")   # cached: same songs,
+    _voice_model(b, ["it_pc"], ["en_slt"], [1, 1, 1, 1], csv=f"si_snr_{a.name}.csv")   # own speakers
+    out = tmp_path / "page.md"
+    out.write_text("# Generalisation\n\n## Held-out voices\n\nold\n")
+    args = [sys.executable, "docs/make_generalisation.py", "--voices", str(a), str(b), "--voices_variants",
+            str(variant), "--out", str(out)]
+    done = subprocess.run(args, cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    page = out.read_text()
+    assert "| remix_b | it_pc | en_slt | 5.5 ± 1.5 | 4.0 | +1.5 ± 0.5 | `shaping.augment_remix=true` |" in page
+    assert "./run.sh --target vocals --set shaping.augment_remix=true" in page
+    conf["default_corpus"]["test_voices"] = ["cs_dita"]
+    (variant / "vocals" / "conf.yml").write_text(yaml.safe_dump(conf))
+    done = subprocess.run(args, cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 2 and "no held-out-voice direction given" in done.stderr

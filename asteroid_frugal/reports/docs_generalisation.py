@@ -198,7 +198,7 @@ def intro_lines(first: dict) -> List[str]:
             "training run per model (seed 0): the spread between songs is the only noise shown, run-to-run "
             "noise is not measured.", "",
             f"Corpus: {first['generator']}; training: {first['length']} (vocals model of the first direction).",
-            "Targets of the issue: vocals >= 4 dB, drums and bass >= 5 dB on the unseen soundfont.", ""]
+            "Targets: vocals >= 4 dB, drums and bass >= 5 dB on the unseen soundfont.", ""]
 
 
 def command_lines(directions, main: Optional[str], variants: Sequence[str], note: Optional[str]) -> List[str]:
@@ -263,12 +263,37 @@ def voice_row(model_dir: Path, csv: Optional[Path] = None, tested: Optional[str]
     return row
 
 
-def voices_section(directions: Sequence[str], baseline: Optional[str]) -> List[str]:
+def voice_variant_lines(variant_dirs: Sequence[str], directions: Sequence[str]) -> List[str]:
+    """One row per held-out-voice variant (``<variant>/vocals``: other training settings, the same
+    training and test speakers as one direction): its SI-SNRi on the unseen speakers next to that
+    direction's model, the change paired per test song, and the settings that differ in the two
+    resolved conf.yml files."""
+    head = "| variant | trained on | tested on | SI-SNRi (dB) | demo model | change (paired) | settings changed |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    keys = ("default_corpus.singer", "default_corpus.voices", "default_corpus.test_voices")
+    for v in variant_dirs:
+        mine = Path(v) / VOCALS
+        if not (mine / "results" / "si_snr.csv").is_file():
+            raise FrugalError(f"{v}: no {VOCALS}/results/si_snr.csv (run stages 3-4 of the variant)")
+        conf_v = load_yaml(mine / "conf.yml")
+        base = next((Path(d) / VOCALS for d in directions
+                     if all(get(load_yaml(Path(d) / VOCALS / "conf.yml"), k) == get(conf_v, k) for k in keys)), None)
+        if base is None:
+            raise FrugalError(f"{v}: no held-out-voice direction given trains on {voices(conf_v, 'train')} "
+                              f"and tests on {voices(conf_v, 'test')}")
+        row, ref = voice_row(mine), voice_row(base)
+        changed = changed_settings(conf_v, load_yaml(base / "conf.yml"))
+        lines.append(f"| {Path(v).name} | {row['train']} | {row['test']} | {row['mean']:.1f} ± {row['sem']:.1f} | "
+                     f"{ref['mean']:.1f} | {paired_change(row, ref)} | {', '.join(changed) or 'none'} |")
+    return lines
+
+
+def voices_section(directions: Sequence[str], baseline: Optional[str], variants: Sequence[str] = ()) -> List[str]:
     """The vocals models of the held-out-voice directions (``<dir>/vocals``): on the songs sung by
     speakers they never heard, against the baseline model (``<baseline>/vocals``: another corpus' singer)
     on the same excerpts, paired per song; with two directions (the same compositions, the speakers
     swapped), each model also on the songs sung by its own training speakers (the other direction's
-    test split): the cost of an unseen voice alone."""
+    test split): the cost of an unseen voice alone; then the variants (:func:`voice_variant_lines`)."""
     held = [voice_row(Path(d) / VOCALS) for d in directions]
     lines = [VOICES_TITLE, "",
              "The demo vocals model trained on the built-in corpus sung by five of the ten recorded speakers "
@@ -307,6 +332,12 @@ def voices_section(directions: Sequence[str], baseline: Optional[str]) -> List[s
                   "|---|---|---|---|"]
         lines += [f"| {own['train']} | {own['mean']:.1f} ± {own['sem']:.1f} | {unseen['mean']:.1f} ± "
                   f"{unseen['sem']:.1f} | {paired_change(unseen, own)} |" for own, unseen in pairs]
+    if variants:
+        lines += ["", "Other training settings on the same data, each against the direction with the same "
+                  "speakers (same test excerpts), the change paired per test song (mean ± s.e.): the standard "
+                  "error covers the songs, not the training run; a change within about twice it is not told "
+                  "apart from noise.", ""]
+        lines += voice_variant_lines(variants, directions)
     return lines
 
 
