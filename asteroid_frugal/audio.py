@@ -345,7 +345,8 @@ def resample_blocks(blocks: Iterable[np.ndarray], orig_sr: int, new_sr: int) -> 
 
 class BlockWindow:
     """Reads ``[channels, frames]`` at rising starts from an iterator of blocks, zero-padded past
-    its end; holds only the samples from the latest start on."""
+    its end; holds only the samples from the latest start on (``read(start, 0)`` lets go of those
+    before ``start``)."""
 
     def __init__(self, blocks: Iterable[np.ndarray], channels: int):
         self._blocks = iter(blocks)
@@ -356,7 +357,7 @@ class BlockWindow:
         if start < self._start:
             raise ValueError(f"read at {start} before the window's start {self._start}")
         pieces: List[np.ndarray] = [self._buf] if self._buf.shape[-1] else []
-        have = self._start + self._buf.shape[-1]
+        first, have = self._start, self._start + self._buf.shape[-1]   # where pieces[0] starts, where they end
         while have < start + frames and not self._done:
             block = next(self._blocks, None)
             if block is None:
@@ -364,8 +365,14 @@ class BlockWindow:
             elif block.shape[-1]:
                 pieces.append(block)
                 have += block.shape[-1]
-        buf = pieces[0] if len(pieces) == 1 else (np.concatenate(pieces, axis=-1) if pieces else self._buf)
-        self._buf, self._start = buf[:, start - self._start:], start
+        while pieces and first + pieces[0].shape[-1] <= start:   # what lies before start is never read again:
+            first += pieces.pop(0).shape[-1]                       # not joined to (and kept with) what is
+        if pieces and first < start:
+            pieces[0] = pieces[0][:, start - first:]
+            if len(pieces) == 1 and 2 * pieces[0].shape[-1] < self._buf.shape[-1]:
+                pieces[0] = pieces[0].copy()     # the rest, a copy: the buffer it was part of goes
+        buf = pieces[0] if len(pieces) == 1 else (np.concatenate(pieces, axis=-1) if pieces else self._buf[:, :0])
+        self._buf, self._start = buf, start
         out = self._buf[:, :frames]
         if out.shape[-1] < frames:
             out = np.pad(out, ((0, 0), (0, frames - out.shape[-1])))

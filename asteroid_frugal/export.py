@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data.types import MIXTURE
-from .inference import check_finite_weights, load_model, lstm_units
+from .inference import check_finite_weights, is_weightless, load_model, lstm_units, release_heap
 from .streaming import BlockStreamer, check_causal
 from .utils import FrugalError, atomic_path
 
@@ -242,19 +242,50 @@ class OnnxOfflineModel(nn.Module):
     (``sample_rate``, ``kernel_size``, ``stride``, ``n_src``, ``n_channels``, ``frugal_path``, and
     ``lstm_hidden`` for :func:`asteroid_frugal.inference.lstm_units`), so
     :func:`asteroid_frugal.inference.separate_blocks` runs it as it is (at ``precision="float32"``:
-    the graph computes with int8 weights itself)."""
+    the graph computes with int8 weights itself), ``chunks_per_call`` chunks per call at most (None:
+    the batch it is given; onnxruntime quantises activations over a whole call, so the output of a
+    chunk depends on the chunks beside it unless this is 1).
 
-    def __init__(self, session, model, graph_path: Path):
+    Its onnxruntime session (the int8 weights, about a quarter of the float ones) is opened at the
+    first call (:meth:`open`) and dropped by :meth:`close` (opened again at the next call): a caller
+    running several models one after another holds one session at a time."""
+
+    def __init__(self, graph_path: Path, model, threads: int, chunks_per_call=None, session=None):
         super().__init__()
-        self.session, self.graph_path = session, Path(graph_path)
+        self.graph_path, self.threads, self.session = Path(graph_path), int(threads), session
+        self.chunks_per_call = None if chunks_per_call is None else max(1, int(chunks_per_call))
         for name in ("sample_rate", "kernel_size", "stride", "n_src", "n_channels"):
             setattr(self, name, getattr(model, name))
         self.lstm_hidden = lstm_units(model)     # what precision="auto" decides on
         self.frugal_path = f"{getattr(model, 'frugal_path', type(model).__name__)} (int8, onnxruntime)"
 
+    def open(self):
+        """The onnxruntime session (opened from :attr:`graph_path` when closed); a graph onnxruntime
+        cannot read: a :class:`~asteroid_frugal.utils.FrugalError`."""
+        if self.session is None:
+            self.session = open_int8_session(self.graph_path, self.threads)
+        return self.session
+
+    def close(self) -> None:
+        """Drop the session and the memory it holds (opened again by the next call)."""
+        self.session = None
+
     def forward(self, mixture: torch.Tensor) -> torch.Tensor:
         x = mixture.detach().to("cpu", torch.float32).contiguous().numpy()
-        return torch.from_numpy(self.session.run(None, {MIXTURE: x})[0])
+        session = self.open()
+        release_heap()     # the pages the last call's activations freed: its peak is the process's
+        return torch.from_numpy(session.run(None, {MIXTURE: x})[0])
+
+
+def open_int8_session(path, threads: int):
+    """An onnxruntime session on an int8 graph (:func:`session_options`); one
+    :class:`~asteroid_frugal.utils.FrugalError` line when onnxruntime cannot load it."""
+    import onnxruntime as ort
+
+    try:
+        return ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+    except Exception as err:  # noqa: BLE001 - onnxruntime raises its own types for an unreadable graph
+        raise FrugalError(f"{path}: onnxruntime cannot load the int8 graph ({str(err).splitlines()[0]})") from None
 
 
 def int8_graph_key(model_sha256: str) -> str:
@@ -283,39 +314,51 @@ def session_options(threads: int):
     return opts
 
 
-def cached_int8_model(model, model_sha256: str, cache_dir, threads: int) -> OnnxOfflineModel:
-    """``model`` as an int8 onnxruntime model: its graph is exported and quantised once
-    (:func:`export`, ``int8=True``; seconds per paper-size model) into ``cache_dir`` under
-    :func:`int8_graph_key` and read from there by later runs. A cached graph onnxruntime cannot
-    read is made again; a cache folder that cannot be written gets the graph in a temporary folder
-    for this run (logged)."""
-    import onnxruntime as ort
-
-    check_finite_weights(model)
+def cached_int8_model(model, model_sha256: str, cache_dir, threads: int, chunks_per_call=None) -> OnnxOfflineModel:
+    """``model`` as an int8 onnxruntime model (``chunks_per_call``: :class:`OnnxOfflineModel`): its
+    graph is exported and quantised once (:func:`export`, ``int8=True``; seconds per paper-size
+    model) into ``cache_dir`` under :func:`int8_graph_key` and read from there by later runs. A
+    cached graph onnxruntime cannot read is made again; a cache folder that cannot be written gets
+    the graph in a temporary folder for this run (logged). ``model`` may be without its weights
+    (:func:`asteroid_frugal.inference.load_model` with ``weights=False``): they are read from its
+    file only when its graph must be made, and let go once it is. Weights holding NaN or inf:
+    :class:`~asteroid_frugal.inference.NonFiniteOutputError` (no graph is ever made of them, so a
+    cached graph vouches for its model's)."""
+    if not is_weightless(model):
+        check_finite_weights(model)
     key = int8_graph_key(model_sha256)
     path = Path(cache_dir) / f"{key}.int8.onnx"
     for attempt in (1, 2):
         if not path.is_file():
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                log.info("%s: exporting its int8 graph for onnxruntime to %s (once per model file)",
-                         getattr(model, "frugal_path", "model"), path)
-                export(model, "onnx", path, int8=True)
-            except (OSError, FrugalError) as err:
-                import tempfile
-
-                scratch = Path(tempfile.mkdtemp(prefix="asteroid_frugal_int8_"))
-                log.warning("int8 graph cache %s not writable (%s): exported for this run only", cache_dir, err)
-                path = export(model, "onnx", scratch / f"{key}.int8.onnx", int8=True)
+            path = _export_int8(model, path, cache_dir)
         try:
-            session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
-            return OnnxOfflineModel(session, model, path)
-        except Exception as err:  # noqa: BLE001 - onnxruntime raises its own types for an unreadable graph
+            return OnnxOfflineModel(path, model, threads, chunks_per_call, session=open_int8_session(path, threads))
+        except FrugalError as err:
             if attempt == 2:
-                raise FrugalError(f"{path}: onnxruntime cannot load the int8 graph ({str(err).splitlines()[0]})")
-            log.warning("%s: unreadable cached int8 graph (%s): made again", path, str(err).splitlines()[0])
+                raise
+            log.warning("%s: unreadable cached int8 graph (%s): made again", path,
+                        str(err).split("int8 graph (", 1)[-1].rstrip(")"))
             path.unlink(missing_ok=True)
     raise AssertionError("unreachable")
+
+
+def _export_int8(model, path: Path, cache_dir) -> Path:
+    """Export ``model``'s int8 graph to ``path`` (a temporary folder when ``cache_dir`` cannot be
+    written); a model without weights is loaded from its file for it, and let go after."""
+    if is_weightless(model):
+        model = load_model(model.frugal_path)
+        check_finite_weights(model)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        log.info("%s: exporting its int8 graph for onnxruntime to %s (once per model file)",
+                 getattr(model, "frugal_path", "model"), path)
+        return export(model, "onnx", path, int8=True)
+    except (OSError, FrugalError) as err:
+        import tempfile
+
+        scratch = Path(tempfile.mkdtemp(prefix="asteroid_frugal_int8_"))
+        log.warning("int8 graph cache %s not writable (%s): exported for this run only", cache_dir, err)
+        return export(model, "onnx", scratch / path.name, int8=True)
 
 
 class _ExportedStreamer(BlockStreamer):

@@ -56,15 +56,25 @@ def resolve_model_file(path_or_dir) -> Path:
     return path
 
 
-def load_model_package(path_or_dir) -> Tuple[Dict[str, Any], Path]:
+def load_model_package(path_or_dir, weights: bool = True) -> Tuple[Dict[str, Any], Path]:
     """Read a serialized model (``model_name``, ``model_args``, ``state_dict``, ``infos``).
 
     Uses torch's ``weights_only`` loader (the default of torch >= 2.6), the one
     ``BaseModel.from_pretrained`` uses, so a file that loads here also loads there.
+    ``weights=False``: the tensors are read as shapes only (PyTorch's ``meta`` device: none of
+    their data is read), for what a model is rather than what it computes; a file that this
+    cannot read is read whole, for :func:`asteroid_frugal.utils.torch_load`'s error.
     """
     path = resolve_model_file(path_or_dir)
-    package = torch_load(path, "a loadable model file (best_model.pth, or an experiment or publish folder "
-                               "holding one)")
+    package = None
+    if not weights:
+        try:
+            package = torch.load(str(path), map_location="meta", weights_only=True)
+        except Exception:  # noqa: BLE001 - read again below, for torch_load's one-line error
+            package = None
+    if package is None:
+        package = torch_load(path, "a loadable model file (best_model.pth, or an experiment or publish folder "
+                                   "holding one)")
     if not isinstance(package, dict) or not {"model_name", "model_args", "state_dict"} <= set(package):
         keys = sorted(package) if isinstance(package, dict) else type(package).__name__
         raise FrugalError(f"{path}: not a serialized Asteroid model (expected model_name, model_args, "
@@ -72,25 +82,40 @@ def load_model_package(path_or_dir) -> Tuple[Dict[str, Any], Path]:
     return package, path
 
 
-def load_model(path_or_expdir, device=None) -> torch.nn.Module:
+def load_model(path_or_expdir, device=None, weights: bool = True) -> torch.nn.Module:
     """Load a model (file, experiment dir or publish dir) with ``BaseModel.from_pretrained``.
 
     Returns the model in eval mode on ``device`` (default: CPU). The package's
     ``infos`` dict is kept as ``model.frugal_infos`` and its path as ``model.frugal_path``.
+    ``weights=False``: the model without its weights (on PyTorch's ``meta`` device, whatever
+    ``device``: no memory, nothing read but the file's structure): its shape and settings
+    (sample rate, segment hop, :func:`lstm_units`) for code that runs it by other means, such as
+    an int8 graph already made from it (:func:`is_weightless`).
     """
     import asteroid_frugal  # noqa: F401  (registers FrugalTasNet with asteroid.models)
     from asteroid.models import BaseModel
 
-    package, path = load_model_package(path_or_expdir)
+    package, path = load_model_package(path_or_expdir, weights=weights)
     infos = package.get("infos") or {}
     try:
-        model = BaseModel.from_pretrained(package)
+        if weights:
+            model = BaseModel.from_pretrained(package)
+        else:
+            with torch.device("meta"):
+                model = BaseModel.from_pretrained(package)
     except Exception as err:
         msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise FrugalError(f"{path}: cannot build model {package.get('model_name')!r} ({msg[:200]})") from None
     model.frugal_infos = infos if isinstance(infos, dict) else {}
     model.frugal_path = str(path)
+    if not weights:
+        return model.eval()
     return model.to(torch.device(device) if device else "cpu").eval()
+
+
+def is_weightless(model) -> bool:
+    """Whether ``model`` was built without its weights (:func:`load_model` with ``weights=False``)."""
+    return _model_device(model).type == "meta"
 
 
 def resolve_device(name: Optional[str] = None) -> str:
@@ -187,6 +212,21 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
         quantized = quantize_dynamic(copy.deepcopy(model).cpu().float(), {torch.nn.LSTM, torch.nn.Linear},
                                      dtype=torch.qint8)
     return quantized.eval()
+
+
+def release_heap() -> bool:
+    """Hand the free pages of the C library's heap back to the system (glibc's ``malloc_trim``): after
+    a model's weights or a chunk's activations are freed, buffers under the command's mmap threshold
+    (``separate.mmap_threshold_mb``) leave pages that otherwise stay with the process between live
+    ones. Returns whether it could (False off glibc)."""
+    import ctypes
+
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim(0)
+    return True
 
 
 def check_precision_device(precision: str, device) -> None:
@@ -370,7 +410,10 @@ def separate_blocks(model, read: Callable[[int, int], torch.Tensor], n_samples: 
     zero-padded past the end; starts never go back, so a reader may drop what lies before
     them), and the output ``[n_src, C, block]`` comes block by block, in order, covering exactly
     ``n_samples``. Each block is final once the chunks overlapping it are added; what is held is
-    one batch of chunks and their outputs. ``level``: :func:`level_exponent` of the whole mixture
+    one batch of chunks and their outputs. The chunks are those of ``batch_chunks``
+    (:func:`balanced_chunk`); a model with a ``chunks_per_call`` attribute (an engine whose memory
+    grows with the batch, as :class:`asteroid_frugal.export.OnnxOfflineModel`) is given at most that
+    many of them per call. ``level``: :func:`level_exponent` of the whole mixture
     (the chunks are scaled by ``2**-level`` for the model and the output back). The outputs equal
     :func:`separate_long`'s, sample for sample. Arguments are checked before the first block."""
     if precision not in PRECISIONS:
@@ -391,14 +434,16 @@ def separate_blocks(model, read: Callable[[int, int], torch.Tensor], n_samples: 
     chunk = balanced_chunk(n_samples, chunk, overlap, hop, batch_chunks)
     plan = chunk_plan(n_samples, chunk, overlap, hop)
     length = plan[0][2] if len(plan) == 1 else chunk
-    return _plan_blocks(model, read, plan, length, overlap, n_samples, n_chan, batch_chunks, device,
+    per_call = min(batch_chunks, max(1, int(getattr(model, "chunks_per_call", None) or batch_chunks)))
+    return _plan_blocks(model, read, plan, length, overlap, n_samples, n_chan, per_call, device,
                         PRECISIONS[precision], level, progress, sample_rate)
 
 
 def _plan_blocks(model, read, plan, length: int, overlap: int, n_samples: int, n_chan: int, batch_chunks: int,
                  device: torch.device, autocast_dtype, level: int, progress,
                  sample_rate: float) -> Iterator[torch.Tensor]:
-    """The generator of :func:`separate_blocks`, one block per chunk: ``window`` holds the output from
+    """The generator of :func:`separate_blocks` (``batch_chunks``: chunks per model call), one block
+    per chunk: ``window`` holds the output from
     the first sample not yet given out (``base``) to the end of the chunk, final up to the next
     chunk's fade-in."""
     ramp = crossfade_ramp(overlap) if overlap else None
@@ -417,6 +462,8 @@ def _plan_blocks(model, read, plan, length: int, overlap: int, n_samples: int, n
         for first in range(0, len(plan), batch_chunks):
             batch = plan[first:first + batch_chunks]
             x = torch.stack([read(start, length) for start, _, _ in batch])
+            if first + len(batch) < len(plan):
+                read(plan[first + len(batch)][0], 0)   # the reader may let go of what lies before the next chunk
             if level:
                 scale_pow2(x, -level)
             with torch.no_grad(), torch.autocast(device.type, dtype=autocast_dtype or torch.float32,
@@ -443,6 +490,7 @@ def _plan_blocks(model, read, plan, length: int, overlap: int, n_samples: int, n
                 if bar is not None:
                     bar.update(round(min(fade_out + (overlap if more else 0), n_samples) / sample_rate, 1) - bar.n)
                 yield block
+                del block      # not held through the next chunk's call (a chunk's output, 20 MB at 30 s stereo)
             del est
     finally:
         if was_training:
@@ -488,7 +536,7 @@ class TargetModel:
 
 def stored_target(path_or_dir) -> Optional[str]:
     """The target a model was trained for: from the model file, else its experiment's conf.yml."""
-    package, path = load_model_package(path_or_dir)
+    package, path = load_model_package(path_or_dir, weights=False)   # its settings, not its weights
     infos = package.get("infos") if isinstance(package.get("infos"), dict) else {}
     for value in (package.get("target"), infos.get("target")):
         if isinstance(value, str) and value:
@@ -513,8 +561,10 @@ def parse_model_specs(specs: Sequence[str]) -> List[Tuple[Optional[str], str]]:
     return out
 
 
-def load_target_models(specs: Sequence[str], device) -> List[TargetModel]:
-    """Load each ``[name=]path``; check that the target is known and matches the model."""
+def load_target_models(specs: Sequence[str], device, weights: bool = True) -> List[TargetModel]:
+    """Load each ``[name=]path``; check that the target is known and matches the model.
+    ``weights=False``: the models without their weights (:func:`load_model`), one at a time
+    whatever their number."""
     models: List[TargetModel] = []
     for name, path in parse_model_specs(specs):
         model_file = resolve_model_file(path)
@@ -532,7 +582,7 @@ def load_target_models(specs: Sequence[str], device) -> List[TargetModel]:
             raise FrugalError(f"{model_file}: unknown target {target!r} (expected one of {', '.join(TARGETS)})")
         if any(m.target == target for m in models):
             raise FrugalError(f"{model_file}: a second model for {target!r}: give one model per target")
-        model = load_model(model_file, device)
+        model = load_model(model_file, device, weights=weights)
         if int(getattr(model, "n_src", 2)) != 2:
             raise FrugalError(f"{model_file}: expected a target-vs-rest model with 2 outputs, "
                               f"this one has {model.n_src}")
@@ -705,6 +755,8 @@ def separate_stream(models: Sequence[TargetModel], blocks: Callable[[], Iterator
         for block in outputs:
             est = block.numpy()
             take(est if back is None else back.push(est.reshape(2 * n_chan, -1)).reshape(2, n_chan, -1))
+            del block, est     # let go before the next chunk is separated
+            mixture.read(done, 0)   # and of the mixture read for it
         if back is not None:
             take(back.finish().reshape(2, n_chan, -1))
         if done < n_samples:         # as back_to_input: zero-padded to the song's length
@@ -747,26 +799,36 @@ def lstm_units(model) -> int:
     return max((int(m.hidden_size) for m in model.modules() if isinstance(m, torch.nn.LSTM)), default=0)
 
 
+def auto_int8(models: Sequence[TargetModel], device, auto_int8_min_hidden: Optional[int]) -> Tuple[bool, str]:
+    """``(int8?, why)``: ``auto``'s int8 rule, the same for every song: int8 when the models run on the
+    CPU (``device``) and each has at least ``auto_int8_min_hidden`` LSTM units (:func:`lstm_units`;
+    None: never). ``why`` is empty where the rule does not apply (another device, no threshold)."""
+    if not auto_int8_min_hidden or torch.device(device).type != "cpu":
+        return False, ""
+    units = min(lstm_units(tm.model) for tm in models)
+    if units >= auto_int8_min_hidden:
+        return True, (f"auto on the CPU: int8 weights, LSTM of {units} units >= {auto_int8_min_hidden}; "
+                      f"costs and gains: docs/separation.md")
+    return False, f"int8 not chosen: LSTM of {units} units < {auto_int8_min_hidden}, no faster in int8; "
+
+
 def choose_precision(models: Sequence[TargetModel], audio: np.ndarray, sample_rate: int, requested: str,
                      min_snr_db: float, probe_seconds: float, native=native_bf16,
                      chunks: Optional[Dict[str, Any]] = None, *,
-                     auto_int8_min_hidden: Optional[int]) -> Tuple[str, str]:
+                     auto_int8_min_hidden: Optional[int], device=None) -> Tuple[str, str]:
     """``(precision, why)`` for one song. ``requested`` other than ``auto`` is kept. ``auto``: int8
     when the models run on the CPU and each has at least ``auto_int8_min_hidden`` LSTM units
-    (:func:`lstm_units`; None: never); else bfloat16 only where the models' device runs it natively
+    (:func:`auto_int8`); else bfloat16 only where the models' device runs it natively
     (:func:`native_bf16`) and a ``probe_seconds`` excerpt from the middle of the song, separated
     both ways, stays within ``min_snr_db`` dB SNR of float32 over all stems; float32 otherwise.
-    ``chunks``: the :func:`chunking` the song is separated with (default: conf.yml's)."""
+    ``chunks``: the :func:`chunking` the song is separated with (default: conf.yml's). ``device``:
+    where the models run (default: where the first one's weights are)."""
     if requested != "auto":
         return requested, "requested"
-    device = _model_device(models[0].model)
-    note = ""
-    if auto_int8_min_hidden and device.type == "cpu":
-        units = min(lstm_units(tm.model) for tm in models)
-        if units >= auto_int8_min_hidden:
-            return "int8", (f"auto on the CPU: int8 weights, LSTM of {units} units >= {auto_int8_min_hidden}; "
-                            f"costs and gains: docs/separation.md")
-        note = f"int8 not chosen: LSTM of {units} units < {auto_int8_min_hidden}, no faster in int8; "
+    device = torch.device(device) if device is not None else _model_device(models[0].model)
+    int8, note = auto_int8(models, device, auto_int8_min_hidden)
+    if int8:
+        return "int8", note
     precision, why = _bfloat16_rule(models, audio, sample_rate, min_snr_db, probe_seconds, native, chunks, device)
     return precision, note + why
 

@@ -63,9 +63,9 @@ import numpy as np
 from .audio import (AUDIO_EXTENSIONS, ENCODERS, AudioFileWriter, AudioReader, RawWriter, check_encoder,
                     encode_ffmpeg, open_audio)
 from .data.types import EXTRA_SOURCES, MIXTURE, rest_name, stem_names
-from .inference import (PRECISIONS, NonFiniteOutputError, TargetModel, check_precision_device, choose_precision,
-                        chunking, combine_stems, load_target_models, raw_outputs, resolve_device, separate_stream,
-                        stream_levels)
+from .inference import (PRECISIONS, NonFiniteOutputError, TargetModel, auto_int8, check_precision_device,
+                        choose_precision, chunking, combine_stems, is_weightless, load_model, load_target_models,
+                        raw_outputs, release_heap, resolve_device, separate_stream, stream_levels)
 from .streaming import stream_stems, streaming_options
 from .utils import DiskFullError, FrugalError, disk_full_message, free_bytes, is_disk_full, read_json, \
     write_json_atomic
@@ -223,12 +223,16 @@ def remove_partials(song_dir: Path) -> None:
 
 def publish_song(tmp_dir: Path, paths: Dict[str, Path], record_path: Path, record: Dict, ext: str,
                  out_dir: Path) -> None:
-    """Move the stems written in ``tmp_dir`` (``<stem>.<ext>``) to ``paths`` and write the record last.
+    """Move the stems written in ``tmp_dir`` (``<stem>.<ext>``) to ``paths`` and put the record last.
 
-    The old record goes first, so no moment exists where a record vouches for a mix of old
-    and new stems; stems of an old record that the new one does not make are removed (those
-    inside ``out_dir`` only; records without ``files``: ``<stem>.<ext>`` beside the record).
+    The record is written into ``tmp_dir`` first (a full disk then leaves every stem where it was,
+    in the temporary folder) and renamed into place at the end. The old record goes first, so no
+    moment exists where a record vouches for a mix of old and new stems; stems of an old record
+    that the new one does not make are removed (those inside ``out_dir`` only; records without
+    ``files``: ``<stem>.<ext>`` beside the record).
     """
+    new_record = tmp_dir / ".record.json"
+    write_json_atomic(new_record, record)
     old_files: List[Path] = []
     if record_path.is_file():
         try:
@@ -246,7 +250,7 @@ def publish_song(tmp_dir: Path, paths: Dict[str, Path], record_path: Path, recor
         if inside in path.parents and path.is_file():
             path.unlink(missing_ok=True)
     record_path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(record_path, record)
+    os.replace(new_record, record_path)
 
 
 def _normal(path: Path) -> Path:
@@ -300,6 +304,7 @@ class OutputOptions:
     mp3_bitrate: str
     block_frames: int
     int8_backend: str             # onnxruntime | pytorch: what runs int8 weights
+    int8_batch_chunks: int        # onnxruntime: chunks per call at most (the chunks: evaluation's)
 
     @property
     def full_scale(self) -> bool:
@@ -327,9 +332,12 @@ def output_settings(conf: Dict) -> OutputOptions:
     block = int(sec["block_frames"])
     if sec["int8_backend"] not in INT8_BACKENDS:
         raise FrugalError(f"separate.int8_backend: expected {' or '.join(INT8_BACKENDS)}; got {sec['int8_backend']!r}")
+    per_call = sec["int8_batch_chunks"]
+    if isinstance(per_call, bool) or not isinstance(per_call, int) or per_call < 1:
+        raise FrugalError(f"separate.int8_batch_chunks: expected a number of chunks, at least 1; got {per_call!r}")
     return OutputOptions(fmt, subtype if SUBTYPES[fmt] else None, precision, sec["clip"],
                          check_filename(sec["filename"]), stem_list(sec["stems"]), bitrate, block,
-                         sec["int8_backend"])
+                         sec["int8_backend"], per_call)
 
 
 def int8_cache_dir(conf: Dict) -> Path:
@@ -342,12 +350,15 @@ def int8_cache_dir(conf: Dict) -> Path:
 
 
 def int8_onnx_models(job: "SeparationJob") -> List[TargetModel]:
-    """The job's models as int8 onnxruntime models (:func:`asteroid_frugal.export.cached_int8_model`),
-    made once per run; an empty list (and a warning: PyTorch's int8 weights then) where onnxruntime
-    cannot run them. Once made, they take the float models' place in the job's
-    :class:`TargetModel` objects: every later song of the run is int8 too (the precision is the
-    run's, or ``auto``'s choice for these models on the CPU, the same for every song), and the float
-    weights (95 MB per paper-size model) are not kept beside the int8 graphs."""
+    """The job's models as int8 onnxruntime models (:func:`asteroid_frugal.export.cached_int8_model`,
+    ``separate.int8_batch_chunks`` chunks per call), made once per run, one model at a time; an empty
+    list (and a warning: PyTorch's int8 weights then, read from the model files where the job holds
+    the models without their weights) where onnxruntime cannot run them. Once made, they take the
+    float models' place in the job's :class:`TargetModel` objects: every later song of the run is
+    int8 too (the precision is the run's, or ``auto``'s choice for these models on the CPU, the same
+    for every song). A model whose graph is cached is never read but for its settings
+    (:func:`separate_files`); one whose graph must be made has its float weights (95 MB at paper
+    size) read for that, and let go (:func:`release_heap`) before the next model is read."""
     if job.onnx_models is None:
         import torch
 
@@ -355,19 +366,36 @@ def int8_onnx_models(job: "SeparationJob") -> List[TargetModel]:
 
         digests = {m["target"]: m["sha256"] for m in job.record["models"]}
         try:
-            made = [cached_int8_model(m.model, digests[m.target], int8_cache_dir(job.conf), torch.get_num_threads())
-                    for m in job.models]
-            for tm, model in zip(job.models, made):
-                tm.model = model
+            for tm in job.models:
+                if not hasattr(tm.model, "graph_path"):
+                    tm.model = cached_int8_model(tm.model, digests[tm.target], int8_cache_dir(job.conf),
+                                                 torch.get_num_threads(), job.opts.int8_batch_chunks)
+                    tm.model.close()     # opened again when it runs: one session at a time (stem_source)
+                    release_heap()
             job.onnx_models = list(job.models)
         except NonFiniteOutputError:
             raise                 # not separable in int8 by either: one line per song
         except (ImportError, FrugalError, RuntimeError) as err:
             log.warning("int8 with onnxruntime unavailable (%s): PyTorch's int8 weights instead",
                         str(err).splitlines()[0] if str(err) else type(err).__name__)
+            for tm in job.models:     # the float models back, weights and all
+                if hasattr(tm.model, "graph_path") or is_weightless(tm.model):
+                    tm.model = load_model(tm.path, job.device)
             job.onnx_models = []
     return job.onnx_models
 
+
+def weightless_int8(opts: OutputOptions, conf: Dict, device: str, stream: bool,
+                    models: Sequence[TargetModel]) -> bool:
+    """Whether every song of a run is separated by onnxruntime's int8 graphs whatever the song, so
+    that the models need no float weights (``models``: loaded without them): int8 requested, or
+    ``auto`` on the CPU for models large enough (:func:`asteroid_frugal.inference.auto_int8`), with
+    ``separate.int8_backend: onnxruntime``, off ``--stream``."""
+    if stream or opts.int8_backend != "onnxruntime" or str(device) != "cpu":
+        return False
+    if opts.precision == "int8":
+        return True
+    return opts.precision == "auto" and auto_int8(models, device, conf["separate"]["auto_int8_min_hidden"])[0]
 
 
 def stem_list(value) -> Optional[List[str]]:
@@ -436,6 +464,7 @@ class SeparationJob:
     overwrite: bool
     stream_opts: Optional[Dict] = None   # --stream: block and weight precision
     onnx_models: Optional[List[TargetModel]] = None   # int8 with onnxruntime: made at the first song that needs them
+    device: str = "cpu"           # where the models run
 
     @property
     def ext(self) -> str:
@@ -463,7 +492,11 @@ def separate_files(conf: Dict, inputs: Sequence[str], model_specs: Sequence[str]
         check_encoder(opts.fmt)
     out_dir = Path(out)
     check_writable(out_dir)
-    models = load_target_models(model_specs, device)
+    models = load_target_models(model_specs, device, weights=False)   # each one's settings, no weights
+    if weightless_int8(opts, conf, device, stream, models):
+        log.debug("int8 on onnxruntime: the models' float weights are read only to make a graph not yet cached")
+    else:
+        models = load_target_models(model_specs, device)
     targets = [m.target for m in models]
     made = stem_names(targets)
     names = [n for n in made if n in opts.stems] if opts.stems else made
@@ -484,8 +517,10 @@ def separate_files(conf: Dict, inputs: Sequence[str], model_specs: Sequence[str]
         settings = dict(chunks, precision=opts.precision, **output)
         if opts.precision in ("int8", "auto"):
             settings["int8_backend"] = opts.int8_backend   # int8's outputs depend on what runs it
+            if opts.int8_backend == "onnxruntime":   # and on the chunks beside it in a call (onnxruntime's)
+                settings["int8_batch_chunks"] = min(opts.int8_batch_chunks, chunks["batch_chunks"])
     job = SeparationJob(conf, running, targets, names, separation_record(running, names, settings), opts, out_dir,
-                        overwrite, stream_opts)
+                        overwrite, stream_opts, device=device)
     failed, done, skipped = [], 0, 0
     written: Dict[str, Dict[str, str]] = {}
     claimed: Dict[Path, Path] = {}
@@ -521,7 +556,9 @@ def _disk_full_errors(song_dir: Path, needed: List[Optional[int]]):
     try:
         yield
     except DiskFullError:
-        raise
+        if needed[0] is None:
+            raise
+        raise DiskFullError(disk_full_message(song_dir, needed[0])) from None   # the song, not one of its files
     except Exception as err:  # noqa: BLE001 - re-raised unless the disk is full
         if not is_disk_full(err, song_dir.parent, needed[0]):
             raise
@@ -619,19 +656,29 @@ def stem_source(job: SeparationJob, scan: SongScan, tmp_dir: Path, desc: str) ->
     probe = reader.read((n - length) // 2, length)        # the excerpt choose_precision probes
     precision, why = choose_precision(job.models, probe, sr, sec["precision"], sec["min_snr_db"],
                                       sec["probe_seconds"], chunks=chunks,
-                                      auto_int8_min_hidden=sec["auto_int8_min_hidden"])
+                                      auto_int8_min_hidden=sec["auto_int8_min_hidden"], device=job.device)
+    del probe
     models, run_precision, backend = job.models, precision, ""
     if precision == "int8":
         onnx = int8_onnx_models(job) if job.opts.int8_backend == "onnxruntime" else []
         if onnx:   # the graphs compute with int8 weights themselves
             models, run_precision = onnx, "float32"
-        backend = ", onnxruntime" if onnx else ", PyTorch"
+            per_call = min(job.opts.int8_batch_chunks, chunks["batch_chunks"])
+            backend = f", onnxruntime, {per_call} chunk{'s' if per_call > 1 else ''} per call"
+        else:
+            backend = ", PyTorch"
     log.info("%s: precision %s%s (%s)", desc, precision, backend, why)
     writers = {name: RawWriter(tmp_dir / f"{name}.raw.f32", n_chan) for name in raw_outputs(job.targets, job.stems)}
+    gains: Dict[str, float] = {}
     try:
-        gains = separate_stream(models, lambda: reader.blocks(block), sr, n, n_chan,
-                                {name: w.write for name, w in writers.items()}, scan.levels, precision=run_precision,
-                                progress=True, desc=desc, **chunks)
+        for tm in models:   # one after another; an onnxruntime model's session is open only while it runs
+            try:
+                gains.update(separate_stream([tm], lambda: reader.blocks(block), sr, n, n_chan,
+                                             {name: w.write for name, w in writers.items()}, scan.levels,
+                                             precision=run_precision, progress=True, desc=desc, **chunks))
+            finally:
+                if hasattr(tm.model, "close"):
+                    tm.model.close()
     finally:
         for w in writers.values():
             w.close()

@@ -19,7 +19,8 @@ Parts:
   as a user runs it (a process each, start-up included) with a paper-size model
   (``build_model(load_config())``, untrained: the same cost) on a generated stereo 44.1 kHz song:
   ``float32``, ``int8`` (the shipped backend, onnxruntime, its graph read from the cache that a
-  first run, timed apart, fills) and ``int8-pytorch`` (``--precisions``: also ``bfloat16``)
+  first run, timed apart, fills) and ``int8-pytorch`` (``--precisions``: also ``bfloat16``, and
+  ``int8-batch``: onnxruntime given the whole batch of chunks per call, ``separate.int8_batch_chunks=4``)
   alternated ``--repeats`` times (medians), idle (whatever else runs: the load average is
   printed) and beside one ``yes > /dev/null`` it starts.
 * ``backends``: the ways to run int8 weights, each in a fresh process with the shipped
@@ -48,7 +49,9 @@ BACKENDS = ("float32", "torch-int8", "onnxruntime-int8", "onnxruntime-int8-cache
 # --precisions: what each name runs in the separate command (int8: the shipped separate.int8_backend)
 PRECISION_ARGS = {"float32": ["--precision", "float32"], "bfloat16": ["--precision", "bfloat16"],
                   "int8": ["--precision", "int8"],
-                  "int8-pytorch": ["--precision", "int8", "--set", "separate.int8_backend=pytorch"]}
+                  "int8-pytorch": ["--precision", "int8", "--set", "separate.int8_backend=pytorch"],
+                  # onnxruntime given the whole batch of chunks per call (shipped: one chunk per call, less memory)
+                  "int8-batch": ["--precision", "int8", "--set", "separate.int8_batch_chunks=4"]}
 INT8_KINDS = ("int8-pytorch", "int8-onnxruntime")   # quality: each int8 backend against float32
 
 
@@ -74,12 +77,13 @@ def parse_args(argv=None):
 
 # ------------------------------------------------------------------------- quality
 def test_split(exp: Path, conf: dict) -> Path:
-    """The experiment's prepared test split (a relative ``data.root`` is the recipe folder's, exp/<tag>/../..)."""
+    """The experiment's prepared test split (a relative ``data.root`` is the recipe folder's: the
+    current folder where it holds that root, else exp/<tag>/../..)."""
     from asteroid_frugal.data.layout import prepared_root
 
     root = Path(conf["data"]["root"])
     if not root.is_absolute():
-        root = exp.resolve().parent.parent / root
+        root = root.resolve() if root.is_dir() else exp.resolve().parent.parent / root
     conf = dict(conf, data=dict(conf["data"], root=str(root)))
     return prepared_root(conf) / conf["evaluation"]["split"]
 
@@ -108,7 +112,8 @@ def score_model(exp: Path, precision: str, max_tracks, scratch: Path) -> dict:
     if precision == "int8-pytorch":
         scored = TargetModel(tm.target, int8_model(tm.model), tm.path)
     elif precision == "int8-onnxruntime":
-        runner = cached_int8_model(tm.model, file_digest(tm.path), scratch / "cache", torch.get_num_threads())
+        runner = cached_int8_model(tm.model, file_digest(tm.path), scratch / "cache", torch.get_num_threads(),
+                                   load_config()["separate"]["int8_batch_chunks"])   # as the separate command runs it
         scored = TargetModel(tm.target, runner, tm.path)
     else:
         scored = tm
@@ -120,6 +125,8 @@ def score_model(exp: Path, precision: str, max_tracks, scratch: Path) -> dict:
     table = pd.read_csv(results / "si_snr.csv")
     sisnri = {n: (table[f"si_snr_{n}"] - table[f"input_si_snr_{n}"]).tolist() for n in names}
     tracks = list_tracks(test_split(exp, conf))[:max_tracks]
+    if not tracks:
+        raise SystemExit(f"{exp}: no prepared test songs in {test_split(exp, conf)}")
     sdr = {n: [] for n in names}
     for track in tracks:
         mixture, refs, sr = load_track(track, names, False)
@@ -212,7 +219,7 @@ def command(args, rows: list, tmp: Path) -> None:
     print("|---|---|---:|---:|" + "---:|---:|" * len(others))
     for minutes in args.song_minutes:
         exp, song = make_inputs(tmp, minutes, args.set)
-        if "int8" in others:   # the first int8 run exports the model's graph; later runs read it from the cache
+        if {"int8", "int8-batch"} & set(others):   # the first int8 run exports the graph; later runs read the cache
             first = run_command(song, exp, "int8", tmp / "out")["seconds"]
             print(f"    first int8 run (exports and caches the graph): {first:.1f} s", flush=True)
             rows.append(dict(part="command", minutes=minutes, first_int8=first))

@@ -10,8 +10,10 @@ main job's models) and saved as ``best_model.pth`` the way training exports them
 model costs the same memory and time as a trained one). The songs are synthetic 44.1 kHz stereo
 PCM_16 wavs (``bench_inference.synthetic_song``). Each run is ``python -m
 asteroid_frugal.cli.separate SONG --models ... --out ... --device cpu --precision P
---threads N`` in its own process with the other settings as shipped (``--precision``: float32 by
-default; ``auto``, as shipped, runs the paper-size models in int8 on onnxruntime); ``peak RSS`` is that
+--threads N`` in its own process with the other settings as shipped (``--precision``: ``auto`` by
+default, as shipped, which runs the paper-size models in int8 on onnxruntime, one chunk per call:
+``separate.int8_batch_chunks``; ``--batch_chunks`` sets the chunking, ``--int8_batch_chunks`` the
+chunks per onnxruntime call); ``peak RSS`` is that
 process's ``ru_maxrss`` (``os.wait4`` in a small launcher process: Linux keeps a process's peak RSS
 across fork and exec, so a command started straight from this one, which holds PyTorch and the models,
 would report at least this one's peak), so it is the figure ``/usr/bin/time -v`` would print.
@@ -103,9 +105,12 @@ def main(argv=None):
                         help="model sets, comma-separated targets")
     parser.add_argument("--before", default=None, help="another checkout of the package, run too (PYTHONPATH)")
     parser.add_argument("--batch_chunks", type=int, default=None, help="chunks per forward pass (default: shipped)")
-    parser.add_argument("--precision", default="float32",
-                        help="--precision of the command: float32, int8, auto (shipped: int8 on onnxruntime for "
-                             "paper-size models on the CPU, whose graphs this script caches in its own folder)...")
+    parser.add_argument("--int8_batch_chunks", default=None,
+                        help="chunks per onnxruntime call (separate.int8_batch_chunks; default: shipped, 1; 4: "
+                             "the whole batch of the shipped chunking)")
+    parser.add_argument("--precision", default="auto",
+                        help="--precision of the command: auto (as shipped: int8 on onnxruntime for paper-size models "
+                             "on the CPU, whose graphs this script caches in its own folder), float32, int8...")
     args = parser.parse_args(argv)
 
     import soundfile as sf
@@ -120,6 +125,8 @@ def main(argv=None):
         targets = sorted({t for s in args.sets for t in s.split(",")})
         exps = {size: make_models(tmp / "exp", targets, size) for size in args.size}
         batch = f"{args.batch_chunks} chunk(s) per pass" if args.batch_chunks else "shipped chunking"
+        if args.int8_batch_chunks:
+            batch += f", separate.int8_batch_chunks={args.int8_batch_chunks}"
         print(f"separate command, 44.1 kHz stereo PCM_16 wav, untrained FrugalTasNets, --precision {args.precision}, "
               f"{batch}, CPU, "
               f"{args.threads} thread(s), {cpu_name()}")
@@ -156,6 +163,8 @@ def main(argv=None):
                                "--models", *(f"{t}={exps[size][t]}" for t in ts)]
                         if args.batch_chunks:
                             cmd += ["--batch_chunks", str(args.batch_chunks)]
+                        if args.int8_batch_chunks:
+                            cmd += ["--set", f"separate.int8_batch_chunks={args.int8_batch_chunks}"]
                         peak, anon, wall = measure(cmd, env, code)
                         shutil.rmtree(out, ignore_errors=True)
                         print(f"| {label} | {size} | {minutes:g} min | {'+'.join(ts)} | {peak:.0f} MB | {anon:.0f} MB | {wall:.0f} s |",

@@ -175,3 +175,18 @@ def test_block_window_serves_reads_of_rising_start():
     assert window.read(45, 10).tolist() == [[45, 46, 47, 48, 49, 0, 0, 0, 0, 0]]   # zeros past the end
     with pytest.raises(ValueError, match="before the window's start"):
         window.read(44, 1)
+
+
+def test_block_window_keeps_only_what_lies_from_the_latest_start_on():
+    """Reads of overlapping chunks (the chunk loop's): what lies before a start is not joined to, nor
+    kept with, the samples still to be read; ``read(start, 0)`` lets go of it before the next read."""
+    blocks = (np.arange(100 * i, 100 * i + 100, dtype=np.float32)[None] for i in range(20))   # 0, ... 1999
+    window = BlockWindow(blocks, 1)
+    for start in range(0, 1700, 250):                      # chunks of 300 overlapping by 50
+        assert window.read(start, 300).tolist() == [list(range(start, start + 300))]
+        held = window._buf.base if window._buf.base is not None else window._buf
+        assert held.shape[-1] <= 300 + 100                 # a chunk and at most one block, never the gap before
+        window.read(start + 250, 0)                         # the next chunk's start: the rest may go
+        held = window._buf.base if window._buf.base is not None else window._buf
+        assert held.shape[-1] <= 150                       # the overlap and the read-ahead, a copy
+    assert window.read(1750, 300)[0, -50:].tolist() == [0.0] * 50    # zeros past the end

@@ -122,6 +122,48 @@ def test_batching_does_not_change_the_result(tiny):
     torch.testing.assert_close(one, many, rtol=1e-4, atol=1e-6)
 
 
+def test_a_model_taking_fewer_chunks_per_call_gets_the_same_chunks_one_call_at_a_time():
+    """``chunks_per_call`` (onnxruntime's int8 graphs: memory grows with a call's batch): the chunks
+    and their cross-fades stay those of ``batch_chunks`` (its balanced chunk length), only the calls
+    are smaller; the output is the same."""
+    x = torch.randn(2, 8000 * 5 + 123)
+    batched, single = ScaleModel(), ScaleModel()
+    single.chunks_per_call = 1
+    ref = separate_long(batched, x, chunk_seconds=1.0, overlap_seconds=0.2, batch_chunks=4)
+    out = separate_long(single, x, chunk_seconds=1.0, overlap_seconds=0.2, batch_chunks=4)
+    assert torch.equal(out, ref)
+    assert {s[0] for s in single.seen} == {1} and max(s[0] for s in batched.seen) == 4
+    assert [s[1:] for s in single.seen] == [s[1:] for b in batched.seen for s in [b] * b[0]]   # the same chunks
+    other = ScaleModel()
+    separate_long(other, x, chunk_seconds=1.0, overlap_seconds=0.2, batch_chunks=1)
+    assert other.seen[0][-1] != single.seen[0][-1]    # batch_chunks=1 would have planned other chunks
+
+
+def test_a_model_loads_without_its_weights_for_its_settings(tmp_path, tiny):
+    """``load_model(weights=False)``: the model's shape and settings on PyTorch's meta device, its
+    weights neither read nor held (what a run on an int8 graph already made needs)."""
+    from asteroid_frugal.inference import is_weightless, lstm_units, model_hop
+
+    torch.save(tiny.serialize(), tmp_path / "best_model.pth")
+    bare = load_model(tmp_path, weights=False)
+    full = load_model(tmp_path)
+    assert is_weightless(bare) and not is_weightless(full)
+    assert all(p.device.type == "meta" for p in bare.parameters())
+    for name in ("sample_rate", "kernel_size", "stride", "n_src", "n_channels"):
+        assert getattr(bare, name) == getattr(full, name), name
+    assert lstm_units(bare) == lstm_units(full) and model_hop(bare) == model_hop(full)
+    assert bare.frugal_path == full.frugal_path
+    package, _ = load_model_package(tmp_path, weights=False)
+    assert all(t.device.type == "meta" for t in package["state_dict"].values())
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "best_model.pth").write_bytes(b"not a model")
+    with pytest.raises(FrugalError) as weightless:
+        load_model(tmp_path / "bad", weights=False)
+    with pytest.raises(FrugalError) as whole:
+        load_model(tmp_path / "bad")
+    assert str(weightless.value) == str(whole.value)     # the same one-line error either way
+
+
 def test_bfloat16_autocast_stays_close(tiny):
     x = torch.randn(2, SR * 2)
     ref = separate_long(tiny, x, chunk_seconds=1.0, overlap_seconds=0.2)

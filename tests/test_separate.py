@@ -23,6 +23,7 @@ from asteroid_frugal.cli.separate import cli, main
 from asteroid_frugal.utils import FrugalError
 
 from conftest import REPO
+from disk_helpers import small_disk
 
 
 def make_experiment(root, target, args, seed=0, with_conf=True, in_file=False):
@@ -229,8 +230,8 @@ def test_precision_auto_probes_bfloat16_against_float32(tmp_path, exps, caplog):
     main([str(wav), "--models", str(exps["vocals"]), "--out", str(tmp_path / "int8"),
           "--set", "separate.auto_int8_min_hidden=8"])
     line = next(r.getMessage() for r in caplog.records if "wav: precision" in r.getMessage())
-    assert line.endswith("s.wav: precision int8, onnxruntime (auto on the CPU: int8 weights, LSTM of 8 units >= 8; costs and "
-                         "gains: docs/separation.md)"), line
+    assert line.endswith("s.wav: precision int8, onnxruntime, 1 chunk per call (auto on the CPU: int8 weights, "
+                         "LSTM of 8 units >= 8; costs and gains: docs/separation.md)"), line
     caplog.clear()
     main([str(wav), "--models", str(exps["vocals"]), "--out", str(tmp_path / "f32"), "--precision", "float32"])
     assert any(r.getMessage().endswith("precision float32 (requested)") for r in caplog.records)
@@ -330,9 +331,101 @@ def test_every_song_of_a_run_stays_int8_on_onnxruntime_once_its_graphs_replace_t
         main([str(songs), "--models", str(exps["vocals"]), str(exps["drums"]), "--out", str(tmp_path / "out"),
               "--set", "separate.auto_int8_min_hidden=8"])
     lines = [r.getMessage() for r in caplog.records if "wav: precision" in r.getMessage()]
-    assert len(lines) == 3 and all("precision int8, onnxruntime (auto on the CPU: int8 weights, LSTM of 8 units"
-                                   in line for line in lines), lines
+    assert len(lines) == 3 and all("precision int8, onnxruntime, 1 chunk per call (auto on the CPU: int8 weights, "
+                                   "LSTM of 8 units" in line for line in lines), lines
     assert sum("exporting its int8 graph" in r.getMessage() for r in caplog.records) <= 2   # once per model at most
+
+
+def test_onnxruntime_runs_hold_one_model_at_a_time_and_no_float_weights_once_cached(tmp_path, exps, monkeypatch):
+    """int8 on onnxruntime (auto on the CPU, as shipped for large models): the models are read without
+    their weights; a graph not yet cached has its model's float weights read for the export and let go
+    before the next model is read; a cached graph needs none; one onnxruntime session is open at a time,
+    while its model runs, one chunk per call."""
+    import gc
+    import weakref
+
+    import asteroid_frugal.export as export
+    import asteroid_frugal.inference as inference
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    wav = tmp_path / "s.wav"
+    sf.write(wav, tone(2.2, 8000, 2).T, 8000)
+    loaded, open_sessions, calls = [], [], []
+    real_load = inference.load_model
+    real_open, real_forward = export.OnnxOfflineModel.open, export.OnnxOfflineModel.forward
+
+    def load(path, device=None, weights=True):
+        model = real_load(path, device, weights)
+        if weights:
+            gc.collect()
+            loaded.append((str(path), weakref.ref(model), [r() is None for _, r, _ in loaded]))
+        return model
+
+    def opened(self):
+        session = real_open(self)
+        open_sessions.append(sum(1 for m in models_seen if m.session is not None))
+        return session
+
+    def forward(self, mixture):
+        calls.append(mixture.shape[0])
+        return real_forward(self, mixture)
+
+    models_seen = []
+    real_init = export.OnnxOfflineModel.__init__
+
+    def init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        models_seen.append(self)
+
+    for module in (inference, export):
+        monkeypatch.setattr(module, "load_model", load)
+    import asteroid_frugal.separate as separate
+    monkeypatch.setattr(separate, "load_model", load)
+    monkeypatch.setattr(export.OnnxOfflineModel, "open", opened)
+    monkeypatch.setattr(export.OnnxOfflineModel, "forward", forward)
+    monkeypatch.setattr(export.OnnxOfflineModel, "__init__", init)
+    args = [str(wav), "--models", *(str(exps[t]) for t in ("vocals", "drums", "bass")), "--chunk_seconds", "0.5",
+            "--overlap_seconds", "0.1", "--batch_chunks", "3", "--set", "separate.auto_int8_min_hidden=8"]
+    main([*args, "--out", str(tmp_path / "first")])
+    assert len(loaded) == 3                                  # each model's weights once, for its export...
+    assert [all(gone) for _, _, gone in loaded] == [True, True, True]   # ...the ones before it already let go
+    assert set(calls) == {1} and len(calls) >= 3 * 4         # one chunk per call (the chunks of batch_chunks 3)
+    assert max(open_sessions) == 1 and all(m.session is None for m in models_seen)
+    loaded.clear()
+    main([*args, "--out", str(tmp_path / "second")])
+    assert loaded == []                                      # graphs cached: no float weights read at all
+    record = yaml.safe_load((tmp_path / "second" / "s" / "separation.json").read_text())["settings"]
+    assert (record["int8_backend"], record["int8_batch_chunks"]) == ("onnxruntime", 1)
+    for stem in stem_names(["vocals", "drums", "bass"]):
+        assert np.array_equal(read_audio(tmp_path / "first" / "s" / f"{stem}.wav")[0],
+                              read_audio(tmp_path / "second" / "s" / f"{stem}.wav")[0])
+
+
+def test_onnxruntime_chunks_per_call_change_only_the_calls(tmp_path, exps, caplog):
+    """``separate.int8_batch_chunks``: the chunks (length, cross-fades) stay evaluation's; the batch's
+    size (or more) gives onnxruntime the whole batch per call (and says so); the value run is recorded;
+    a bad one is one line."""
+    wav = tmp_path / "s.wav"
+    sf.write(wav, tone(2.2, 8000, 2).T, 8000, subtype="FLOAT")
+    args = [str(wav), "--models", str(exps["vocals"]), "--precision", "int8", "--subtype", "FLOAT",
+            "--chunk_seconds", "0.5", "--overlap_seconds", "0.1", "--batch_chunks", "3",
+            "--set", f"separate.cache_dir={tmp_path / 'cache'}"]
+    outs = {}
+    for per_call in ("1", "8", "3"):
+        caplog.clear()
+        with caplog.at_level("INFO"):
+            main([*args, "--out", str(tmp_path / per_call), "--set", f"separate.int8_batch_chunks={per_call}"])
+        line = next(r.getMessage() for r in caplog.records if "wav: precision" in r.getMessage())
+        expected = "1 chunk per call" if per_call == "1" else "3 chunks per call"
+        assert f"precision int8, onnxruntime, {expected} (requested)" in line, line
+        record = yaml.safe_load((tmp_path / per_call / "s" / "separation.json").read_text())["settings"]
+        assert record["int8_batch_chunks"] == (1 if per_call == "1" else 3)
+        outs[per_call] = read_audio(tmp_path / per_call / "s" / "vocals.wav")[0]
+    assert np.array_equal(outs["8"], outs["3"])              # the whole batch, as before this setting existed
+    snr = 10 * np.log10(np.sum(outs["3"].astype(np.float64) ** 2) / np.sum((outs["1"] - outs["3"]) ** 2 + 1e-30))
+    assert snr > 25, snr      # one chunk per call: the same int8 graph and chunks (quantised per call)
+    with pytest.raises(FrugalError, match="separate.int8_batch_chunks: expected a number of chunks, at least 1"):
+        main([*args, "--out", str(tmp_path / "bad"), "--set", "separate.int8_batch_chunks=0"])
 
 
 def test_int8_with_an_unwritable_cache_exports_for_the_run_only(tmp_path, exps, caplog):
@@ -854,3 +947,110 @@ def test_the_command_hands_freed_buffers_back_to_the_system():
     assert limit_heap(None) is False
     if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
         assert limit_heap(16) is True
+
+
+# ---- the same faults on the int8 onnxruntime path as on float32: non-finite input, extreme levels,
+# a model giving NaN, a silent song, a full disk
+# every way the int8 onnxruntime path is taken: asked for, and auto's choice for an LSTM this wide
+INT8 = {"int8": ["--precision", "int8"],
+        "auto": ["--precision", "auto", "--set", "separate.auto_int8_min_hidden=8"]}
+
+
+def _error_lines(capsys):
+    return [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error:")]
+
+
+@pytest.mark.parametrize("how", sorted(INT8))
+def test_int8_extreme_levels_and_a_silent_song(tmp_path, vocals_exp, how, caplog):
+    """A peak of 1e20 (or 1e-30) gives the normal song's stems times the level, bit for bit, on
+    onnxruntime too; a silent song gets silent stems and one warning; exit 0, each song counted."""
+    mix = tone(0.8, 8000, 2)
+    mix *= 0.75 / np.abs(mix).max()
+    names = {"normal": 0, "loud": 67, "quiet": -100}
+    for name, exponent in names.items():
+        sf.write(tmp_path / f"{name}.wav", np.ldexp(mix, exponent).T, 8000, subtype="FLOAT")
+    sf.write(tmp_path / "silent.wav", np.zeros((4000, 2), np.float32), 8000)
+    out = tmp_path / "out"
+    caplog.set_level("INFO", logger="asteroid_frugal")
+    summary = main([*(str(tmp_path / f"{n}.wav") for n in (*names, "silent")), "--models", str(vocals_exp),
+                    "--out", str(out), "--subtype", "FLOAT", *INT8[how]])
+    assert summary["done"] == 4 and summary["failed"] == []
+    assert any("precision int8, onnxruntime" in r.getMessage() for r in caplog.records)
+    for stem in ("vocals", "accompaniment"):
+        normal = read_audio(out / "normal" / f"{stem}.wav")[0]
+        assert np.abs(normal).max() > 0
+        for name, exponent in names.items():
+            est = read_audio(out / name / f"{stem}.wav")[0]
+            assert np.isfinite(est).all()
+            np.testing.assert_array_equal(np.ldexp(est, -exponent), normal)
+        assert not np.any(read_audio(out / "silent" / f"{stem}.wav")[0])
+    assert [r.getMessage().split(": ", 1)[1] for r in caplog.records if r.levelname == "WARNING"] == [
+        "silent (every sample is zero): its stems are silent"]
+
+
+@pytest.mark.parametrize("precision", ["float32", "int8"])
+def test_a_song_holding_nan_or_inf_is_one_line_and_writes_nothing(tmp_path, vocals_exp, precision, capsys):
+    songs = []
+    for name, bad in (("nan", np.nan), ("inf", -np.inf)):
+        mix = tone(0.5, 8000, 2)
+        mix[1, 100] = bad
+        songs.append(tmp_path / f"{name}.wav")
+        sf.write(songs[-1], mix.T, 8000, subtype="FLOAT")
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        main([*map(str, songs), "--models", str(vocals_exp), "--out", str(out), "--precision", precision])
+    assert exit_info.value.code == 1
+    assert _error_lines(capsys) == [f"error: {s}: contains NaN or infinite samples" for s in songs] + [
+        f"error: 2 of 2 file(s) failed: {songs[0]}, {songs[1]}"]
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_a_model_with_nan_weights_fails_on_auto_int8_in_one_line(tmp_path, vocals_exp, capsys):
+    package = torch.load(vocals_exp / "best_model.pth", weights_only=True)
+    package["state_dict"]["decoder.B.weight"].view(-1)[0] = float("nan")
+    torch.save(package, vocals_exp / "best_model.pth")
+    song = tmp_path / "a.wav"
+    sf.write(song, tone(0.5, 8000, 2).T, 8000)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit):
+        main([str(song), "--models", str(vocals_exp), "--out", str(out), *INT8["auto"]])
+    assert _error_lines(capsys)[0] == (f"error: {song}: model {vocals_exp / 'best_model.pth'} holds non-finite weights "
+                                  f"(NaN/inf): it cannot be quantised to int8; the song is not separated")
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_int8_onto_a_real_full_disk_is_one_line_naming_the_space_needed(tmp_path, vocals_exp, capsys):
+    """A 300 kB tmpfs (root only): a 3 s song's FLOAT stems and temporaries (768 kB) are refused before
+    the song is separated, in one line; nothing is left on the disk."""
+    song = tmp_path / "song.wav"
+    sf.write(song, (0.3 * np.random.default_rng(0).standard_normal((24000, 2))).astype(np.float32), 8000)
+    with small_disk(tmp_path / "small", 300) as disk:
+        out = disk / "out"
+        with pytest.raises(SystemExit):
+            main([str(song), "--models", str(vocals_exp), "--out", str(out), "--subtype", "FLOAT",
+                  "--precision", "int8"])
+        err = _error_lines(capsys)
+        assert re.fullmatch(rf"error: {re.escape(str(out / 'song'))}: disk full: needed 768\.0 kB, [0-9.]+ kB free "
+                            r"there; free some space and run the command again", err[0]), err
+        assert [p for p in disk.rglob("*") if p.is_file()] == []
+
+
+def test_a_full_disk_at_the_record_leaves_no_stems_and_names_the_song(tmp_path, vocals_exp, monkeypatch, capsys):
+    """The stems fit, the record (written last) does not: the song is not counted as done, its stems
+    are not left behind, and the line names the song and the space it needs."""
+    import asteroid_frugal.separate as sep
+    from asteroid_frugal.utils import DiskFullError
+
+    def full(path, *args, **kwargs):
+        raise DiskFullError(f"{path}: disk full: needed 702 B, 0 B free there; free some space and run the "
+                            f"command again")
+
+    monkeypatch.setattr(sep, "write_json_atomic", full)
+    song = tmp_path / "song.wav"
+    sf.write(song, tone(0.5, 8000, 2).T, 8000)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit):
+        main([str(song), "--models", str(vocals_exp), "--out", str(out), "--format", "flac", "--precision", "int8"])
+    err = _error_lines(capsys)
+    assert err[0].startswith(f"error: {out / 'song'}: disk full: needed "), err
+    assert not (out / "song").exists() or list((out / "song").iterdir()) == []

@@ -15,7 +15,6 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from ..reports.listening import write_separation_page
 from ..separate import MANIFEST, limit_heap, separate_files
 from .common import add_config_args, config_from_args, run
 
@@ -61,6 +60,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     limit_heap(conf["separate"]["mmap_threshold_mb"])   # a process setting, as the threads: made here
     summary = separate_files(conf, args.inputs, args.models, args.out, overwrite=args.overwrite, stream=args.stream)
     if conf["separate"]["report"]:
+        from ..reports.listening import write_separation_page   # imported only here: 31 MB of RSS otherwise
+
         write_separation_page(args.out, args.inputs, MANIFEST)   # from the song folders on disk
     if summary["failed"]:
         print(f"error: {len(summary['failed'])} of {summary['files']} file(s) failed: "
