@@ -7,7 +7,8 @@
 
 Each positional argument is the ``--exp_dir`` of one direction, run as egs/demo/README.md says.
 ``--main`` adds the main job's models (trained and tested on both soundfonts) for comparison.
-``--voices`` (the held-out-voice directions, with ``--baseline``) and ``--real`` (models scored on
+``--voices`` (the held-out-voice directions, with ``--baseline``; ``--voices_variants``: other settings
+or other ``training.seed`` runs, averaged over seeds) and ``--real`` (models scored on
 the real excerpt shipped with stempeg) write their own sections; without directions, only those
 sections of the existing page are replaced.
 What the page holds and where each figure comes from: :mod:`asteroid_frugal.reports.docs_generalisation`.
@@ -16,7 +17,6 @@ import argparse
 from pathlib import Path
 
 from asteroid_frugal.cli.common import run
-from asteroid_frugal.data.types import VOCALS
 from asteroid_frugal.reports.docs_generalisation import REAL_TITLE, VOICES_TITLE, page, real_section, \
     replace_section, voices_section
 from asteroid_frugal.utils import write_text_atomic
@@ -36,8 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--baseline", default=None,
                         help="exp_dir of the vocals model the held-out-voice runs are compared with")
     parser.add_argument("--voices_variants", nargs="+", default=[],
-                        help="exp_dirs of held-out-voice variants (other settings, the speakers of one --voices "
-                             "direction), each against that direction")
+                        help="exp_dirs of the other held-out-voice runs (other settings or another training.seed, "
+                             "the speakers of one --voices direction); runs differing only in training.seed are "
+                             "averaged over seeds")
     parser.add_argument("--voices_note", default=None, help="a paragraph under the held-out-voice tables")
     parser.add_argument("--real", nargs="+", default=[], help="exp_dirs whose models are scored on the real excerpt")
     parser.add_argument("--before", default=None, help="a sentence under the real-excerpt table (earlier figures)")
@@ -52,12 +53,8 @@ def main(argv=None) -> None:
         parser.error("give held-out-soundfont directions, --voices or --real")
     text = page(args.directions, args.main, args.variants, args.note) if args.directions else Path(args.out).read_text()
     if args.voices:
-        text = replace_section(text, VOICES_TITLE, voices_section(args.voices, args.baseline, args.voices_variants) + [
-            *(["", args.voices_note] if args.voices_note else []), "", "```bash", *[f"./run.sh --target vocals --stop_stage 4 --overlay \"egs/demo/conf.yml "
-                             f"egs/demo/{Path(d).name}.yml\" --data_dir data/{Path(d).name} --exp_dir {d}"
-                             for d in args.voices + ([args.baseline] if args.baseline else [])],
-            *[(Path(v) / VOCALS / "train_command.txt").read_text().strip() for v in args.voices_variants
-              if (Path(v) / VOCALS / "train_command.txt").is_file()], "```"])
+        text = replace_section(text, VOICES_TITLE, voices_section(args.voices, args.baseline, args.voices_variants,
+                                                                  args.voices_note))
     if args.real:
         text = replace_section(text, REAL_TITLE, real_section(args.real, args.before))
     write_text_atomic(args.out, text)

@@ -9,7 +9,14 @@ from the runs' files: the soundfonts from each model's resolved ``conf.yml``, th
 ``training_done.json``. With both directions given, each model is also scored on the same test
 songs rendered with its own training soundfont (the other direction's test split), once, with
 stage 4's SI-SNR code: ``results/si_snr_own_soundfont.csv``.
+
+The held-out-voice section (:func:`voices_section`) groups runs whose resolved conf.yml differ only in
+``training.seed``: per direction, the mean over seeds of each run's mean per-song SI-SNRi with the
+seed-to-seed standard deviation, and changes between settings as differences of seed means with their
+spread (:func:`seed_lines`); single runs keep their per-song paired table; its bash block is
+:func:`voices_commands`.
 """
+import re
 import tempfile
 from pathlib import Path
 from typing import List, Optional, Sequence
@@ -26,6 +33,7 @@ from .results import training_length
 TARGET_DB = {VOCALS: 4.0, DRUMS: 5.0, BASS: 5.0}      # the goals on the unseen soundfont (and voices: vocals)
 VOICES_TITLE = "## Held-out voices"
 REAL_TITLE = "## A real recording"
+SEED_KEY = "training.seed"
 OWN_CSV = "si_snr_own_soundfont.csv"   # results/<this>: the model on the same test songs, its training soundfont
 # Keys that differ between runs without making another experiment (threads, where files are)
 NOT_A_CHANGE = ("runtime.", "data.root", "default_corpus.jobs", "midi_render.jobs", "evaluation.")
@@ -136,13 +144,13 @@ def yaml_value(value) -> str:
     return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("\n...")
 
 
-def changed_settings(conf_v: dict, conf_b: dict) -> List[str]:
+def changed_settings(conf_v: dict, conf_b: dict, ignore: Sequence[str] = ()) -> List[str]:
     """``key=value`` of the variant's settings that differ from the base run's (a key one run lacks
-    counts as its conf.yml default; run-only settings, :data:`NOT_A_CHANGE`, are left out)."""
+    counts as its conf.yml default; run-only settings, :data:`NOT_A_CHANGE`, and ``ignore`` are left out)."""
     defaults = flat_conf(load_yaml(DEFAULT_CONF))
     flat_v, flat_b = {**defaults, **flat_conf(conf_v)}, {**defaults, **flat_conf(conf_b)}
     return [f"`{k}={yaml_value(flat_v.get(k))}`" for k in sorted(set(flat_v) | set(flat_b))
-            if flat_v.get(k) != flat_b.get(k) and not k.startswith(NOT_A_CHANGE)]
+            if flat_v.get(k) != flat_b.get(k) and not k.startswith(NOT_A_CHANGE + tuple(ignore))]
 
 
 def variant_lines(variant_dirs, held_dirs) -> List[str]:
@@ -263,44 +271,181 @@ def voice_row(model_dir: Path, csv: Optional[Path] = None, tested: Optional[str]
     return row
 
 
-def voice_variant_lines(variant_dirs: Sequence[str], directions: Sequence[str]) -> List[str]:
-    """One row per held-out-voice variant (``<variant>/vocals``: other training settings, the same
-    training and test speakers as one direction): its SI-SNRi on the unseen speakers next to that
-    direction's model, the change paired per test song, and the settings that differ in the two
-    resolved conf.yml files."""
-    head = "| variant | trained on | tested on | SI-SNRi (dB) | demo model | change (paired) | settings changed |"
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+def run_seed(model_dir: Path) -> int:
+    """``training.seed`` of a run (its resolved conf.yml; the conf.yml default where the key is absent)."""
+    seed = get(load_yaml(model_dir / "conf.yml"), SEED_KEY)
+    return int(get(load_yaml(DEFAULT_CONF), SEED_KEY) if seed is None else seed)
+
+
+def same_but_seed(conf: dict, other: dict) -> bool:
+    """Both runs are the same experiment but for ``training.seed`` (run-only settings aside)."""
+    return not changed_settings(conf, other, ignore=(SEED_KEY,))
+
+
+def seed_groups(run_dirs: Sequence[str]) -> List[dict]:
+    """The vocals runs under ``run_dirs`` grouped by settings: runs whose resolved conf.yml differ only
+    in ``training.seed`` (and run-only settings) share a group, in the order first met. Each group:
+    ``conf`` (its first run's), ``runs`` (exp_dir names), ``seeds``, ``means`` (each run's mean of
+    per-song SI-SNRi), ``mean``, ``sd`` (seed-to-seed standard deviation, ddof 1; nan for one run), ``n``."""
+    groups: List[dict] = []
+    for d in run_dirs:
+        model = Path(d) / VOCALS
+        conf = load_yaml(model / "conf.yml")
+        group = next((g for g in groups if same_but_seed(conf, g["conf"])), None)
+        if group is None:
+            group = dict(conf=conf, runs=[], seeds=[], means=[])
+            groups.append(group)
+        seed = run_seed(model)
+        if seed in group["seeds"]:
+            raise FrugalError(f"{d}: seed {seed} twice for the same settings "
+                              f"({group['runs'][group['seeds'].index(seed)]})")
+        group["runs"].append(Path(d).name)
+        group["seeds"].append(seed)
+        group["means"].append(voice_row(model)["mean"])
+    for g in groups:
+        x = np.asarray(g["means"])
+        g.update(n=len(x), mean=float(x.mean()), sd=float(x.std(ddof=1)) if len(x) > 1 else float("nan"))
+    return groups
+
+
+def pooled_sd(groups: Sequence[dict]) -> tuple:
+    """``(sd, df)``: the seed-to-seed standard deviation pooled over the groups with two seeds or more
+    (each run against its own group's mean); ``(nan, 0)`` where no group has two seeds."""
+    df = sum(g["n"] - 1 for g in groups)
+    ss = sum(float(((np.asarray(g["means"]) - g["mean"]) ** 2).sum()) for g in groups)
+    return (float(np.sqrt(ss / df)), df) if df else (float("nan"), 0)
+
+
+def direction_of(conf: dict, directions: Sequence[str]) -> Optional[str]:
+    """The name of the direction (``--voices`` exp_dir) with the same singer, training and test speakers."""
     keys = ("default_corpus.singer", "default_corpus.voices", "default_corpus.test_voices")
+    return next((Path(d).name for d in directions
+                 if all(get(load_yaml(Path(d) / VOCALS / "conf.yml"), k) == get(conf, k) for k in keys)), None)
+
+
+def settings_name(run: str, direction: str) -> str:
+    """A group's short name from its first run's exp_dir name: the direction's suffix (``_a`` of
+    ``heldout_voices_a``) and a ``_seed<k>`` part taken out (``voices_r5x6eq_seed1_a`` -> ``voices_r5x6eq``)."""
+    suffix = "_" + direction.rsplit("_", 1)[-1] if "_" in direction else None
+    name = run[:-len(suffix)] if suffix and run.endswith(suffix) and len(run) > len(suffix) else run
+    return re.sub(r"_seed\d+", "", name)
+
+
+def seed_lines(directions: Sequence[str], variants: Sequence[str]) -> List[str]:
+    """Every run (the directions and the variants) grouped by settings (:func:`seed_groups`), per
+    direction the mean over seeds of the per-song-mean SI-SNRi ± the seed-to-seed standard deviation,
+    then each other setting against the direction's settings: the difference of the seed means and its
+    spread, the pooled seed-to-seed standard deviation times sqrt(1/n1 + 1/n2)."""
+    groups = seed_groups(list(directions) + list(variants))
+    sd, df = pooled_sd(groups)
+    base = {}
+    for g in groups:
+        g["direction"] = direction_of(g["conf"], directions)
+        if g["direction"] is None:
+            raise FrugalError(f"{g['runs'][0]}: no held-out-voice direction given trains on "
+                              f"{voices(g['conf'], 'train')} and tests on {voices(g['conf'], 'test')}")
+        if any(Path(d).name in g["runs"] for d in directions):
+            base[g["direction"]] = g
+    legend = {}
+    for g in groups:
+        own = g is base[g["direction"]]
+        g["name"] = "demo" if own else settings_name(g["runs"][0], g["direction"])
+        changed = ", ".join(changed_settings(g["conf"], base[g["direction"]]["conf"], ignore=(SEED_KEY,)))
+        legend.setdefault(g["name"], "the directions' own settings" if own else changed)
+    goal = TARGET_DB[VOCALS]
+    lines = [f"- {name}: {changed}" for name, changed in legend.items()] + [""]
+    lines += ["| settings | direction | SI-SNRi per seed (dB) | seed mean (dB) | s.d. over seeds | n | target | met |",
+              "|---|---|---|---|---|---|---|---|"]
+    for g in groups:
+        gap = g["mean"] - goal
+        lines.append(f"| {g['name']} | {g['direction']} | "
+                     f"{', '.join(f'seed {s}: {m:.1f}' for s, m in zip(g['seeds'], g['means']))} | {g['mean']:.1f} | "
+                     f"{format(g['sd'], '.1f') if g['n'] > 1 else '-'} | {g['n']} | "
+                     f">= {goal:g} | {'yes' if gap >= 0 else f'no ({gap:+.1f} dB)'} |")
+    changes = [g for g in groups if g is not base[g["direction"]]]
+    if changes:
+        pooled = (f"{sd:.1f} dB, {df} degree{'s' if df > 1 else ''} of freedom" if df
+                  else "not measured: no settings with two seeds")
+        lines += ["", "Each setting against the direction's own settings: the difference of the seed means ± its "
+                  "spread, the seed-to-seed standard deviation pooled over all settings and directions "
+                  f"({pooled}) times sqrt(1/n1 + 1/n2). A change no larger than its spread is not told apart "
+                  "from the training run's own noise (both as printed, to 0.1 dB).", "",
+                  "| settings | direction | direction's settings: seed mean (n) | this setting: seed mean (n) "
+                  "| change ± spread (dB) | beyond the spread |", "|---|---|---|---|---|---|"]
+        for g in changes:
+            ref = base[g["direction"]]
+            spread = sd * np.sqrt(1 / g["n"] + 1 / ref["n"]) if df else float("nan")
+            diff = g["mean"] - ref["mean"]
+            beyond = "not measured" if not df else ("yes" if round(abs(diff), 1) > round(spread, 1) else "no")
+            lines.append(f"| {g['name']} | {g['direction']} | {ref['mean']:.1f} ({ref['n']}) | "
+                         f"{g['mean']:.1f} ({g['n']}) | {diff:+.1f}{f' ± {spread:.1f}' if df else ''} | {beyond} |")
+    return lines
+
+
+def voice_variant_lines(variant_dirs: Sequence[str], directions: Sequence[str]) -> List[str]:
+    """One row per held-out-voice run beyond the directions (``<variant>/vocals``: other training
+    settings or another seed, the same training and test speakers as one direction): its SI-SNRi on
+    the unseen speakers next to the run it is compared with, the change paired per test song, and the
+    settings that differ in the two resolved conf.yml files. The run compared with is the run of the
+    direction's settings with the same ``training.seed`` where there is one (among the directions and
+    variants), else the direction itself."""
+    head = ("| run | trained on | tested on | SI-SNRi (dB) | compared with | change (paired) | settings changed |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    runs = [Path(d) for d in list(directions) + list(variant_dirs)]
     for v in variant_dirs:
         mine = Path(v) / VOCALS
         if not (mine / "results" / "si_snr.csv").is_file():
             raise FrugalError(f"{v}: no {VOCALS}/results/si_snr.csv (run stages 3-4 of the variant)")
         conf_v = load_yaml(mine / "conf.yml")
-        base = next((Path(d) / VOCALS for d in directions
-                     if all(get(load_yaml(Path(d) / VOCALS / "conf.yml"), k) == get(conf_v, k) for k in keys)), None)
-        if base is None:
+        name = direction_of(conf_v, directions)
+        if name is None:
             raise FrugalError(f"{v}: no held-out-voice direction given trains on {voices(conf_v, 'train')} "
                               f"and tests on {voices(conf_v, 'test')}")
-        row, ref = voice_row(mine), voice_row(base)
-        changed = changed_settings(conf_v, load_yaml(base / "conf.yml"))
+        direction = next(Path(d) for d in directions if Path(d).name == name)
+        conf_d = load_yaml(direction / VOCALS / "conf.yml")
+        base = next((r for r in runs if r != Path(v) and run_seed(r / VOCALS) == run_seed(mine)
+                     and same_but_seed(load_yaml(r / VOCALS / "conf.yml"), conf_d)), direction)
+        row, ref = voice_row(mine), voice_row(base / VOCALS)
+        changed = changed_settings(conf_v, load_yaml(base / VOCALS / "conf.yml"))
         lines.append(f"| {Path(v).name} | {row['train']} | {row['test']} | {row['mean']:.1f} ± {row['sem']:.1f} | "
-                     f"{ref['mean']:.1f} | {paired_change(row, ref)} | {', '.join(changed) or 'none'} |")
+                     f"{base.name}: {ref['mean']:.1f} | {paired_change(row, ref)} | {', '.join(changed) or 'none'} |")
     return lines
 
 
-def voices_section(directions: Sequence[str], baseline: Optional[str], variants: Sequence[str] = ()) -> List[str]:
+def voices_commands(directions: Sequence[str], baseline: Optional[str], variants: Sequence[str] = (),
+                    note: bool = False) -> List[str]:
+    """The bash block under the held-out-voice section: each run's own command (``<run>/vocals/
+    train_command.txt``, or, for a run without one, the command egs/demo/README.md gives for its
+    overlay), then this section's ``docs/make_generalisation.py`` command."""
+    lines = ["```bash"]
+    for d in list(directions) + ([baseline] if baseline else []) + list(variants):
+        saved = Path(d) / VOCALS / "train_command.txt"
+        lines.append(saved.read_text().strip() if saved.is_file() else
+                     f"./run.sh --target {VOCALS} --stop_stage 4 --overlay \"egs/demo/conf.yml "
+                     f"egs/demo/{Path(d).name}.yml\" --data_dir data/{Path(d).name} --exp_dir {d}")
+    lines.append(f".venv/bin/python docs/make_generalisation.py --voices {' '.join(map(str, directions))}"
+                 + (f" --baseline {baseline}" if baseline else "")
+                 + (f" --voices_variants {' '.join(map(str, variants))}" if variants else "")
+                 + (' --voices_note "..."' if note else ""))
+    return lines + ["```"]
+
+
+def voices_section(directions: Sequence[str], baseline: Optional[str], variants: Sequence[str] = (),
+                   note: Optional[str] = None) -> List[str]:
     """The vocals models of the held-out-voice directions (``<dir>/vocals``): on the songs sung by
     speakers they never heard, against the baseline model (``<baseline>/vocals``: another corpus' singer)
     on the same excerpts, paired per song; with two directions (the same compositions, the speakers
     swapped), each model also on the songs sung by its own training speakers (the other direction's
-    test split): the cost of an unseen voice alone; then the variants (:func:`voice_variant_lines`)."""
+    test split): the cost of an unseen voice alone; then every run grouped by settings, the mean over
+    seeds (:func:`seed_lines`), the single runs paired per song (:func:`voice_variant_lines`), ``note``
+    and the commands (:func:`voices_commands`)."""
     held = [voice_row(Path(d) / VOCALS) for d in directions]
     lines = [VOICES_TITLE, "",
              "The demo vocals model trained on the built-in corpus sung by five of the ten recorded speakers "
              "(`data/sung_voice.py`; `egs/demo/heldout_voices_{a,b}.yml`) and tested on the test songs "
              "(other compositions) sung by the five others, never heard in training, both ways round. "
              "SI-SNRi (dB) of the vocals as above (per-song means, then over songs). Target: >= 4 dB on "
-             "held-out speakers.", ""]
+             "held-out speakers. First the directions' runs (one training run each):", ""]
     lines += table_lines(held, with_target=True)
     rows = []
     for d, row in zip(directions, held):
@@ -333,12 +478,18 @@ def voices_section(directions: Sequence[str], baseline: Optional[str], variants:
         lines += [f"| {own['train']} | {own['mean']:.1f} ± {own['sem']:.1f} | {unseen['mean']:.1f} ± "
                   f"{unseen['sem']:.1f} | {paired_change(unseen, own)} |" for own, unseen in pairs]
     if variants:
-        lines += ["", "Other training settings on the same data, each against the direction with the same "
-                  "speakers (same test excerpts), the change paired per test song (mean ± s.e.): the standard "
-                  "error covers the songs, not the training run; a change within about twice it is not told "
-                  "apart from noise.", ""]
+        lines += ["", "Every run grouped by settings (resolved conf.yml files equal but for `training.seed`): per "
+                  "direction, each run's mean of per-song SI-SNRi, their mean over seeds ± the seed-to-seed "
+                  "standard deviation (initialisation, excerpt order and augmentation draws; same data), n seeds:",
+                  ""]
+        lines += seed_lines(directions, variants)
+        lines += ["", "Each run beyond the directions against the run of the direction's settings with the same "
+                  "seed (else the direction), on the same test excerpts, the change paired per test song "
+                  "(mean ± s.e.): the standard error covers the songs, not the training run.", ""]
         lines += voice_variant_lines(variants, directions)
-    return lines
+    if note:
+        lines += ["", note]
+    return lines + [""] + voices_commands(directions, baseline, variants, note=bool(note))
 
 
 def real_excerpt(model_dir: Path) -> float:
