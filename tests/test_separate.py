@@ -649,23 +649,35 @@ def test_a_model_producing_nan_fails_its_songs_in_one_line_and_writes_nothing(tm
     assert not out.exists() or list(out.iterdir()) == []
 
 
-def test_extreme_input_levels_give_the_normal_stems_times_the_level(tmp_path, vocals_exp):
-    """A finite song at a 1e20 (or 1e-30) peak: finite stems, the normal-level song's times the scale."""
+LEVELS = {"normal": 0, "loud": 67, "quiet": -100}           # exponents: peaks 0.75, 1.1e20, 5.9e-31
+
+
+def write_levels(folder) -> None:
+    """One song at each of :data:`LEVELS` (FLOAT wav files ``<name>.wav``)."""
     mix = tone(0.8, 8000, 2)
     mix *= 0.75 / np.abs(mix).max()
-    names = {"normal": 0, "loud": 67, "quiet": -100}           # peaks 0.75, 1.1e20, 5.9e-31
-    for name, exponent in names.items():
-        sf.write(tmp_path / f"{name}.wav", np.ldexp(mix, exponent).T, 8000, subtype="FLOAT")
-    out = tmp_path / "out"
-    main([*(str(tmp_path / f"{n}.wav") for n in names), "--models", str(vocals_exp), "--out", str(out),
-          "--subtype", "FLOAT", "--precision", "float32"])
+    for name, exponent in LEVELS.items():
+        sf.write(folder / f"{name}.wav", np.ldexp(mix, exponent).T, 8000, subtype="FLOAT")
+
+
+def assert_stems_scale_with_the_level(out) -> None:
+    """Each song of :func:`write_levels` separated into finite stems, the normal one's times its level."""
     for stem in ("vocals", "accompaniment"):
         normal = read_audio(out / "normal" / f"{stem}.wav")[0]
         assert np.abs(normal).max() > 0
-        for name, exponent in names.items():
+        for name, exponent in LEVELS.items():
             est = read_audio(out / name / f"{stem}.wav")[0]
             assert np.isfinite(est).all()
             np.testing.assert_array_equal(np.ldexp(est, -exponent), normal)
+
+
+def test_extreme_input_levels_give_the_normal_stems_times_the_level(tmp_path, vocals_exp):
+    """A finite song at a 1e20 (or 1e-30) peak: finite stems, the normal-level song's times the scale."""
+    write_levels(tmp_path)
+    out = tmp_path / "out"
+    main([*(str(tmp_path / f"{n}.wav") for n in LEVELS), "--models", str(vocals_exp), "--out", str(out),
+          "--subtype", "FLOAT", "--precision", "float32"])
+    assert_stems_scale_with_the_level(out)
 
 
 def test_chunking_options_are_one_line_before_any_file_is_touched(tmp_path, vocals_exp, capsys):
@@ -964,25 +976,16 @@ def _error_lines(capsys):
 def test_int8_extreme_levels_and_a_silent_song(tmp_path, vocals_exp, how, caplog):
     """A peak of 1e20 (or 1e-30) gives the normal song's stems times the level, bit for bit, on
     onnxruntime too; a silent song gets silent stems and one warning; exit 0, each song counted."""
-    mix = tone(0.8, 8000, 2)
-    mix *= 0.75 / np.abs(mix).max()
-    names = {"normal": 0, "loud": 67, "quiet": -100}
-    for name, exponent in names.items():
-        sf.write(tmp_path / f"{name}.wav", np.ldexp(mix, exponent).T, 8000, subtype="FLOAT")
+    write_levels(tmp_path)
     sf.write(tmp_path / "silent.wav", np.zeros((4000, 2), np.float32), 8000)
     out = tmp_path / "out"
     caplog.set_level("INFO", logger="asteroid_frugal")
-    summary = main([*(str(tmp_path / f"{n}.wav") for n in (*names, "silent")), "--models", str(vocals_exp),
+    summary = main([*(str(tmp_path / f"{n}.wav") for n in (*LEVELS, "silent")), "--models", str(vocals_exp),
                     "--out", str(out), "--subtype", "FLOAT", *INT8[how]])
     assert summary["done"] == 4 and summary["failed"] == []
     assert any("precision int8, onnxruntime" in r.getMessage() for r in caplog.records)
+    assert_stems_scale_with_the_level(out)
     for stem in ("vocals", "accompaniment"):
-        normal = read_audio(out / "normal" / f"{stem}.wav")[0]
-        assert np.abs(normal).max() > 0
-        for name, exponent in names.items():
-            est = read_audio(out / name / f"{stem}.wav")[0]
-            assert np.isfinite(est).all()
-            np.testing.assert_array_equal(np.ldexp(est, -exponent), normal)
         assert not np.any(read_audio(out / "silent" / f"{stem}.wav")[0])
     assert [r.getMessage().split(": ", 1)[1] for r in caplog.records if r.levelname == "WARNING"] == [
         "silent (every sample is zero): its stems are silent"]
