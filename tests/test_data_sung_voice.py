@@ -1,12 +1,13 @@
 """The sung voice made from recorded speech (data/sung_voice.py) on real synthesised speech: the
 speakers, the pitch and timing of what they sing (f0 measured with WORLD's harvest), determinism,
 stereo placement, one clear line when a voice is missing, and the corpus integration (the sung
-voice's version in the corpus fingerprint, held-out speakers)."""
+voice's version in the corpus fingerprint, held-out speakers, virtual speakers by formant shift)."""
 import json
 import shutil
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from asteroid_frugal.data import sung_voice
 from asteroid_frugal.data.default_corpus import CorpusParams, generate_corpus
@@ -86,6 +87,18 @@ def test_pitch_and_timing_follow_the_notes():
     assert lengths[1] - lengths[0] == pytest.approx(0.9, abs=0.12)
 
 
+def test_a_formant_shift_moves_the_envelope_not_the_frames():
+    """warp_formants moves an envelope peak by the factor in frequency, holds the last bin above the
+    old band's top, and leaves the envelope alone at factor 1."""
+    bins = np.arange(513)
+    sp = np.stack([np.exp(-0.5 * ((bins - c) / 6.0) ** 2) + 1e-3 for c in (100, 200)])
+    assert sung_voice.warp_formants(sp, 1.0) is sp
+    up, down = sung_voice.warp_formants(sp, 1.2), sung_voice.warp_formants(sp, 1 / 1.2)
+    assert up.shape == sp.shape and list(up.argmax(axis=1)) == [120, 240]
+    assert list(down.argmax(axis=1)) == [83, 167]
+    assert np.allclose(down[:, -1], sp[:, -1]) and np.allclose(down[:, 450:], sp[:, -1:], rtol=0.5)
+
+
 def _stem(seed, speaker=SPEAKER, reverb=None):
     phrases = [[(0.3, 0.4, 57), (0.7, 0.5, 59), (1.2, 0.6, 60)]]
     return sung_voice.produce_vocals(phrases, speaker, int(2.2 * SR), SR, np.random.default_rng(seed),
@@ -134,6 +147,10 @@ def test_the_corpus_fingerprint_holds_the_sung_voice(tmp_path, monkeypatch):
     assert _params(tmp_path, singer="additive").content_key()["sung_voice_version"] == sung_voice.GENERATOR_VERSION
     monkeypatch.setattr(sung_voice, "GENERATOR_VERSION", sung_voice.GENERATOR_VERSION + 1)
     assert _params(tmp_path).content_key() != key                 # a new sung voice regenerates the corpus
+    assert "formant_shift" not in key                              # off: the corpora made before it stay valid
+    assert _params(tmp_path, formant_shift=0.2).content_key()["formant_shift"] == 0.2
+    with pytest.raises(FrugalError, match=r"formant_shift: 0.8 is not in \[0, 0.5\]"):
+        _params(tmp_path, formant_shift=0.8)
     with pytest.raises(FrugalError, match="singer: 'choir' is not one of additive, speech, mixed"):
         _params(tmp_path, singer="choir")
     with pytest.raises(FrugalError, match="unknown speaker 'bob'"):
@@ -150,3 +167,32 @@ def test_corpus_songs_are_sung_by_their_split_speakers(tmp_path):
     assert {records[f"Frugal GM - {s} 001"]["speaker"] for s in ("Train", "Valid")} <= {"en_rms", "it_lp"}
     stamp = json.loads((root / "generator.json").read_text())["content"]
     assert stamp["sung_voice_version"] == sung_voice.GENERATOR_VERSION
+    assert not any("formant" in r for r in records.values())
+
+
+@needs_voices
+def test_virtual_speakers_sing_the_training_songs_only(tmp_path):
+    """formant_shift gives each train/valid song's speaker moved formants (its own random stream:
+    the song is otherwise the same) and leaves the test songs, sung by the real speakers, the same
+    bytes as without it."""
+    roots = {}
+    for shift in (0.0, 0.2):
+        roots[shift] = tmp_path / f"corpus_{shift}"
+        generate_corpus(roots[shift], _params(tmp_path, formant_shift=shift, song_seconds=10.0), progress=False)
+    songs = sorted(p.parent.relative_to(roots[0.2]) for p in roots[0.2].rglob(".song.json"))
+    assert len(songs) == 3
+    sung = 0
+    for song in songs:
+        plain, shifted = (json.loads((roots[s] / song / ".song.json").read_text()) for s in (0.0, 0.2))
+        vocals = [(roots[s] / song / "vocals.wav").read_bytes() for s in (0.0, 0.2)]
+        drums = [sf.read(str(roots[s] / song / "drums.wav"))[0] for s in (0.0, 0.2)]   # (the mix's peak
+        assert np.allclose(drums[0] / np.abs(drums[0]).max(), drums[1] / np.abs(drums[1]).max(),    # sets its gain)
+                           atol=1e-3)
+        if song.parts[0] == "test":
+            assert vocals[0] == vocals[1] and plain == shifted
+        else:
+            factor = shifted["lead_voice"].pop("formant")
+            assert 1 / 1.2 <= factor <= 1.2 and abs(np.log(factor)) > 1e-3
+            assert plain == shifted                                 # all but the voice's formants
+            sung += vocals[0] != vocals[1]
+    assert sung >= 1                        # (a song's lead may start after its first seconds)

@@ -59,7 +59,7 @@ SETUP_FILE = "musdb_setup.yaml"
 SONG_RECORD = ".song.json"         # midi generator: programs, soundfont, tempo... of each song
 GENERATORS = ("midi", "synth")
 _KEYS = ("generator", "seed", "n_train", "n_valid", "n_test", "song_seconds", "jobs", "soundfonts", "test_soundfonts",
-         "singer", "voices", "test_voices")
+         "singer", "voices", "test_voices", "formant_shift")
 _FLUIDSYNTH_KEYS = ("gain", "reverb", "chorus")     # of the midi_render section, used by the midi generator
 
 
@@ -81,6 +81,7 @@ class CorpusParams:
     singer: str                    # midi: additive | speech | mixed (the lead voice)
     voices: List[str]              # midi, speech/mixed: speakers of train/valid songs
     test_voices: List[str]         # midi, speech/mixed: speakers of test songs
+    formant_shift: float           # midi, speech/mixed: train/valid speakers' formants moved (virtual speakers)
 
     @classmethod
     def from_conf(cls, conf) -> "CorpusParams":
@@ -96,7 +97,8 @@ class CorpusParams:
                 test_soundfonts=[str(f) for f in (section["test_soundfonts"] or section["soundfonts"] or [])],
                 fluidsynth={k: render.get(k) for k in _FLUIDSYNTH_KEYS}, singer=str(section["singer"]),
                 voices=[str(v) for v in section["voices"] or []],
-                test_voices=[str(v) for v in (section["test_voices"] or section["voices"] or [])])
+                test_voices=[str(v) for v in (section["test_voices"] or section["voices"] or [])],
+                formant_shift=float(section["formant_shift"]))
         p.validate()
         return p
 
@@ -120,6 +122,8 @@ class CorpusParams:
             if unknown:
                 raise FrugalError(f"default_corpus.voices: unknown speaker {unknown[0]!r} "
                                   f"(one of {', '.join(SPEAKERS)})")
+            if not 0 <= self.formant_shift <= 0.5:
+                raise FrugalError(f"default_corpus.formant_shift: {self.formant_shift} is not in [0, 0.5]")
             if self.singer != "additive" and not self.voices:
                 raise FrugalError(f"default_corpus.voices: singer {self.singer} needs at least one speaker")
 
@@ -140,13 +144,17 @@ class CorpusParams:
                        singer=self.singer, sung_voice_version=VOICE_VERSION)
             if self.singer != "additive":
                 key.update(voices=list(self.voices), test_voices=list(self.test_voices))
+                if self.formant_shift > 0:
+                    key.update(formant_shift=self.formant_shift)
         return key
 
     def vocalist(self, split: str):
         """Who sings the lead of a ``split`` song (a ``midi_corpus.Vocalist``)."""
         from .midi_corpus import Vocalist
 
-        return Vocalist(self.singer, tuple(self.test_voices if split == "test" else self.voices))
+        if split == "test":           # test songs: the real speakers
+            return Vocalist(self.singer, tuple(self.test_voices))
+        return Vocalist(self.singer, tuple(self.voices), self.formant_shift)
 
     def soundfont(self, split: str, index: int) -> Path:
         fonts = self.test_soundfonts if split == "test" else self.soundfonts

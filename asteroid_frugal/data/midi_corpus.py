@@ -65,10 +65,12 @@ SINGERS = ("additive", "speech", "mixed")   # default_corpus.singer
 class Vocalist:
     """Who sings the lead: ``mode`` one of SINGERS (additive: the v3 synthesiser; speech: a recorded
     speaker made to sing, :mod:`.sung_voice`; mixed: each song one of the two, half and half) and
-    the speakers a song draws from."""
+    the speakers a song draws from; ``formant_shift`` > 0: each song's speaker has its formants
+    moved by a factor drawn log-uniformly in [1 / (1 + shift), 1 + shift] (a virtual speaker)."""
 
     mode: str
     speakers: Sequence[str] = ()
+    formant_shift: float = 0.0
 
 
 class _Parts:
@@ -324,6 +326,16 @@ def _backing(c: Composer, parts: _Parts, base: int) -> bool:
     return used
 
 
+def _formant(vocalist: Vocalist, seed: int, split: str, index: int) -> float:
+    """The formant factor of a song's speaker, from its own stream (the rest of the song is the same
+    bytes whatever ``formant_shift``)."""
+    if vocalist.formant_shift <= 0:
+        return 1.0
+    frng = np.random.default_rng([int(seed), _SPLIT_IDS[split], int(index), GENERATOR_VERSION,
+                                  2000 + sung_voice.GENERATOR_VERSION])
+    return float(np.exp(frng.uniform(-1.0, 1.0) * np.log1p(vocalist.formant_shift)))
+
+
 def generate_song(seed: int, split: str, index: int, seconds: float, sr: int, soundfont: Path,
                   synth: SynthSettings, work_dir: Path,
                   vocalist: Optional[Vocalist] = None) -> Tuple[Dict[str, np.ndarray], dict]:
@@ -355,7 +367,8 @@ def generate_song(seed: int, split: str, index: int, seconds: float, sr: int, so
         speaker = vocalist.speakers[int(vrng.integers(len(vocalist.speakers)))]
         shift = sung_voice.range_shift(speaker, [m for p in phrases for _, _, m, _ in p] or [voice_base])
         lead, described = sung_voice.produce_vocals([[(t, d, m + shift) for t, d, m, _ in p] for p in phrases],
-                                                    speaker, n, sr, vrng, c.in_key(0, 127), reverb)
+                                                    speaker, n, sr, vrng, c.in_key(0, 127), reverb,
+                                                    formant=_formant(vocalist, seed, split, index))
         voice_record.update(described)
     end_beat = seconds / song.beat
     work = Path(tempfile.mkdtemp(prefix=".tmp-render-", dir=work_dir))

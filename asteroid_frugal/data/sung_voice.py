@@ -271,11 +271,28 @@ def _frames_at(word: Word, pos: np.ndarray):
     return word.f0[np.rint(pos).astype(np.int64).clip(0, len(word.f0) - 1)] > 0, sp, ap
 
 
+def warp_formants(sp: np.ndarray, factor: float) -> np.ndarray:
+    """The spectral envelopes ``sp`` (``[T, bins]``, 0 to Nyquist) with every formant moved by
+    ``factor`` in frequency (the envelope at ``f`` becomes the old one at ``f / factor``): a
+    shorter (> 1) or longer (< 1) vocal tract, the same speaker's articulation. Above the old
+    band's top the envelope's last bin is held."""
+    if factor == 1.0:
+        return sp
+    bins = sp.shape[1]
+    src = np.minimum(np.arange(bins) / float(factor), bins - 1)
+    i0 = np.floor(src).astype(np.int64)
+    i1 = np.minimum(i0 + 1, bins - 1)
+    w = src - i0
+    return sp[:, i0] * (1 - w) + sp[:, i1] * w
+
+
 def sing_phrase(notes: Sequence[Tuple[float, float, int]], bank: Bank, rng: np.random.Generator, style: Style,
-                sr: int, words: Optional[Sequence[int]] = None, detune: float = 0.0) -> Tuple[int, np.ndarray]:
+                sr: int, words: Optional[Sequence[int]] = None, detune: float = 0.0,
+                formant: float = 1.0) -> Tuple[int, np.ndarray]:
     """Sing ``notes`` (``(start s, length s, midi)``, in order) with words of ``bank``: returns the
     sample (at ``sr``) where the audio starts and the mono audio. ``words`` (indices into the
-    bank, one per note) repeats a lyric (double tracks and harmonies sing the lead's words)."""
+    bank, one per note) repeats a lyric (double tracks and harmonies sing the lead's words);
+    ``formant`` moves the speaker's formants (:func:`warp_formants`)."""
     pw = pyworld()
     fp = FRAME_MS / 1000
     pre = 0.25                                          # room for the first onset consonants and a scoop
@@ -336,6 +353,7 @@ def sing_phrase(notes: Sequence[Tuple[float, float, int]], bank: Bank, rng: np.r
     knots = np.arange(0, tt[-1] + 0.2, 0.1)
     curve = curve + np.interp(tt, knots, rng.normal(0, 0.06, len(knots))) + detune
     F0 = np.where(F0 > 0, midi_hz(curve), 0.0)
+    SP = warp_formants(SP, formant)
     y = pw.synthesize(np.ascontiguousarray(F0), np.ascontiguousarray(SP), np.ascontiguousarray(AP), bank.sr,
                       FRAME_MS)
     g = gcd(int(sr), int(bank.sr))
@@ -393,10 +411,12 @@ def _pan(p):
 
 
 def produce_vocals(phrases: Sequence[Sequence[Tuple[float, float, int]]], speaker: str, n: int, sr: int,
-                   rng: np.random.Generator, scale_notes: Sequence[int], reverb=None) -> Tuple[np.ndarray, dict]:
+                   rng: np.random.Generator, scale_notes: Sequence[int], reverb=None,
+                   formant: float = 1.0) -> Tuple[np.ndarray, dict]:
     """The vocal stem ``[2, n]`` of a song sung by ``speaker``: ``phrases`` of ``(start s, length s,
     midi)`` notes (already in the speaker's range), ``scale_notes`` the song's scale as MIDI notes
-    (for a harmony voice), ``reverb`` the song's room (a function of ``[2, T]``), or None.
+    (for a harmony voice), ``reverb`` the song's room (a function of ``[2, T]``), or None;
+    ``formant``: the speaker's formants moved by this factor (a virtual speaker, :func:`warp_formants`).
     Returns the stem and what it is made of."""
     bank = word_bank(speaker)
     style = Style.draw(rng)
@@ -407,7 +427,7 @@ def produce_vocals(phrases: Sequence[Sequence[Tuple[float, float, int]]], speake
     for notes in phrases:
         notes = [(float(t), float(d), int(m)) for t, d, m in notes]
         lyric = [int(rng.integers(len(bank.words))) for _ in notes]
-        start, y = sing_phrase(notes, bank, rng, style, sr, words=lyric)
+        start, y = sing_phrase(notes, bank, rng, style, sr, words=lyric, formant=formant)
         add_mono(lead, start, y)
         if rng.random() < 0.6:           # an audible breath in before the phrase
             b = _breath(rng, sr) * rng.uniform(0.01, 0.04)
@@ -415,11 +435,12 @@ def produce_vocals(phrases: Sequence[Sequence[Tuple[float, float, int]]], speake
         if double:
             shift = rng.uniform(0.012, 0.035)
             moved = [(t + shift + rng.normal(0, 0.008), d, m) for t, d, m in notes]
-            s2, y2 = sing_phrase(moved, bank, rng, Style.draw(rng), sr, words=lyric, detune=rng.normal(0, 0.08))
+            s2, y2 = sing_phrase(moved, bank, rng, Style.draw(rng), sr, words=lyric, detune=rng.normal(0, 0.08),
+                                 formant=formant)
             add_mono(extra["double"], s2, y2)
         if harmony:
             up = [(t, d, _third_above(m, scale_notes)) for t, d, m in notes]
-            s3, y3 = sing_phrase(up, bank, rng, style, sr, words=lyric, detune=rng.normal(0, 0.05))
+            s3, y3 = sing_phrase(up, bank, rng, style, sr, words=lyric, detune=rng.normal(0, 0.05), formant=formant)
             add_mono(extra["harmony"], s3, y3)
     level = float(np.sqrt(np.mean(lead.astype(np.float64) ** 2))) + 1e-9
     out = np.zeros((2, n), dtype=np.float32)
@@ -438,6 +459,8 @@ def produce_vocals(phrases: Sequence[Sequence[Tuple[float, float, int]]], speake
         out = out + rng.uniform(0.1, 0.3) * reverb(out)
     record = {"speaker": speaker, "language": SPEAKERS[speaker].language, "sex": SPEAKERS[speaker].sex,
               "double": bool(double), "harmony": bool(harmony), "sung_voice_version": GENERATOR_VERSION}
+    if formant != 1.0:
+        record["formant"] = round(float(formant), 4)
     return out.astype(np.float32), record
 
 
