@@ -48,6 +48,11 @@ def merge(base: Dict[str, Any], overlay: Dict[str, Any], source: str = "overlay"
 
 def apply_override(conf: Dict[str, Any], assignment: str) -> Dict[str, Any]:
     """Apply ``section.key=value`` (value parsed as YAML: numbers, lists, null...)."""
+    return merge(conf, override_layer(assignment), f"override {assignment!r}")
+
+
+def override_layer(assignment: str) -> Dict[str, Any]:
+    """``section.key=value`` as a nested mapping ``{section: {key: value}}``."""
     if "=" not in assignment:
         raise FrugalError(f"override {assignment!r}: expected section.key=value")
     dotted, raw = assignment.split("=", 1)
@@ -62,7 +67,7 @@ def apply_override(conf: Dict[str, Any], assignment: str) -> Dict[str, Any]:
         tree[k] = {}
         tree = tree[k]
     tree[keys[-1]] = value
-    return merge(conf, node, f"override {assignment!r}")
+    return node
 
 
 # ---------------------------------------------------------------- value checks
@@ -176,16 +181,61 @@ def validate(conf: Dict[str, Any], reference: Dict[str, Any], source: str = "con
     return conf
 
 
+# ---------------------------------------------------------------- settings of one target's model
+BY_TARGET = "by_target"
+PER_MODEL_SECTIONS = ("shaping", "filterbank", "masker", "training", "optim", "scheduler")
+
+
+def _merge_by_target(conf: Dict[str, Any], layer: Dict[str, Any], source: str) -> Dict[str, Any]:
+    """``conf`` with a config layer merged in; its ``by_target.<target>`` mappings (empty in conf.yml)
+    are merged key by key, each checked against the sections it would change."""
+    per_target = layer.get(BY_TARGET) if isinstance(layer, dict) else None
+    if not isinstance(per_target, dict):
+        return merge(conf, layer, source)
+    conf = merge(conf, {k: v for k, v in layer.items() if k != BY_TARGET}, source)
+    for target, settings in per_target.items():
+        where = f"{source}: {BY_TARGET}.{target}"
+        if target not in conf[BY_TARGET]:
+            raise FrugalError(f"{where}: unknown target (one of {', '.join(conf[BY_TARGET])})")
+        if settings is None:
+            continue
+        if not isinstance(settings, dict):
+            raise FrugalError(f"{where}: expected a mapping of sections")
+        wrong = [k for k in settings if k not in PER_MODEL_SECTIONS]
+        if wrong:
+            raise FrugalError(f"{where}.{wrong[0]}: not a setting of one model (by_target holds "
+                              f"{', '.join(PER_MODEL_SECTIONS)})")
+        merge(conf, settings, where)                              # unknown keys: one line
+        conf[BY_TARGET][target] = merge(conf[BY_TARGET][target] or {}, settings, where, strict=False)
+    return conf
+
+
 def load_config(base=DEFAULT_CONF, overlays: Iterable = (), overrides: Iterable[str] = ()) -> Dict[str, Any]:
-    """``conf.yml`` + overlay files (in order) + ``section.key=value`` overrides."""
+    """``conf.yml`` + overlay files (in order) + ``section.key=value`` overrides, then the settings of
+    ``by_target.<data.target>`` over the overlays (the overrides still win)."""
     conf = load_yaml(base)
     for overlay in overlays:
         if overlay:
-            conf = merge(conf, load_yaml(overlay), str(overlay))
+            conf = _merge_by_target(conf, load_yaml(overlay), str(overlay))
+    layered, overrides = conf, [a for a in overrides if a]
     for assignment in overrides:
-        if assignment:
-            conf = apply_override(conf, assignment)
-    return validate(conf, load_yaml(DEFAULT_CONF))
+        conf = _apply(conf, assignment)
+    reference = load_yaml(DEFAULT_CONF)
+    for target, settings in (conf.get(BY_TARGET) or {}).items():     # every target's settings, checked
+        if settings:
+            validate(merge(conf, settings, f"{BY_TARGET}.{target}"), reference, f"config ({BY_TARGET}.{target})")
+    own = (conf.get(BY_TARGET) or {}).get(get(conf, "data.target")) or {}
+    if own:
+        by_target = conf[BY_TARGET]
+        conf = merge(layered, own, f"{BY_TARGET}.{get(conf, 'data.target')}")
+        for assignment in overrides:
+            conf = _apply(conf, assignment)
+        conf[BY_TARGET] = by_target
+    return validate(conf, reference)
+
+
+def _apply(conf: Dict[str, Any], assignment: str) -> Dict[str, Any]:
+    return _merge_by_target(conf, override_layer(assignment), f"override {assignment!r}")
 
 
 def save_config(conf: Dict[str, Any], path) -> None:

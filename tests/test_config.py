@@ -4,7 +4,8 @@ import ast
 import pytest
 import yaml
 
-from asteroid_frugal.config import DEFAULT_CONF, load_config, save_config
+from asteroid_frugal.config import BY_TARGET, DEFAULT_CONF, load_config, save_config
+from asteroid_frugal.data.types import TARGETS
 from asteroid_frugal.utils import FrugalError
 
 from conftest import REPO
@@ -120,8 +121,47 @@ def unread_keys(conf, package):
 
 
 def test_every_conf_key_is_read_by_a_module_of_its_section():
-    """conf.yml is the single source of defaults: a key no code reads is a dead option."""
-    assert unread_keys(load_config(), REPO / "asteroid_frugal") == []
+    """conf.yml is the single source of defaults: a key no code reads is a dead option (by_target's
+    keys are the targets, read through data.target: test_by_target_holds_every_target)."""
+    conf = load_config()
+    conf.pop(BY_TARGET)
+    assert unread_keys(conf, REPO / "asteroid_frugal") == []
+
+
+def test_by_target_holds_every_target():
+    assert list(load_config()[BY_TARGET]) == list(TARGETS)
+
+
+def test_by_target_settings_apply_to_their_target_only(tmp_path):
+    """by_target.<target> merges over conf.yml and the overlays for that target's model, --set
+    still wins, an overlay or override may fill it, and what it holds is checked for every target."""
+    overlay = tmp_path / "o.yml"
+    overlay.write_text("training:\n  epochs: 20\nby_target:\n  vocals:\n    training: {epochs: 30}\n"
+                       "    shaping: {excerpt_seconds: 5}\n")
+    vocals = load_config(overlays=[overlay], overrides=["data.target=vocals"])
+    drums = load_config(overlays=[overlay], overrides=["data.target=drums"])
+    assert (vocals["training"]["epochs"], vocals["shaping"]["excerpt_seconds"]) == (30, 5)
+    assert (drums["training"]["epochs"], drums["shaping"]["excerpt_seconds"]) == (20, 20)
+    assert vocals[BY_TARGET] == drums[BY_TARGET] and drums[BY_TARGET]["vocals"]["training"] == {"epochs": 30}
+    assert load_config(overlays=[overlay], overrides=["data.target=vocals", "training.epochs=7"])["training"][
+        "epochs"] == 7
+    filled = load_config(overlays=[overlay], overrides=["data.target=vocals", "by_target.vocals.training.epochs=9"])
+    assert filled["training"]["epochs"] == 9 and filled["shaping"]["excerpt_seconds"] == 5
+    saved = tmp_path / "saved.yml"                   # the resolved copy reloads to the same values
+    save_config(vocals, saved)
+    assert load_config(overlays=[saved], overrides=["data.target=vocals"]) == vocals
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("by_target.vocals.training.epoch=9", "unknown config key 'epoch'"),
+    ("by_target.voice.training.epochs=9", r"by_target.voice: unknown target \(one of vocals, drums, bass\)"),
+    ("by_target.bass.data.target=drums", "by_target.bass.data: not a setting of one model"),
+    ("by_target.drums.training.epochs=abc", r"config \(by_target.drums\): training.epochs='abc': expected an integer"),
+])
+def test_by_target_errors_are_one_line(bad, message):
+    with pytest.raises(FrugalError, match=message) as err:
+        load_config(overrides=["data.target=vocals", bad])
+    assert "\n" not in str(err.value)
 
 
 def test_unread_key_check_is_section_aware(tmp_path):
