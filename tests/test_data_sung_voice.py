@@ -135,7 +135,7 @@ FLUID, TIM = "/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/TimG
 def _params(tmp_path, **over):
     values = {"generator": "midi", "n_train": 1, "n_valid": 1, "n_test": 1, "song_seconds": 4.0, "jobs": 1,
               "soundfonts": [FLUID, TIM], "test_soundfonts": None, "singer": "speech",
-              "voices": ["en_rms", "it_lp"], "test_voices": ["cs_dita"]}
+              "voices": ["en_rms", "it_lp"], "test_voices": ["cs_dita"], "formant_shift": 0.2}
     return CorpusParams.from_conf(base_conf(tmp_path, default_corpus={**values, **over}))
 
 
@@ -147,8 +147,8 @@ def test_the_corpus_fingerprint_holds_the_sung_voice(tmp_path, monkeypatch):
     assert _params(tmp_path, singer="additive").content_key()["sung_voice_version"] == sung_voice.GENERATOR_VERSION
     monkeypatch.setattr(sung_voice, "GENERATOR_VERSION", sung_voice.GENERATOR_VERSION + 1)
     assert _params(tmp_path).content_key() != key                 # a new sung voice regenerates the corpus
-    assert "formant_shift" not in key                              # off: the corpora made before it stay valid
-    assert _params(tmp_path, formant_shift=0.2).content_key()["formant_shift"] == 0.2
+    assert key["formant_shift"] == 0.2
+    assert "formant_shift" not in _params(tmp_path, formant_shift=0.0).content_key()   # off: as before it existed
     with pytest.raises(FrugalError, match=r"formant_shift: 0.8 is not in \[0, 0.5\]"):
         _params(tmp_path, formant_shift=0.8)
     with pytest.raises(FrugalError, match="singer: 'choir' is not one of additive, speech, mixed"):
@@ -160,7 +160,7 @@ def test_the_corpus_fingerprint_holds_the_sung_voice(tmp_path, monkeypatch):
 @needs_voices
 def test_corpus_songs_are_sung_by_their_split_speakers(tmp_path):
     root = tmp_path / "corpus"
-    generate_corpus(root, _params(tmp_path), progress=False)
+    generate_corpus(root, _params(tmp_path, formant_shift=0.0), progress=False)
     records = {p.parent.name: json.loads(p.read_text())["lead_voice"] for p in root.rglob(".song.json")}
     assert len(records) == 3 and all(r["singer"] == "speech" for r in records.values())
     assert records["Frugal GM - Test 001"]["speaker"] == "cs_dita"

@@ -20,8 +20,7 @@ def _model(exp, target, train, test, improvements, csv="si_snr.csv"):
     """A model folder as stages 3-4 leave it: resolved conf.yml, training_done.json, si_snr.csv."""
     d = exp / target
     (d / "results").mkdir(parents=True, exist_ok=True)
-    conf = load_config(overlays=[REPO / "egs/demo/conf.yml"])
-    conf["data"]["target"] = target
+    conf = load_config(overlays=[REPO / "egs/demo/conf.yml"], overrides=[f"data.target={target}"])
     conf["default_corpus"].update(soundfonts=train, test_soundfonts=test)
     (d / "conf.yml").write_text(yaml.safe_dump(conf))
     (d / "training_done.json").write_text(json.dumps({"epochs_done": 20, "stop_reason": "max_epochs"}))
@@ -187,10 +186,10 @@ def test_held_out_voice_variants_are_compared_with_their_direction(tmp_path):
     variant = tmp_path / "remix_b"
     _voice_model(variant, ["it_pc"], ["en_slt"], [4, 4, 7, 7])
     conf = yaml.safe_load((variant / "vocals" / "conf.yml").read_text())
-    conf["shaping"]["augment_remix"] = True
+    conf["shaping"]["augment_gain"] = True
     conf["runtime"]["threads"] = 1
     (variant / "vocals" / "conf.yml").write_text(yaml.safe_dump(conf))
-    (variant / "vocals" / "train_command.txt").write_text("./run.sh --target vocals --set shaping.augment_remix=true\n")
+    (variant / "vocals" / "train_command.txt").write_text("./run.sh --target vocals --set shaping.augment_gain=true\n")
     _voice_model(a, ["en_slt"], ["it_pc"], [1, 1, 1, 1], csv=f"si_snr_{b.name}.csv")   # cached: same songs,
     _voice_model(b, ["it_pc"], ["en_slt"], [1, 1, 1, 1], csv=f"si_snr_{a.name}.csv")   # own speakers
     out = tmp_path / "page.md"
@@ -200,10 +199,10 @@ def test_held_out_voice_variants_are_compared_with_their_direction(tmp_path):
     done = subprocess.run(args, cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     page = out.read_text()
-    assert ("| remix_b | it_pc | en_slt | 5.5 ± 1.5 | heldout_voices_b: 4.0 | +1.5 ± 0.5 | `shaping.augment_remix=true` |"
+    assert ("| remix_b | it_pc | en_slt | 5.5 ± 1.5 | heldout_voices_b: 4.0 | +1.5 ± 0.5 | `shaping.augment_gain=true` |"
             in page)
     assert "| remix | heldout_voices_b | 4.0 (1) | 5.5 (1) | +1.5 | not measured |" in page
-    assert "./run.sh --target vocals --set shaping.augment_remix=true" in page
+    assert "./run.sh --target vocals --set shaping.augment_gain=true" in page
     conf["default_corpus"]["test_voices"] = ["cs_dita"]
     (variant / "vocals" / "conf.yml").write_text(yaml.safe_dump(conf))
     done = subprocess.run(args, cwd=REPO, capture_output=True, text=True)
@@ -236,7 +235,7 @@ def test_held_out_voice_seeds_are_averaged(tmp_path):
     for exp in (a1, remix1_a):
         _set(exp, training__seed=1)
     for exp in (remix_a, remix1_a, remix_b):
-        _set(exp, shaping__augment_remix=True, runtime__threads=1)
+        _set(exp, shaping__augment_gain=True, runtime__threads=1)
     (remix1_a / "vocals" / "train_command.txt").write_text("./run.sh --target vocals --set training.seed=1\n")
     _voice_model(a, ["en_slt"], ["it_pc"], [1, 1, 1, 1], csv=f"si_snr_{b.name}.csv")
     _voice_model(b, ["it_pc"], ["en_slt"], [1, 1, 1, 1], csv=f"si_snr_{a.name}.csv")
@@ -247,7 +246,7 @@ def test_held_out_voice_seeds_are_averaged(tmp_path):
     done = subprocess.run(args, cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     page = out.read_text()
-    assert "- demo: the directions' own settings\n- remix: `shaping.augment_remix=true`\n" in page
+    assert "- demo: the directions' own settings\n- remix: `shaping.augment_gain=true`\n" in page
     # demo a: seeds 5 and 3 -> 4.0, s.d. 1.4; remix a: 7 and 6 -> 6.5, s.d. 0.7; pooled s.d. sqrt(2.5 / 2)
     assert "| demo | heldout_voices_a | seed 0: 5.0, seed 1: 3.0 | 4.0 | 1.4 | 2 | >= 4 | yes |" in page
     assert "| remix | heldout_voices_a | seed 0: 7.0, seed 1: 6.0 | 6.5 | 0.7 | 2 | >= 4 | yes |" in page
@@ -256,7 +255,7 @@ def test_held_out_voice_seeds_are_averaged(tmp_path):
     assert "| remix | heldout_voices_a | 4.0 (2) | 6.5 (2) | +2.5 ± 1.1 | yes |" in page
     assert "| remix | heldout_voices_b | 4.0 (1) | 5.5 (1) | +1.5 ± 1.6 | no |" in page
     assert ("| remix_seed1_a | en_slt | it_pc | 6.0 ± 0.0 | heldout_voices_seed1_a: 3.0 | +3.0 ± 1.0 | "
-            "`shaping.augment_remix=true` |") in page
+            "`shaping.augment_gain=true` |") in page
     assert "| heldout_voices_seed1_a | en_slt | it_pc | 3.0 ± 1.0 | heldout_voices_a: 5.0 | -2.0 ± 0.0 | `training.seed=1` |" in page
     assert "\nWhat it shows.\n\n```bash\n" in page
     assert (f'./run.sh --target vocals --stop_stage 4 --overlay "egs/demo/conf.yml egs/demo/heldout_voices_a.yml" '
@@ -265,6 +264,6 @@ def test_held_out_voice_seeds_are_averaged(tmp_path):
     assert f"docs/make_generalisation.py --voices {a} {b} --voices_variants {a1} {remix_a}" in page
     dup = tmp_path / "remix_again_b"                                   # a second seed-0 run of remix b
     _voice_model(dup, ["it_pc"], ["en_slt"], [4, 4, 7, 7])
-    _set(dup, shaping__augment_remix=True)
+    _set(dup, shaping__augment_gain=True)
     done = subprocess.run(args[:-4] + [str(dup), "--out", str(out)], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 2 and "seed 0 twice for the same settings" in done.stderr
