@@ -36,7 +36,7 @@ devices=""            # training devices (Lightning): e.g. 1, 4, auto
 num_nodes=""          # training nodes (DDP)
 strategy=""           # Lightning strategy: auto, ddp, ...
 precision=""          # 32-true | bf16-mixed
-target_jobs=auto      # targets trained at once (stages 2-4): auto = all at once without a GPU, 1 with one
+target_jobs=auto      # targets trained at once (stages 2-4): auto = one per core (at most all) without a GPU, 1 with one
 setup=yes             # create/refresh .venv and system tools before running
 python=.venv/bin/python
 
@@ -67,8 +67,10 @@ for t in $run_targets; do
 done
 
 n_targets=$(echo $run_targets | wc -w)
-if [ "$target_jobs" = auto ]; then  # a GPU is shared badly by several trainings; CPU cores are not
-  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then target_jobs=1; else target_jobs=$n_targets; fi
+if [ "$target_jobs" = auto ]; then  # a GPU is shared badly by several trainings; CPU cores are not, but a
+  # job per core at most: the longest (the first target, vocals in the demo) keeps a core to itself
+  # while the others follow each other on the rest
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then target_jobs=1; else target_jobs=$(nproc); fi
 fi
 case $target_jobs in ''|*[!0-9]*|0) echo "run.sh: --target_jobs $target_jobs: expected auto or a number >= 1" >&2; exit 1 ;; esac
 [ "$target_jobs" -gt "$n_targets" ] && target_jobs=$n_targets

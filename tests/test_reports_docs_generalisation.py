@@ -267,3 +267,18 @@ def test_held_out_voice_seeds_are_averaged(tmp_path):
     _set(dup, shaping__augment_gain=True)
     done = subprocess.run(args[:-4] + [str(dup), "--out", str(out)], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 2 and "seed 0 twice for the same settings" in done.stderr
+
+
+def test_a_key_older_runs_lack_counts_as_what_they_ran():
+    """A run from before default_corpus.formant_shift existed sang with the real speakers (0), not with
+    today's default; by_target is no change of its own (the resolved sections carry what it changed)."""
+    from asteroid_frugal.reports.docs_generalisation import changed_settings
+
+    new = load_config(overlays=[REPO / "egs/demo/conf.yml"], overrides=["data.target=vocals"])
+    old = yaml.safe_load(yaml.safe_dump(new))
+    del old["default_corpus"]["formant_shift"]
+    old["by_target"]["vocals"] = {}
+    assert new["default_corpus"]["formant_shift"] > 0
+    assert changed_settings(new, old) == [f"`default_corpus.formant_shift={new['default_corpus']['formant_shift']}`"]
+    new["default_corpus"]["formant_shift"] = 0.0
+    assert changed_settings(new, old) == []

@@ -36,7 +36,11 @@ REAL_TITLE = "## A real recording"
 SEED_KEY = "training.seed"
 OWN_CSV = "si_snr_own_soundfont.csv"   # results/<this>: the model on the same test songs, its training soundfont
 # Keys that differ between runs without making another experiment (threads, where files are)
-NOT_A_CHANGE = ("runtime.", "data.root", "default_corpus.jobs", "midi_render.jobs", "evaluation.")
+NOT_A_CHANGE = ("runtime.", "data.root", "default_corpus.jobs", "midi_render.jobs", "evaluation.",
+                "by_target.")     # (by_target: what it changed is in the resolved sections themselves)
+# Keys that came into conf.yml after runs were made, with the value those runs had where today's default
+# differs: a run's conf.yml that lacks the key ran with this, not with today's default
+BEFORE_THE_KEY = {"default_corpus.formant_shift": 0.0}
 
 
 def fonts(paths) -> str:
@@ -146,8 +150,9 @@ def yaml_value(value) -> str:
 
 def changed_settings(conf_v: dict, conf_b: dict, ignore: Sequence[str] = ()) -> List[str]:
     """``key=value`` of the variant's settings that differ from the base run's (a key one run lacks
-    counts as its conf.yml default; run-only settings, :data:`NOT_A_CHANGE`, and ``ignore`` are left out)."""
-    defaults = flat_conf(load_yaml(DEFAULT_CONF))
+    counts as its conf.yml default, or as :data:`BEFORE_THE_KEY` says; run-only settings,
+    :data:`NOT_A_CHANGE`, and ``ignore`` are left out)."""
+    defaults = {**flat_conf(load_yaml(DEFAULT_CONF)), **BEFORE_THE_KEY}
     flat_v, flat_b = {**defaults, **flat_conf(conf_v)}, {**defaults, **flat_conf(conf_b)}
     return [f"`{k}={yaml_value(flat_v.get(k))}`" for k in sorted(set(flat_v) | set(flat_b))
             if flat_v.get(k) != flat_b.get(k) and not k.startswith(NOT_A_CHANGE + tuple(ignore))]
