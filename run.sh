@@ -21,7 +21,8 @@ tag=""                # experiment name (exp/<tag>); default: the target name
 target=""             # vocals | drums | bass; default: from --tag, else every name in $targets
 targets="$all_targets"  # models trained when neither --tag nor --target is given
 conf=conf.yml         # base config: the single source of defaults
-overlay=""            # config overlay file(s); default: egs/demo/conf.yml on the built-in corpus
+overlay=""            # config overlay file(s); default on the built-in corpus: egs/demo/conf.yml egs/demo/vocals.yml
+                      # (--egs: egs/demo/conf.yml alone, the variants set their own training)
 set=""                # space-separated config overrides, e.g. "training.epochs=5 training.batch_size=2"
 musdb_root=""         # MUSDB18 or MUSDB18-HQ root; empty = built-in procedurally generated corpus
 musdb_download=no     # yes: musdb's own 7 s sample download (needs internet)
@@ -54,6 +55,7 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 FRUGAL_RU
 
 if [ -z "$overlay" ] && [ -z "$musdb_root" ] && [ "$musdb_download" != yes ]; then
   overlay=egs/demo/conf.yml
+  [ -n "$egs" ] || overlay="$overlay egs/demo/vocals.yml"
   echo "run.sh: no --musdb_root: built-in corpus with the demo configuration ($overlay)"
 fi
 

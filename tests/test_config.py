@@ -55,6 +55,16 @@ def test_demo_overlay_is_valid():
     assert conf["filterbank"]["n_filters"] < 500
 
 
+def test_demo_vocals_overlay_trains_the_vocals_model_only():
+    overlays = [REPO / "egs" / "demo" / "conf.yml", REPO / "egs" / "demo" / "vocals.yml"]
+    vocals, drums = (load_config(overlays=overlays, overrides=[f"data.target={t}"]) for t in ("vocals", "drums"))
+    demo = load_config(overlays=overlays[:1], overrides=["data.target=drums"])
+    assert drums == {**demo, BY_TARGET: drums[BY_TARGET]}
+    steps = {name: c["training"]["epochs"] * c["shaping"]["excerpts_per_song"] for name, c in
+             (("vocals", vocals), ("demo", demo))}                # per song and batch position: more steps
+    assert steps["vocals"] > steps["demo"] and vocals["filterbank"] == demo["filterbank"]
+
+
 @pytest.mark.parametrize("bad, message", [
     ("optim.lr=abc", "optim.lr='abc': expected a number"),
     ("training.early_stop_patience=abc", "training.early_stop_patience='abc': expected an integer"),

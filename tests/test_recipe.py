@@ -60,6 +60,9 @@ def test_run_sh_with_a_mistyped_tag_leaves_no_experiment_folder(tmp_path):
                           "--data_dir", str(tmp_path / "data")], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode != 0
     assert f"{exp}/vocals_typo: no such experiment (mistyped --tag? existing: vocals" in out.stderr
+    # the built-in corpus' default overlays: the demo's, then its vocals training (--egs: the demo's alone,
+    # test_sweep.py's variants would not run with the vocals excerpts)
+    assert "built-in corpus with the demo configuration (egs/demo/conf.yml egs/demo/vocals.yml)" in out.stdout
     # a run whose stage fails before making anything removes the folder it made (a stage that fails
     # at once stands in for stage 3 refusing a tag without training data: python = false)
     out = subprocess.run(["./run.sh", "--setup", "no", "--stage", "3", "--stop_stage", "3", "--tag", "vocals_typo",

@@ -271,7 +271,7 @@ def test_held_out_voice_seeds_are_averaged(tmp_path):
 
 def test_a_key_older_runs_lack_counts_as_what_they_ran():
     """A run from before default_corpus.formant_shift existed sang with the real speakers (0), not with
-    today's default; by_target is no change of its own (the resolved sections carry what it changed)."""
+    the current default; by_target is no change of its own (the resolved sections carry what it changed)."""
     from asteroid_frugal.reports.docs_generalisation import changed_settings
 
     new = load_config(overlays=[REPO / "egs/demo/conf.yml"], overrides=["data.target=vocals"])

@@ -38,8 +38,8 @@ OWN_CSV = "si_snr_own_soundfont.csv"   # results/<this>: the model on the same t
 # Keys that differ between runs without making another experiment (threads, where files are)
 NOT_A_CHANGE = ("runtime.", "data.root", "default_corpus.jobs", "midi_render.jobs", "evaluation.",
                 "by_target.")     # (by_target: what it changed is in the resolved sections themselves)
-# Keys that came into conf.yml after runs were made, with the value those runs had where today's default
-# differs: a run's conf.yml that lacks the key ran with this, not with today's default
+# Keys that came into conf.yml after runs were made, with the value those runs had where the current default
+# differs: a run's conf.yml that lacks the key ran with this, not with the current default
 BEFORE_THE_KEY = {"default_corpus.formant_shift": 0.0}
 
 
