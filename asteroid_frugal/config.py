@@ -190,8 +190,8 @@ def _merge_by_target(conf: Dict[str, Any], layer: Dict[str, Any], source: str) -
     """``conf`` with a config layer merged in; its ``by_target.<target>`` mappings (empty in conf.yml)
     are merged key by key, each checked against the sections it would change."""
     per_target = layer.get(BY_TARGET) if isinstance(layer, dict) else None
-    if not isinstance(per_target, dict):
-        return merge(conf, layer, source)
+    if not isinstance(per_target, dict) or not isinstance(conf.get(BY_TARGET), dict):
+        return merge(conf, layer, source)        # (a base without by_target: its unknown-key line)
     conf = merge(conf, {k: v for k, v in layer.items() if k != BY_TARGET}, source)
     for target, settings in per_target.items():
         where = f"{source}: {BY_TARGET}.{target}"

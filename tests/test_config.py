@@ -162,6 +162,18 @@ def test_by_target_settings_apply_to_their_target_only(tmp_path):
     assert load_config(overlays=[saved], overrides=["data.target=vocals"]) == vocals
 
 
+def test_a_base_without_by_target_refuses_it_in_one_line(tmp_path):
+    base = tmp_path / "old.yml"                     # a conf.yml from before by_target existed
+    conf = yaml.safe_load(DEFAULT_CONF.read_text())
+    del conf[BY_TARGET]
+    base.write_text(yaml.safe_dump(conf))
+    overlay = tmp_path / "o.yml"
+    overlay.write_text("by_target:\n  vocals: {training: {epochs: 3}}\n")
+    assert BY_TARGET not in load_config(base)
+    with pytest.raises(FrugalError, match="unknown config key 'by_target'"):
+        load_config(base, overlays=[overlay])
+
+
 @pytest.mark.parametrize("bad, message", [
     ("by_target.vocals.training.epoch=9", "unknown config key 'epoch'"),
     ("by_target.voice.training.epochs=9", r"by_target.voice: unknown target \(one of vocals, drums, bass\)"),
