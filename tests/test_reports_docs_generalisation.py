@@ -183,7 +183,7 @@ def test_held_out_voice_variants_are_compared_with_their_direction(tmp_path):
     a, b = tmp_path / "heldout_voices_a", tmp_path / "heldout_voices_b"
     _voice_model(a, ["en_slt"], ["it_pc"], [4, 4, 6, 6])
     _voice_model(b, ["it_pc"], ["en_slt"], [3, 3, 5, 5])
-    variant = tmp_path / "remix_b"
+    variant = tmp_path / "gain_b"
     _voice_model(variant, ["it_pc"], ["en_slt"], [4, 4, 7, 7])
     conf = yaml.safe_load((variant / "vocals" / "conf.yml").read_text())
     conf["shaping"]["augment_gain"] = True
@@ -199,9 +199,9 @@ def test_held_out_voice_variants_are_compared_with_their_direction(tmp_path):
     done = subprocess.run(args, cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     page = out.read_text()
-    assert ("| remix_b | it_pc | en_slt | 5.5 ± 1.5 | heldout_voices_b: 4.0 | +1.5 ± 0.5 | `shaping.augment_gain=true` |"
+    assert ("| gain_b | it_pc | en_slt | 5.5 ± 1.5 | heldout_voices_b: 4.0 | +1.5 ± 0.5 | `shaping.augment_gain=true` |"
             in page)
-    assert "| remix | heldout_voices_b | 4.0 (1) | 5.5 (1) | +1.5 | not measured |" in page
+    assert "| gain | heldout_voices_b | 4.0 (1) | 5.5 (1) | +1.5 | not measured |" in page
     assert "./run.sh --target vocals --set shaping.augment_gain=true" in page
     conf["default_corpus"]["test_voices"] = ["cs_dita"]
     (variant / "vocals" / "conf.yml").write_text(yaml.safe_dump(conf))
@@ -227,42 +227,42 @@ def test_held_out_voice_seeds_are_averaged(tmp_path):
     train commands, else the overlay's command, then the page's own)."""
     a, b = tmp_path / "heldout_voices_a", tmp_path / "heldout_voices_b"
     a1 = tmp_path / "heldout_voices_seed1_a"
-    remix_a, remix1_a, remix_b = tmp_path / "remix_a", tmp_path / "remix_seed1_a", tmp_path / "remix_b"
-    for exp, imp in ((a, [4, 4, 6, 6]), (a1, [2, 2, 4, 4]), (remix_a, [6, 6, 8, 8]), (remix1_a, [6, 6, 6, 6])):
+    gain_a, gain1_a, gain_b = tmp_path / "gain_a", tmp_path / "gain_seed1_a", tmp_path / "gain_b"
+    for exp, imp in ((a, [4, 4, 6, 6]), (a1, [2, 2, 4, 4]), (gain_a, [6, 6, 8, 8]), (gain1_a, [6, 6, 6, 6])):
         _voice_model(exp, ["en_slt"], ["it_pc"], imp)
-    for exp, imp in ((b, [3, 3, 5, 5]), (remix_b, [4, 4, 7, 7])):
+    for exp, imp in ((b, [3, 3, 5, 5]), (gain_b, [4, 4, 7, 7])):
         _voice_model(exp, ["it_pc"], ["en_slt"], imp)
-    for exp in (a1, remix1_a):
+    for exp in (a1, gain1_a):
         _set(exp, training__seed=1)
-    for exp in (remix_a, remix1_a, remix_b):
+    for exp in (gain_a, gain1_a, gain_b):
         _set(exp, shaping__augment_gain=True, runtime__threads=1)
-    (remix1_a / "vocals" / "train_command.txt").write_text("./run.sh --target vocals --set training.seed=1\n")
+    (gain1_a / "vocals" / "train_command.txt").write_text("./run.sh --target vocals --set training.seed=1\n")
     _voice_model(a, ["en_slt"], ["it_pc"], [1, 1, 1, 1], csv=f"si_snr_{b.name}.csv")
     _voice_model(b, ["it_pc"], ["en_slt"], [1, 1, 1, 1], csv=f"si_snr_{a.name}.csv")
     out = tmp_path / "page.md"
     out.write_text("# Generalisation\n\n## Held-out voices\n\nold\n")
     args = [sys.executable, "docs/make_generalisation.py", "--voices", str(a), str(b), "--voices_variants",
-            *map(str, (a1, remix_a, remix1_a, remix_b)), "--voices_note", "What it shows.", "--out", str(out)]
+            *map(str, (a1, gain_a, gain1_a, gain_b)), "--voices_note", "What it shows.", "--out", str(out)]
     done = subprocess.run(args, cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     page = out.read_text()
-    assert "- demo: the directions' own settings\n- remix: `shaping.augment_gain=true`\n" in page
-    # demo a: seeds 5 and 3 -> 4.0, s.d. 1.4; remix a: 7 and 6 -> 6.5, s.d. 0.7; pooled s.d. sqrt(2.5 / 2)
+    assert "- demo: the directions' own settings\n- gain: `shaping.augment_gain=true`\n" in page
+    # demo a: seeds 5 and 3 -> 4.0, s.d. 1.4; gain a: 7 and 6 -> 6.5, s.d. 0.7; pooled s.d. sqrt(2.5 / 2)
     assert "| demo | heldout_voices_a | seed 0: 5.0, seed 1: 3.0 | 4.0 | 1.4 | 2 | >= 4 | yes |" in page
-    assert "| remix | heldout_voices_a | seed 0: 7.0, seed 1: 6.0 | 6.5 | 0.7 | 2 | >= 4 | yes |" in page
-    assert "| remix | heldout_voices_b | seed 0: 5.5 | 5.5 | - | 1 | >= 4 | yes |" in page
+    assert "| gain | heldout_voices_a | seed 0: 7.0, seed 1: 6.0 | 6.5 | 0.7 | 2 | >= 4 | yes |" in page
+    assert "| gain | heldout_voices_b | seed 0: 5.5 | 5.5 | - | 1 | >= 4 | yes |" in page
     assert "(1.1 dB, 2 degrees of freedom)" in page
-    assert "| remix | heldout_voices_a | 4.0 (2) | 6.5 (2) | +2.5 ± 1.1 | yes |" in page
-    assert "| remix | heldout_voices_b | 4.0 (1) | 5.5 (1) | +1.5 ± 1.6 | no |" in page
-    assert ("| remix_seed1_a | en_slt | it_pc | 6.0 ± 0.0 | heldout_voices_seed1_a: 3.0 | +3.0 ± 1.0 | "
+    assert "| gain | heldout_voices_a | 4.0 (2) | 6.5 (2) | +2.5 ± 1.1 | yes |" in page
+    assert "| gain | heldout_voices_b | 4.0 (1) | 5.5 (1) | +1.5 ± 1.6 | no |" in page
+    assert ("| gain_seed1_a | en_slt | it_pc | 6.0 ± 0.0 | heldout_voices_seed1_a: 3.0 | +3.0 ± 1.0 | "
             "`shaping.augment_gain=true` |") in page
     assert "| heldout_voices_seed1_a | en_slt | it_pc | 3.0 ± 1.0 | heldout_voices_a: 5.0 | -2.0 ± 0.0 | `training.seed=1` |" in page
     assert "\nWhat it shows.\n\n```bash\n" in page
     assert (f'./run.sh --target vocals --stop_stage 4 --overlay "egs/demo/conf.yml egs/demo/heldout_voices_a.yml" '
             f"--data_dir data/heldout_voices_a --exp_dir {a}\n") in page
     assert "./run.sh --target vocals --set training.seed=1\n" in page
-    assert f"docs/make_generalisation.py --voices {a} {b} --voices_variants {a1} {remix_a}" in page
-    dup = tmp_path / "remix_again_b"                                   # a second seed-0 run of remix b
+    assert f"docs/make_generalisation.py --voices {a} {b} --voices_variants {a1} {gain_a}" in page
+    dup = tmp_path / "gain_again_b"                                   # a second seed-0 run of gain b
     _voice_model(dup, ["it_pc"], ["en_slt"], [4, 4, 7, 7])
     _set(dup, shaping__augment_gain=True)
     done = subprocess.run(args[:-4] + [str(dup), "--out", str(out)], cwd=REPO, capture_output=True, text=True)
