@@ -115,6 +115,7 @@ RANGES = {
     "[0, 1)": ("data.extra_test_fraction", "masker.dropout"),
     "[0, 1]": ("data.extra_valid_fraction", "shaping.max_silent_fraction"),
     "[0, 24]": ("shaping.augment_eq_db",),
+    "[0, 0.5]": ("shaping.augment_speed",),
 }
 _TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list",
                dict: "a mapping", None: "null"}

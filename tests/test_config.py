@@ -74,6 +74,7 @@ def test_demo_vocals_overlay_trains_the_vocals_model_only():
     ("optim.lr=.nan", "optim.lr=nan: expected a finite number"),
     ("shaping.augment_gain=1", "shaping.augment_gain=1: expected true or false"),
     ("shaping.augment_eq_db=30", "shaping.augment_eq_db=30: expected a value in [0, 24]"),
+    ("shaping.augment_speed=0.6", "shaping.augment_speed=0.6: expected a value in [0, 0.5]"),
     ("data.extra_roots=some/dir", "data.extra_roots='some/dir': expected a list"),
     ("filterbank.stride=half", "filterbank.stride='half': expected an integer or null"),
     ("training.devices=1.5", "training.devices=1.5: expected an integer or a string or a list"),

@@ -1,11 +1,11 @@
 """Datasets over stage-2 manifests: manifests round-trip, items read only their excerpt, the rest is
-the other stems (or the accompaniment file), and the random equaliser / stereo image augmentations."""
+the other stems (or the accompaniment file), and the random equaliser / stereo image / speed augmentations."""
 import numpy as np
 import pytest
 import torch
 
-from asteroid_frugal.data.datasets import (EQ_CENTRES_HZ, ExcerptDataset, random_eq, random_stereo, read_manifest,
-                                           read_segment, write_manifest)
+from asteroid_frugal.data.datasets import (EQ_CENTRES_HZ, ExcerptDataset, change_speed, random_eq, random_stereo,
+                                           read_at_speed, read_manifest, read_segment, write_manifest)
 from asteroid_frugal.data.layout import write_track
 from asteroid_frugal.utils import FrugalError
 from data_helpers import stem_signal, write_wav
@@ -108,3 +108,39 @@ def test_random_stereo_delays_then_sets_the_width():
     np.testing.assert_allclose(out[0, 1], mid[0], atol=1e-5)
     np.testing.assert_allclose((out[1, 0] - out[1, 1]) / 2, 2 * side[1], atol=1e-5)
     np.testing.assert_allclose(out.mean(1), mid, atol=1e-5)
+
+
+def _peak_hz(audio, sr):
+    return np.argmax(np.abs(np.fft.rfft(audio))) * sr / len(audio)
+
+
+def test_change_speed_moves_every_frequency_by_the_factor():
+    """11/10 of a second played in one second: a 1000 Hz tone comes out at 1100 Hz with its level,
+    a 3000 Hz one slowed to 2/3 at 2000 Hz; a tone above the new Nyquist frequency is dropped."""
+    sr = 8000
+    t = np.arange(int(1.1 * sr)) / sr
+    tone = np.stack([np.sin(2 * np.pi * 1000 * t), 0.5 * np.sin(2 * np.pi * 1000 * t)]).astype(np.float32)
+    fast = change_speed(tone, sr)
+    assert fast.shape == (2, sr) and fast.dtype == np.float32
+    assert _peak_hz(fast[0], sr) == pytest.approx(1100, abs=1)
+    np.testing.assert_allclose(np.abs(fast).max(axis=1), [1.0, 0.5], atol=0.01)
+    t = np.arange(sr) / sr
+    slow = change_speed(np.sin(2 * np.pi * 3000 * t)[None].astype(np.float32), int(1.5 * sr))
+    assert _peak_hz(slow[0], sr) == pytest.approx(2000, abs=1)
+    high = change_speed(np.sin(2 * np.pi * 3900 * t)[None].astype(np.float32), int(0.5 * sr))
+    assert np.abs(high).max() < 1e-3                                        # 7800 Hz: above 4 kHz, gone
+    np.testing.assert_array_equal(change_speed(tone, tone.shape[1]), tone)
+
+
+def test_read_at_speed_reads_around_the_excerpt(tmp_path):
+    """The excerpt's centre stays where it was (a click there stays in the middle); near the song's
+    start the read begins at sample 0; speed 1 is read_segment's exact bytes."""
+    click = np.zeros((2, SR), dtype=np.float32)
+    click[:, SR // 2] = 1.0
+    path = write_wav(tmp_path / "vocals.wav", click, SR, subtype="FLOAT")
+    np.testing.assert_array_equal(read_at_speed(path, 2000, 4000, SR, 1.0), read_segment(path, 2000, 4000, SR))
+    for speed in (0.8, 1.25):
+        got = read_at_speed(path, 2000, 4000, SR, speed)
+        assert got.shape == (2, 4000) and abs(int(np.argmax(got[0])) - 2000) <= 1
+    early = read_at_speed(path, 0, 4000, SR, 1.25)           # samples 0-5000 into 4000: the click (4000) at 3200
+    assert abs(int(np.argmax(early[0])) - 3200) <= 1

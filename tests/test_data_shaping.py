@@ -272,7 +272,8 @@ def test_training_set_applies_the_configured_augmentations(corpus, tmp_path):
 
     def pairs(**settings):
         """(augmented, plain) stem pairs of every training item, with ``settings`` on."""
-        conf["shaping"].update({"augment_remix": False, "augment_eq_db": 0, "augment_stereo": False, **settings})
+        conf["shaping"].update({"augment_remix": False, "augment_eq_db": 0, "augment_stereo": False,
+                                "augment_speed": 0.0, **settings})
         train_set, _ = load_datasets(conf, exp)
         torch.manual_seed(0)
         for i in range(len(train_set)):
@@ -286,6 +287,11 @@ def test_training_set_applies_the_configured_augmentations(corpus, tmp_path):
     for got, ref in pairs(augment_stereo=True):   # each stem a new stereo image, its mid (mono sum) only delayed
         assert not np.allclose(got, ref, atol=1e-4)
         assert abs(np.sum(got.sum(0) ** 2) / np.sum(ref.sum(0) ** 2) - 1) < 0.5
+    for got, ref in pairs(augment_speed=0.2):     # each stem played faster or slower: its spectrum moves
+        assert not np.allclose(got, ref, atol=1e-4)
+        centroid = [np.sum(np.arange(a.shape[-1] // 2 + 1) * np.abs(np.fft.rfft(a.sum(0))) ** 2)
+                    / np.sum(np.abs(np.fft.rfft(a.sum(0))) ** 2) for a in (got, ref)]
+        assert 1 / 1.25 < centroid[0] / centroid[1] < 1.25
 
     conf["shaping"].update(augment_gain=True, augment_gain_range=[1.5, 0.5])
     with pytest.raises(FrugalError, match="augment_gain_range"):

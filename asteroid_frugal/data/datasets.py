@@ -85,7 +85,11 @@ class Augment:
     ``stereo`` gives each source stem its own random stereo image (:func:`random_stereo`:
     a delay between its channels and a width), so that how correlated a source's two
     channels are tells nothing of which source it is (a soundfont's stereo samples and
-    effects are its own, not the instrument's). Applied to the training set only.
+    effects are its own, not the instrument's); ``speed`` > 0 plays the target, and the rest
+    (its sources together, in time with each other), each at its own speed drawn log-uniformly in
+    [1/(1+speed), 1+speed] (:func:`change_speed`): pitch, formants and tempo move together, as on a
+    tape, so a singer sounds like another (a shorter or longer vocal tract in another register).
+    Applied to the training set only.
     """
 
     gain: bool
@@ -96,6 +100,7 @@ class Augment:
     stereo: bool
     stereo_delay_s: float
     stereo_width_range: Tuple[float, float]
+    speed: float = 0.0
 
     @classmethod
     def from_conf(cls, conf) -> Optional["Augment"]:
@@ -113,8 +118,9 @@ class Augment:
                   channel_swap=bool(s["augment_channel_swap"]), remix=bool(s["augment_remix"]),
                   eq_db=float(s["augment_eq_db"]),              # ranges checked with the config (config.RANGES)
                   stereo=bool(s["augment_stereo"]), stereo_delay_s=float(s["augment_stereo_delay_ms"]) / 1000,
-                  stereo_width_range=(w_lo, w_hi))
-        return aug if (aug.gain or aug.channel_swap or aug.remix or aug.eq_db > 0 or aug.stereo) else None
+                  stereo_width_range=(w_lo, w_hi), speed=float(s["augment_speed"]))
+        return aug if (aug.gain or aug.channel_swap or aug.remix or aug.eq_db > 0 or aug.stereo
+                       or aug.speed > 0) else None
 
 
 def read_segment(path, start: int, length: int, n_samples: int) -> np.ndarray:
@@ -132,6 +138,36 @@ def read_segment(path, start: int, length: int, n_samples: int) -> np.ndarray:
     seg = np.zeros((data.shape[1], length), dtype=np.float32)
     seg[:, :data.shape[0]] = data.T
     return seg
+
+
+def change_speed(audio: np.ndarray, length: int) -> np.ndarray:
+    """``audio`` [C, M] played in ``length`` samples (faster when ``length`` < M): band-limited
+    resampling in the frequency domain (circular over the excerpt; what is above the new Nyquist
+    frequency is dropped). Float32 [C, length]."""
+    m = audio.shape[-1]
+    if m == length or m == 0:
+        return audio if m == length else np.zeros((audio.shape[0], length), dtype=np.float32)
+    spec = torch.fft.rfft(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)), dim=-1)
+    bins = min(spec.shape[-1], length // 2 + 1)
+    out = torch.zeros(*spec.shape[:-1], length // 2 + 1, dtype=spec.dtype)
+    out[..., :bins] = spec[..., :bins]
+    return (torch.fft.irfft(out, n=length, dim=-1) * (length / m)).numpy()
+
+
+def read_at_speed(path, start: int, length: int, n_samples: int, speed: float) -> np.ndarray:
+    """``[C, length]`` of the excerpt at ``start`` played ``speed`` times as fast: the
+    ``length * speed`` samples around the excerpt's centre (from the song's start at the
+    earliest; zeros past its end) through :func:`change_speed`. ``speed`` 1: :func:`read_segment`."""
+    if speed == 1.0:
+        return read_segment(path, start, length, n_samples)
+    span = max(1, int(round(length * speed)))
+    first = max(0, start + (length - span) // 2)
+    return change_speed(read_segment(path, first, span, n_samples), length)
+
+
+def _draw_speeds(n: int, speed: float) -> np.ndarray:
+    """``n`` factors log-uniform in [1/(1+speed), 1+speed], from torch's RNG (seeded per DataLoader worker)."""
+    return np.exp((2 * torch.rand(n, dtype=torch.float64) - 1).numpy() * np.log1p(speed))
 
 
 class ExcerptDataset(Dataset):
@@ -178,13 +214,15 @@ class ExcerptDataset(Dataset):
         return len(self.rows)
 
     def _read_pair(self, idx: int, rest_idx: Optional[int] = None, aug: Optional[Augment] = None):
+        speeds = _draw_speeds(2, aug.speed) if aug is not None and aug.speed > 0 else (1.0, 1.0)
         row = self.rows[idx]
         plan = self._tracks[row["track_dir"]]
-        target = read_segment(plan["target"], row["start"], row["length"], plan["n_samples"])
+        target = read_at_speed(plan["target"], row["start"], row["length"], plan["n_samples"], speeds[0])
         if rest_idx is not None:
             row = self.rows[rest_idx]
             plan = self._tracks[row["track_dir"]]
-        rest = [read_segment(path, row["start"], row["length"], plan["n_samples"]) for path in plan["rest"]]
+        rest = [read_at_speed(path, row["start"], row["length"], plan["n_samples"], speeds[1])
+                for path in plan["rest"]]
         if aug is not None and (aug.eq_db > 0 or aug.stereo):   # each source its own, before the rest is summed
             stems = np.stack([_channels(s, target.shape[0]) for s in [target] + rest])
             if aug.eq_db > 0:
