@@ -144,16 +144,23 @@ class CorpusParams:
                        singer=self.singer, sung_voice_version=VOICE_VERSION)
             if self.singer != "additive":
                 key.update(voices=list(self.voices), test_voices=list(self.test_voices))
+                if self.test_voices_held_out():
+                    key.update(test_voices_in_turn=True)
                 if self.formant_shift > 0:
                     key.update(formant_shift=self.formant_shift)
         return key
+
+    def test_voices_held_out(self) -> bool:
+        """Test songs sung by speakers of their own (``test_voices``): then each sings in turn, so that
+        every one of them is tested on as many songs (give or take one), not as a draw falls."""
+        return self.test_voices != self.voices
 
     def vocalist(self, split: str):
         """Who sings the lead of a ``split`` song (a ``midi_corpus.Vocalist``)."""
         from .midi_corpus import Vocalist
 
-        if split == "test":           # test songs: the real speakers
-            return Vocalist(self.singer, tuple(self.test_voices))
+        if split == "test":           # test songs: the real speakers (held out: each in turn)
+            return Vocalist(self.singer, tuple(self.test_voices), in_turn=self.test_voices_held_out())
         return Vocalist(self.singer, tuple(self.voices), self.formant_shift)
 
     def soundfont(self, split: str, index: int) -> Path:

@@ -66,11 +66,14 @@ class Vocalist:
     """Who sings the lead: ``mode`` one of SINGERS (additive: the v3 synthesiser; speech: a recorded
     speaker made to sing, :mod:`.sung_voice`; mixed: each song one of the two, half and half) and
     the speakers a song draws from; ``formant_shift`` > 0: each song's speaker has its formants
-    moved by a factor drawn log-uniformly in [1 / (1 + shift), 1 + shift] (a virtual speaker)."""
+    moved by a factor drawn log-uniformly in [1 / (1 + shift), 1 + shift] (a virtual speaker);
+    ``in_turn``: song ``i`` is sung by ``speakers[i % len(speakers)]`` instead of a drawn one (every
+    speaker held out for the test sings as many songs, give or take one)."""
 
     mode: str
     speakers: Sequence[str] = ()
     formant_shift: float = 0.0
+    in_turn: bool = False
 
 
 class _Parts:
@@ -364,7 +367,9 @@ def generate_song(seed: int, split: str, index: int, seconds: float, sr: int, so
     if mode == "additive":
         lead = _sung_vocals(c, phrases, reverb)
     else:
-        speaker = vocalist.speakers[int(vrng.integers(len(vocalist.speakers)))]
+        speaker = vocalist.speakers[int(vrng.integers(len(vocalist.speakers)))]   # drawn either way: the
+        if vocalist.in_turn:                                        # rest of the voice's stream is the same
+            speaker = vocalist.speakers[int(index) % len(vocalist.speakers)]
         shift = sung_voice.range_shift(speaker, [m for p in phrases for _, _, m, _ in p] or [voice_base])
         lead, described = sung_voice.produce_vocals([[(t, d, m + shift) for t, d, m, _ in p] for p in phrases],
                                                     speaker, n, sr, vrng, c.in_key(0, 127), reverb,
