@@ -21,7 +21,9 @@ command -v festival >/dev/null 2>&1 || need_apt+=(festival)
 for voice in us/cmu_us_slt_arctic_hts:festvox-us-slt-hts english/kal_diphone:festvox-kallpc16k \
              english/ked_diphone:festvox-kdlpc16k italian/lp_diphone:festvox-italp16k \
              italian/pc_diphone:festvox-itapc16k czech/czech_dita:festvox-czech-dita \
-             finnish/hy_fi_mv_diphone:festvox-suopuhe-mv catalan/upc_ca_ona_hts:festvox-ca-ona-hts; do
+             finnish/hy_fi_mv_diphone:festvox-suopuhe-mv catalan/upc_ca_ona_hts:festvox-ca-ona-hts \
+             czech/czech_machac:festvox-czech-machac czech/czech_ph:festvox-czech-ph czech/czech_krb:festvox-czech-krb \
+             finnish/suo_fi_lj_diphone:festvox-suopuhe-lj; do
   [ -d "/usr/share/festival/voices/${voice%%:*}" ] || need_apt+=("${voice##*:}")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -4,6 +4,7 @@ stereo placement, one clear line when a voice is missing, and the corpus integra
 voice's version in the corpus fingerprint, held-out speakers, virtual speakers by formant shift)."""
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,6 +37,15 @@ def test_speakers_cover_languages_and_sexes():
     assert len(sung_voice.SPEAKERS) >= 8
     assert len({s.language for s in speakers}) >= 3 and {s.sex for s in speakers} == {"female", "male"}
     assert all(s.language in sung_voice.WORDS and len(sung_voice.WORDS[s.language]) >= 20 for s in speakers)
+
+
+def test_the_set_up_installs_every_speaker():
+    """local/setup_env.sh installs the Debian package of each festival voice (where its files go)."""
+    script = (Path(__file__).resolve().parents[1] / "local" / "setup_env.sh").read_text()
+    for s in sung_voice.SPEAKERS.values():
+        assert s.package in script, s.name
+        if s.engine == "festival":
+            assert f"/{s.voice}:{s.package}" in script, s.name
 
 
 @needs_voices
@@ -144,6 +154,8 @@ def test_the_corpus_fingerprint_holds_the_sung_voice(tmp_path, monkeypatch):
     assert key["singer"] == "speech" and key["sung_voice_version"] == sung_voice.GENERATOR_VERSION
     assert key["voices"] == ["en_rms", "it_lp"] and key["test_voices"] == ["cs_dita"]
     assert _params(tmp_path, test_voices=[]).content_key()["test_voices"] == ["en_rms", "it_lp"]
+    assert key["test_voices_in_turn"] is True                     # held out: each speaker sings in turn
+    assert "test_voices_in_turn" not in _params(tmp_path, test_voices=[]).content_key()   # the main corpus as before
     assert _params(tmp_path, singer="additive").content_key()["sung_voice_version"] == sung_voice.GENERATOR_VERSION
     monkeypatch.setattr(sung_voice, "GENERATOR_VERSION", sung_voice.GENERATOR_VERSION + 1)
     assert _params(tmp_path).content_key() != key                 # a new sung voice regenerates the corpus
@@ -168,6 +180,20 @@ def test_corpus_songs_are_sung_by_their_split_speakers(tmp_path):
     stamp = json.loads((root / "generator.json").read_text())["content"]
     assert stamp["sung_voice_version"] == sung_voice.GENERATOR_VERSION
     assert not any("formant" in r for r in records.values())
+
+
+
+@needs_voices
+def test_held_out_speakers_sing_the_test_songs_in_turn(tmp_path):
+    """Test speakers of their own sing the test songs in turn (song i: speaker i mod n), so that each is
+    tested as often, not as a draw falls; train/valid songs still draw theirs."""
+    root = tmp_path / "corpus"
+    held = ["cs_dita", "en_kal", "ca_ona"]
+    generate_corpus(root, _params(tmp_path, formant_shift=0.0, n_train=1, n_valid=1, n_test=4, test_voices=held),
+                    progress=False)
+    speakers = {p.parent.name: json.loads(p.read_text())["lead_voice"]["speaker"] for p in root.rglob(".song.json")}
+    assert [speakers[f"Frugal GM - Test {i:03d}"] for i in range(1, 5)] == held + held[:1]
+    assert speakers["Frugal GM - Train 001"] in ("en_rms", "it_lp")
 
 
 @needs_voices

@@ -15,7 +15,7 @@ speaker's band), compression and the song's reverb; the lead sits (almost) in th
 
 Everything random comes from the caller's ``numpy`` generator and the speech synthesisers and
 WORLD are deterministic: a song's voice is the same bytes on every run, whatever the number of
-processes. Speakers (:data:`SPEAKERS`): 10 speakers of 5 languages, male and female; the Debian
+processes. Speakers (:data:`SPEAKERS`): 14 speakers of 5 languages, women, men and a boy; the Debian
 packages are installed by ``local/setup_env.sh``.
 """
 import functools
@@ -59,7 +59,11 @@ SPEAKERS: Dict[str, Speaker] = {s.name: s for s in (
     Speaker("it_lp", "festival", "lp_diphone", "it", "female", "festvox-italp16k", 66),
     Speaker("it_pc", "festival", "pc_diphone", "it", "male", "festvox-itapc16k", 55),
     Speaker("cs_dita", "festival", "czech_dita", "cs", "female", "festvox-czech-dita", 65),
+    Speaker("cs_machac", "festival", "czech_machac", "cs", "male", "festvox-czech-machac", 53),
+    Speaker("cs_ph", "festival", "czech_ph", "cs", "male", "festvox-czech-ph", 54),
+    Speaker("cs_krb", "festival", "czech_krb", "cs", "male", "festvox-czech-krb", 62),     # a boy
     Speaker("fi_mv", "festival", "hy_fi_mv_diphone", "fi", "male", "festvox-suopuhe-mv", 54),
+    Speaker("fi_lj", "festival", "suo_fi_lj_diphone", "fi", "female", "festvox-suopuhe-lj", 65),
     Speaker("ca_ona", "festival", "upc_ca_ona_hts", "ca", "female", "festvox-ca-ona-hts", 66),
 )}
 
