@@ -10,6 +10,7 @@ import torch
 import yaml
 
 from asteroid_frugal.config import load_config
+from asteroid_frugal.data.sung_voice import SPEAKERS
 from conftest import REPO
 
 FLUID, TIM = "/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/TimGM6mb.sf2"
@@ -209,6 +210,22 @@ def test_held_out_voice_variants_are_compared_with_their_direction(tmp_path):
     assert done.returncode == 2 and "no held-out-voice direction given" in done.stderr
 
 
+def _sung_by(exp, tmp_path, speakers):
+    """The test manifest of ``exp``'s vocals model and the corpus records behind it: song ``i`` (the
+    ``Test 00i`` of _model's rows) sung by ``speakers[i - 1]``."""
+    rows = ["track_dir,start,length,song,split,corpus,target_active"]
+    for i, speaker in enumerate(speakers, 1):
+        song = f"Frugal GM - Test {i:03d}"
+        corpus, track = tmp_path / "corpus" / song, tmp_path / "prepared" / song
+        for folder in (corpus, track):
+            folder.mkdir(parents=True, exist_ok=True)
+        (corpus / ".song.json").write_text(json.dumps({"lead_voice": {"singer": "speech", "speaker": speaker}}))
+        (track / "track.json").write_text(json.dumps({"name": song, "origin": str(corpus / "mixture.wav")}))
+        rows.append(f"{track},0,441000,{song},test,default,1.0")
+    (exp / "vocals" / "data").mkdir(parents=True, exist_ok=True)
+    (exp / "vocals" / "data" / "test.csv").write_text("\n".join(rows) + "\n")
+
+
 def _set(exp, **keys):
     """Change ``section.key`` settings of ``exp``'s resolved vocals conf.yml."""
     path = exp / "vocals" / "conf.yml"
@@ -239,6 +256,8 @@ def test_held_out_voice_seeds_are_averaged(tmp_path):
     (gain1_a / "vocals" / "train_command.txt").write_text("./run.sh --target vocals --set training.seed=1\n")
     _voice_model(a, ["en_slt"], ["it_pc"], [1, 1, 1, 1], csv=f"si_snr_{b.name}.csv")
     _voice_model(b, ["it_pc"], ["en_slt"], [1, 1, 1, 1], csv=f"si_snr_{a.name}.csv")
+    for exp in (a, a1):                      # direction a's songs traced to who sang them; b's are not
+        _sung_by(exp, tmp_path, ["it_pc", "cs_dita"])
     out = tmp_path / "page.md"
     out.write_text("# Generalisation\n\n## Held-out voices\n\nold\n")
     args = [sys.executable, "docs/make_generalisation.py", "--voices", str(a), str(b), "--voices_variants",
@@ -257,6 +276,11 @@ def test_held_out_voice_seeds_are_averaged(tmp_path):
     assert ("| gain_seed1_a | en_slt | it_pc | 6.0 ± 0.0 | heldout_voices_seed1_a: 3.0 | +3.0 ± 1.0 | "
             "`shaping.augment_gain=true` |") in page
     assert "| heldout_voices_seed1_a | en_slt | it_pc | 3.0 ± 1.0 | heldout_voices_a: 5.0 | -2.0 ± 0.0 | `training.seed=1` |" in page
+    # per held-out speaker (direction a, its own settings): song 1 (it_pc) 4 and 2, song 2 (cs_dita) 6 and 4
+    assert "| heldout_voices_a | it_pc | it, male | 1 | seed 0: 4.0, seed 1: 2.0 | 3.0 |" in page
+    assert "| heldout_voices_a | cs_dita | cs, female | 1 | seed 0: 6.0, seed 1: 4.0 | 5.0 |" in page
+    assert "| heldout_voices_b |" not in page.split("Per held-out speaker")[1]   # untraced: left out
+    assert f"sung by 1 of the {len(SPEAKERS)} recorded speakers" in page
     assert "\nWhat it shows.\n\n```bash\n" in page
     assert (f'./run.sh --target vocals --stop_stage 4 --overlay "egs/demo/conf.yml egs/demo/heldout_voices_a.yml" '
             f"--data_dir data/heldout_voices_a --exp_dir {a}\n") in page

@@ -26,8 +26,11 @@ import pandas as pd
 import yaml
 
 from ..config import DEFAULT_CONF, get, load_yaml
+from ..data.datasets import read_manifest
+from ..data.default_corpus import SONG_RECORD
+from ..data.sung_voice import SPEAKERS
 from ..data.types import BASS, DRUMS, OTHER, TARGETS, VOCALS
-from ..utils import FrugalError, cpu_name
+from ..utils import FrugalError, cpu_name, read_json
 from .results import training_length
 
 TARGET_DB = {VOCALS: 4.0, DRUMS: 5.0, BASS: 5.0}      # the goals on the unseen soundfont (and voices: vocals)
@@ -268,6 +271,43 @@ def voices(conf: dict, split: str) -> str:
     return f"{who} + additive singer" if get(conf, "default_corpus.singer") == "mixed" else who
 
 
+def song_speakers(model_dir: Path) -> dict:
+    """``{song: speaker}`` of a model's test songs: each prepared track's origin (``track.json``) is a
+    corpus song whose record (``.song.json``) names the speaker who sang it; {} where a record is
+    missing (another corpus, or the corpus moved)."""
+    out = {}
+    try:
+        for row in read_manifest(model_dir / "data" / "test.csv"):
+            if row["song"] not in out:
+                origin = Path(read_json(Path(row["track_dir"]) / "track.json")["origin"])
+                out[row["song"]] = read_json(origin.parent / SONG_RECORD)["lead_voice"]["speaker"]
+    except (FrugalError, OSError, KeyError, ValueError, TypeError):
+        return {}
+    return out
+
+
+def speaker_lines(groups: Sequence[dict]) -> List[str]:
+    """Per held-out speaker, the directions' own settings (``groups`` of :func:`seed_groups` with their
+    ``direction``): SI-SNRi of the songs that speaker sang, each seed's mean over them, and the mean
+    over seeds; a group whose runs' songs cannot be traced to their speakers is left out ([] if all are)."""
+    head = "| direction | held-out speaker | language, sex | songs | SI-SNRi per seed (dB) | seed mean (dB) |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for g in groups:
+        if g.get("name") != "demo":
+            continue
+        per_run = [(voice_row(run / VOCALS)["per_song"], song_speakers(run / VOCALS)) for run in g["dirs"]]
+        if not all(speakers for _, speakers in per_run):
+            continue
+        for speaker in dict.fromkeys(s for _, sp in per_run for s in sp.values()):
+            means = [float(ps[[song for song, who in sp.items() if who == speaker]].mean()) for ps, sp in per_run]
+            n_songs = sum(who == speaker for who in per_run[0][1].values())
+            who = SPEAKERS.get(speaker)
+            lines.append(f"| {g['direction']} | {speaker} | {f'{who.language}, {who.sex}' if who else '-'} | "
+                         f"{n_songs} | {', '.join(f'seed {s}: {m:.1f}' for s, m in zip(g['seeds'], means))} | "
+                         f"{np.mean(means):.1f} |")
+    return lines if len(lines) > 2 else []
+
+
 def voice_row(model_dir: Path, csv: Optional[Path] = None, tested: Optional[str] = None) -> dict:
     """:func:`model_row` with the singers instead of the soundfonts."""
     conf = load_yaml(model_dir / "conf.yml")
@@ -298,13 +338,14 @@ def seed_groups(run_dirs: Sequence[str]) -> List[dict]:
         conf = load_yaml(model / "conf.yml")
         group = next((g for g in groups if same_but_seed(conf, g["conf"])), None)
         if group is None:
-            group = dict(conf=conf, runs=[], seeds=[], means=[])
+            group = dict(conf=conf, runs=[], dirs=[], seeds=[], means=[])
             groups.append(group)
         seed = run_seed(model)
         if seed in group["seeds"]:
             raise FrugalError(f"{d}: seed {seed} twice for the same settings "
                               f"({group['runs'][group['seeds'].index(seed)]})")
         group["runs"].append(Path(d).name)
+        group["dirs"].append(Path(d))
         group["seeds"].append(seed)
         group["means"].append(voice_row(model)["mean"])
     for g in groups:
@@ -336,13 +377,11 @@ def settings_name(run: str, direction: str) -> str:
     return re.sub(r"_seed\d+", "", name)
 
 
-def seed_lines(directions: Sequence[str], variants: Sequence[str]) -> List[str]:
-    """Every run (the directions and the variants) grouped by settings (:func:`seed_groups`), per
-    direction the mean over seeds of the per-song-mean SI-SNRi ± the seed-to-seed standard deviation,
-    then each other setting against the direction's settings: the difference of the seed means and its
-    spread, the pooled seed-to-seed standard deviation times sqrt(1/n1 + 1/n2)."""
+def named_groups(directions: Sequence[str], variants: Sequence[str]) -> List[dict]:
+    """Every run (the directions and the variants) grouped by settings (:func:`seed_groups`), each
+    group with its ``direction`` (name), ``name`` (``demo``: the direction's own settings) and
+    ``legend`` (what its settings change)."""
     groups = seed_groups(list(directions) + list(variants))
-    sd, df = pooled_sd(groups)
     base = {}
     for g in groups:
         g["direction"] = direction_of(g["conf"], directions)
@@ -357,7 +396,19 @@ def seed_lines(directions: Sequence[str], variants: Sequence[str]) -> List[str]:
         g["name"] = "demo" if own else settings_name(g["runs"][0], g["direction"])
         changed = ", ".join(changed_settings(g["conf"], base[g["direction"]]["conf"], ignore=(SEED_KEY,)))
         legend.setdefault(g["name"], "the directions' own settings" if own else changed)
+        g["base"] = base[g["direction"]]
+        g["legend"] = legend[g["name"]]
+    return groups
+
+
+def seed_lines(groups: Sequence[dict]) -> List[str]:
+    """Per group of :func:`named_groups` and direction the mean over seeds of the per-song-mean SI-SNRi
+    ± the seed-to-seed standard deviation, then each other setting against the direction's settings:
+    the difference of the seed means and its spread, the pooled seed-to-seed standard deviation times
+    sqrt(1/n1 + 1/n2)."""
+    sd, df = pooled_sd(groups)
     goal = TARGET_DB[VOCALS]
+    legend = {g["name"]: g["legend"] for g in groups}
     lines = [f"- {name}: {changed}" for name, changed in legend.items()] + [""]
     lines += ["| settings | direction | SI-SNRi per seed (dB) | seed mean (dB) | s.d. over seeds | n | target | met |",
               "|---|---|---|---|---|---|---|---|"]
@@ -367,7 +418,7 @@ def seed_lines(directions: Sequence[str], variants: Sequence[str]) -> List[str]:
                      f"{', '.join(f'seed {s}: {m:.1f}' for s, m in zip(g['seeds'], g['means']))} | {g['mean']:.1f} | "
                      f"{format(g['sd'], '.1f') if g['n'] > 1 else '-'} | {g['n']} | "
                      f">= {goal:g} | {'yes' if gap >= 0 else f'no ({gap:+.1f} dB)'} |")
-    changes = [g for g in groups if g is not base[g["direction"]]]
+    changes = [g for g in groups if g is not g["base"]]
     if changes:
         pooled = (f"{sd:.1f} dB, {df} degree{'s' if df > 1 else ''} of freedom" if df
                   else "not measured: no settings with two seeds")
@@ -378,7 +429,7 @@ def seed_lines(directions: Sequence[str], variants: Sequence[str]) -> List[str]:
                   "| settings | direction | direction's settings: seed mean (n) | this setting: seed mean (n) "
                   "| change ± spread (dB) | beyond the spread |", "|---|---|---|---|---|---|"]
         for g in changes:
-            ref = base[g["direction"]]
+            ref = g["base"]
             spread = sd * np.sqrt(1 / g["n"] + 1 / ref["n"]) if df else float("nan")
             diff = g["mean"] - ref["mean"]
             beyond = "not measured" if not df else ("yes" if round(abs(diff), 1) > round(spread, 1) else "no")
@@ -445,12 +496,15 @@ def voices_section(directions: Sequence[str], baseline: Optional[str], variants:
     seeds (:func:`seed_lines`), the single runs paired per song (:func:`voice_variant_lines`), ``note``
     and the commands (:func:`voices_commands`)."""
     held = [voice_row(Path(d) / VOCALS) for d in directions]
+    conf = load_yaml(Path(directions[0]) / VOCALS / "conf.yml")
+    n_train, n_test = (len(get(conf, f"default_corpus.{k}") or []) for k in ("voices", "test_voices"))
     lines = [VOICES_TITLE, "",
-             "The demo vocals model trained on the built-in corpus sung by five of the ten recorded speakers "
-             "(`data/sung_voice.py`; `egs/demo/heldout_voices_{a,b}.yml`) and tested on the test songs "
-             "(other compositions) sung by the five others, never heard in training, both ways round. "
-             "SI-SNRi (dB) of the vocals as above (per-song means, then over songs). Target: >= 4 dB on "
-             "held-out speakers. First the directions' runs (one training run each):", ""]
+             f"The demo vocals model trained on the built-in corpus sung by {n_train} of the {len(SPEAKERS)} "
+             "recorded speakers (`data/sung_voice.py`; `egs/demo/heldout_voices_{a,b}.yml`) and tested on the "
+             f"test songs (other compositions) sung by the {n_test} others in turn, never heard in training, "
+             f"{'both ways round' if len(directions) == 2 else 'one way'}. SI-SNRi (dB) of the vocals as above "
+             "(per-song means, then over songs). Target: >= 4 dB on held-out speakers. First the directions' "
+             "runs (one training run each):", ""]
     lines += table_lines(held, with_target=True)
     rows = []
     for d, row in zip(directions, held):
@@ -487,7 +541,12 @@ def voices_section(directions: Sequence[str], baseline: Optional[str], variants:
                   "direction, each run's mean of per-song SI-SNRi, their mean over seeds ± the seed-to-seed "
                   "standard deviation (initialisation, excerpt order and augmentation draws; same data), n seeds:",
                   ""]
-        lines += seed_lines(directions, variants)
+        groups = named_groups(directions, variants)
+        lines += seed_lines(groups)
+        per_speaker = speaker_lines(groups)
+        if per_speaker:
+            lines += ["", "Per held-out speaker, the directions' own settings: the SI-SNRi of the songs each "
+                      "sang (per-song means, then over its songs), per seed and over seeds:", ""] + per_speaker
         lines += ["", "Each run beyond the directions against the run of the direction's settings with the same "
                   "seed (else the direction), on the same test excerpts, the change paired per test song "
                   "(mean ± s.e.): the standard error covers the songs, not the training run.", ""]
